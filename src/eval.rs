@@ -1,0 +1,106 @@
+//! Quality: perplexity over a text with a sliding window, and, against the
+//! unconverted model, the KL divergence and top-1 agreement of the next-token
+//! distributions (how much converting to G changed the model).
+
+use serde::Serialize;
+
+use crate::error::{GqaError, Result};
+use crate::session::{Backend, Logits};
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct EvalReport {
+    /// Tokens scored (each predicted from the ones before it).
+    pub tokens: usize,
+    pub nats_per_token: f64,
+    pub perplexity: f64,
+    /// Mean KL(base || model) in nats per token, when compared with a base.
+    pub kl_vs_base: Option<f64>,
+    /// Share of positions where model and base agree on the most likely token.
+    pub top1_agreement: Option<f64>,
+}
+
+/// Tokens fed per forward call, so logits for long windows never pile up.
+const CHUNK: usize = 64;
+
+/// Score `ids` with `model`: windows of `window` tokens advance by half a
+/// window; each window scores only tokens no earlier window scored, so every
+/// token after the first is predicted once, with at least half a window of
+/// context once past the start. With `base`, the same positions are also run
+/// through it for KL and top-1 agreement. `progress(done, total)` reports tokens.
+pub fn evaluate(
+    model: &mut dyn Backend,
+    mut base: Option<&mut dyn Backend>,
+    ids: &[u32],
+    window: usize,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<EvalReport> {
+    let window = window.min(model.capacity());
+    if window < 2 {
+        return Err(GqaError::Invalid("the evaluation window needs at least 2 tokens".into()));
+    }
+    if ids.len() < 2 {
+        return Err(GqaError::Invalid("the text is too short to evaluate (needs 2 tokens)".into()));
+    }
+    let total = ids.len() - 1;
+    let stride = (window / 2).max(1);
+    let (mut nll, mut kl, mut agree, mut scored) = (0.0f64, 0.0f64, 0usize, 0usize);
+    let mut start = 0;
+    loop {
+        let end = (start + window).min(ids.len());
+        // Targets at indices > scored_until are new in this window.
+        let first_target = scored + 1;
+        model.reset();
+        if let Some(b) = base.as_deref_mut() {
+            b.reset();
+        }
+        let mut at = start;
+        while at < end - 1 {
+            let chunk = &ids[at..(at + CHUNK).min(end - 1)];
+            let logits = model.forward(chunk, Logits::All)?;
+            let base_logits = match base.as_deref_mut() {
+                Some(b) => Some(b.forward(chunk, Logits::All)?),
+                None => None,
+            };
+            let vocab = logits.len() / chunk.len();
+            for i in 0..chunk.len() {
+                let target_index = at + i + 1;
+                if target_index < first_target {
+                    continue;
+                }
+                let row = &logits[i * vocab..(i + 1) * vocab];
+                let log_p = log_softmax(row);
+                nll -= log_p[ids[target_index] as usize] as f64;
+                if let Some(bl) = &base_logits {
+                    let log_q = log_softmax(&bl[i * vocab..(i + 1) * vocab]);
+                    kl += log_q.iter().zip(&log_p).map(|(&q, &p)| (q.exp() * (q - p)) as f64).sum::<f64>();
+                    agree += (argmax(&log_q) == argmax(&log_p)) as usize;
+                }
+                scored += 1;
+            }
+            at += chunk.len();
+            progress(scored, total);
+        }
+        if end == ids.len() {
+            break;
+        }
+        start += stride;
+    }
+    let n = scored as f64;
+    Ok(EvalReport {
+        tokens: scored,
+        nats_per_token: nll / n,
+        perplexity: (nll / n).exp(),
+        kl_vs_base: base.as_ref().map(|_| kl / n),
+        top1_agreement: base.as_ref().map(|_| agree as f64 / n),
+    })
+}
+
+fn log_softmax(x: &[f32]) -> Vec<f32> {
+    let max = x.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    let log_sum = x.iter().map(|v| ((v - max) as f64).exp()).sum::<f64>().ln() as f32 + max;
+    x.iter().map(|v| v - log_sum).collect()
+}
+
+fn argmax(x: &[f32]) -> usize {
+    crate::sampler::argmax(x) as usize
+}

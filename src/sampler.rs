@@ -1,0 +1,92 @@
+//! Choosing the next token from logits: greedy, temperature, top-k, top-p.
+//!
+//! The random draws come from the crate's own seeded [`Rng`], so the same seed
+//! and settings give the same tokens on every run, platform and backend.
+
+use crate::error::{GqaError, Result};
+use crate::rng::Rng;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SamplerConfig {
+    /// 0 means greedy (argmax).
+    pub temperature: f32,
+    /// Keep only the k most likely tokens; 0 means no limit.
+    pub top_k: usize,
+    /// Keep the smallest set of tokens whose probability reaches top_p; 1 means no limit.
+    pub top_p: f32,
+    pub seed: u64,
+}
+
+impl Default for SamplerConfig {
+    fn default() -> Self {
+        SamplerConfig { temperature: 0.0, top_k: 0, top_p: 1.0, seed: 0 }
+    }
+}
+
+pub struct Sampler {
+    config: SamplerConfig,
+    rng: Rng,
+}
+
+impl Sampler {
+    pub fn new(config: SamplerConfig) -> Result<Sampler> {
+        if !(config.temperature.is_finite() && config.temperature >= 0.0) {
+            return Err(GqaError::Invalid(format!("temperature must be 0 or more, got {}", config.temperature)));
+        }
+        if !(config.top_p > 0.0 && config.top_p <= 1.0) {
+            return Err(GqaError::Invalid(format!("top_p must be in (0, 1], got {}", config.top_p)));
+        }
+        let rng = Rng::new(config.seed);
+        Ok(Sampler { config, rng })
+    }
+
+    /// The next token id.
+    pub fn sample(&mut self, logits: &[f32]) -> u32 {
+        if self.config.temperature == 0.0 {
+            return argmax(logits);
+        }
+        // Probabilities at this temperature, most likely first (ties: lower id first).
+        let inv_t = 1.0 / self.config.temperature;
+        let max = logits.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        let mut probs: Vec<(u32, f32)> =
+            logits.iter().enumerate().map(|(i, &l)| (i as u32, ((l - max) * inv_t).exp())).collect();
+        probs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let total: f32 = probs.iter().map(|p| p.1).sum();
+
+        let mut keep = probs.len();
+        if self.config.top_k > 0 {
+            keep = keep.min(self.config.top_k);
+        }
+        if self.config.top_p < 1.0 {
+            let mut cumulative = 0.0;
+            for (i, p) in probs[..keep].iter().enumerate() {
+                cumulative += p.1 / total;
+                if cumulative >= self.config.top_p {
+                    keep = i + 1;
+                    break;
+                }
+            }
+        }
+        let kept = &probs[..keep];
+        let mass: f32 = kept.iter().map(|p| p.1).sum();
+        let mut r = self.rng.uniform() * mass;
+        for &(id, p) in kept {
+            r -= p;
+            if r < 0.0 {
+                return id;
+            }
+        }
+        kept[keep - 1].0
+    }
+}
+
+/// Index of the largest value (the first one on ties).
+pub fn argmax(values: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &v) in values.iter().enumerate() {
+        if v > values[best] {
+            best = i;
+        }
+    }
+    best as u32
+}

@@ -1,0 +1,264 @@
+//! The session API every front end uses (CLI, bench, the page): a base model,
+//! the G it is converted to, a backend that runs it, and generation with
+//! streaming callbacks and statistics.
+//!
+//! [`Backend`] is the seam between the session and an engine: the CPU engine
+//! implements it here; the GPU engine implements the same trait.
+
+use serde::Serialize;
+use web_time::Instant;
+
+use crate::config::kv_cache_bytes;
+use crate::convert::{convert, Method};
+use crate::cpu::CpuEngine;
+use crate::error::{GqaError, Result};
+use crate::model::Model;
+use crate::sampler::{Sampler, SamplerConfig};
+use crate::tokenizer::Tokenizer;
+
+/// Which logits a forward pass returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Logits {
+    /// Only the last token's: (vocab).
+    Last,
+    /// Every new token's: (T x vocab), for evaluation.
+    All,
+}
+
+/// An engine that runs one model with a KV cache.
+pub trait Backend {
+    fn name(&self) -> String;
+    fn model(&self) -> &Model;
+    /// Replace the model (e.g. another G); the KV cache is reallocated and cleared.
+    fn set_model(&mut self, model: Model) -> Result<()>;
+    /// Run new tokens at the current position, appending to the KV cache.
+    fn forward(&mut self, tokens: &[u32], which: Logits) -> Result<Vec<f32>>;
+    /// Positions in the KV cache.
+    fn pos(&self) -> usize;
+    /// Positions the KV cache can hold.
+    fn capacity(&self) -> usize;
+    fn reset(&mut self);
+    /// Fill the first `len` positions with random keys/values (benchmarks).
+    fn fill_synthetic(&mut self, len: usize, seed: u64) -> Result<()>;
+    /// Bytes the KV cache has allocated.
+    fn kv_bytes_allocated(&self) -> usize;
+}
+
+impl Backend for CpuEngine {
+    fn name(&self) -> String {
+        format!("cpu ({})", crate::kernels::simd_name())
+    }
+    fn model(&self) -> &Model {
+        CpuEngine::model(self)
+    }
+    fn set_model(&mut self, model: Model) -> Result<()> {
+        CpuEngine::set_model(self, model)
+    }
+    fn forward(&mut self, tokens: &[u32], which: Logits) -> Result<Vec<f32>> {
+        CpuEngine::forward(self, tokens, which)
+    }
+    fn pos(&self) -> usize {
+        CpuEngine::pos(self)
+    }
+    fn capacity(&self) -> usize {
+        self.cache().capacity()
+    }
+    fn reset(&mut self) {
+        CpuEngine::reset(self)
+    }
+    fn fill_synthetic(&mut self, len: usize, seed: u64) -> Result<()> {
+        CpuEngine::fill_synthetic(self, len, seed)
+    }
+    fn kv_bytes_allocated(&self) -> usize {
+        self.cache().bytes()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct GenerateParams {
+    /// Tokens to generate at most.
+    pub max_tokens: usize,
+    pub sampler: SamplerConfig,
+}
+
+/// What the last generation did and cost; plain data for the CLI's `--json` and the page.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Stats {
+    pub backend: String,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub prompt_tokens: usize,
+    pub generated_tokens: usize,
+    pub prefill_ms: f64,
+    pub prefill_tok_s: f64,
+    pub decode_tok_s: f64,
+    pub context_used: usize,
+    pub context_max: usize,
+    /// KV cache bytes at the context used, for this G and for MHA (G = H), f32.
+    pub kv_bytes: usize,
+    pub kv_bytes_mha: usize,
+    pub kv_bytes_allocated: usize,
+    pub weight_bytes: usize,
+    /// "length", "eos", "context" or "stopped".
+    pub stop_reason: String,
+}
+
+pub struct Session {
+    /// The model as loaded: every conversion starts from it.
+    base: Model,
+    backend: Box<dyn Backend>,
+    tokenizer: Option<Tokenizer>,
+    stats: Stats,
+}
+
+impl Session {
+    pub fn new(base: Model, tokenizer: Option<Tokenizer>, backend: Box<dyn Backend>) -> Result<Session> {
+        if let Some(tok) = &tokenizer {
+            if tok.vocab_size() > base.config.vocab_size {
+                return Err(GqaError::VocabMismatch { model: base.config.vocab_size, tokenizer: tok.vocab_size() });
+            }
+        }
+        Ok(Session { base, backend, tokenizer, stats: Stats::default() })
+    }
+
+    /// A session on the CPU engine with a KV cache of `capacity` positions
+    /// (at most the model's context; `None` means the whole context).
+    pub fn cpu(base: Model, tokenizer: Option<Tokenizer>, capacity: Option<usize>) -> Result<Session> {
+        let capacity = capacity.unwrap_or(base.config.max_position_embeddings);
+        let engine = CpuEngine::new(base.clone(), capacity)?;
+        Session::new(base, tokenizer, Box::new(engine))
+    }
+
+    pub fn base(&self) -> &Model {
+        &self.base
+    }
+
+    pub fn model(&self) -> &Model {
+        self.backend.model()
+    }
+
+    pub fn backend(&mut self) -> &mut dyn Backend {
+        self.backend.as_mut()
+    }
+
+    pub fn tokenizer(&self) -> Option<&Tokenizer> {
+        self.tokenizer.as_ref()
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Convert the base model to `groups` key/value heads (Algorithm 4) and run that.
+    pub fn set_groups(&mut self, groups: usize, method: Method, seed: u64) -> Result<()> {
+        let model = convert(&self.base, groups, method, seed)?;
+        self.backend.set_model(model)
+    }
+
+    /// Generate from prompt token ids (BOS included by the caller). `on_token`
+    /// sees each new id and returns false to stop. Returns the generated ids.
+    pub fn generate_ids(
+        &mut self,
+        prompt: &[u32],
+        params: &GenerateParams,
+        on_token: &mut dyn FnMut(u32) -> bool,
+    ) -> Result<Vec<u32>> {
+        let capacity = self.backend.capacity();
+        if prompt.is_empty() {
+            return Err(GqaError::Invalid("the prompt needs at least one token (BOS)".into()));
+        }
+        if prompt.len() > capacity {
+            return Err(GqaError::PromptTooLong { prompt: prompt.len(), context: capacity });
+        }
+        let mut sampler = Sampler::new(params.sampler.clone())?;
+        let config = self.backend.model().config.clone();
+        let stop_ids: Vec<u32> = std::iter::once(config.bos_token_id).chain(config.eos_ids()).collect();
+
+        self.backend.reset();
+        let start = Instant::now();
+        let mut logits = self.backend.forward(prompt, Logits::Last)?;
+        let prefill_s = start.elapsed().as_secs_f64();
+
+        let decode_start = Instant::now();
+        let mut generated = Vec::new();
+        let mut stop_reason = "length";
+        while generated.len() < params.max_tokens {
+            let next = sampler.sample(&logits);
+            if stop_ids.contains(&next) {
+                stop_reason = "eos";
+                break;
+            }
+            generated.push(next);
+            if !on_token(next) {
+                stop_reason = "stopped";
+                break;
+            }
+            if generated.len() == params.max_tokens {
+                break;
+            }
+            if self.backend.pos() >= capacity {
+                stop_reason = "context";
+                break;
+            }
+            logits = self.backend.forward(&[next], Logits::Last)?;
+        }
+        let decode_s = decode_start.elapsed().as_secs_f64();
+        // Decode speed counts the forward passes after the prefill.
+        let decode_steps = self.backend.pos() - prompt.len();
+
+        let used = self.backend.pos();
+        self.stats = Stats {
+            backend: self.backend.name(),
+            n_heads: config.n_heads(),
+            n_kv_heads: config.n_kv_heads(),
+            prompt_tokens: prompt.len(),
+            generated_tokens: generated.len(),
+            prefill_ms: prefill_s * 1e3,
+            prefill_tok_s: prompt.len() as f64 / prefill_s.max(1e-9),
+            decode_tok_s: if decode_steps > 0 { decode_steps as f64 / decode_s.max(1e-9) } else { 0.0 },
+            context_used: used,
+            context_max: capacity,
+            kv_bytes: kv_cache_bytes(&config, config.n_kv_heads(), used, 4),
+            kv_bytes_mha: kv_cache_bytes(&config, config.n_heads(), used, 4),
+            kv_bytes_allocated: self.backend.kv_bytes_allocated(),
+            weight_bytes: self.backend.model().weight_bytes(),
+            stop_reason: stop_reason.into(),
+        };
+        Ok(generated)
+    }
+
+    /// Generate text: BOS + the encoded prompt, then up to `max_tokens` tokens.
+    /// `on_text` receives the text as it streams and returns false to stop.
+    pub fn generate(
+        &mut self,
+        prompt: &str,
+        params: &GenerateParams,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<String> {
+        let tokenizer = self.tokenizer.clone().ok_or_else(|| GqaError::Invalid("this session has no tokenizer".into()))?;
+        let mut ids = vec![self.base.config.bos_token_id];
+        ids.extend(tokenizer.encode(prompt)?);
+        let mut stream = tokenizer.stream();
+        let mut text = String::new();
+        let mut stream_error = None;
+        self.generate_ids(&ids, params, &mut |id| match stream.push(id) {
+            Ok(piece) => {
+                text.push_str(&piece);
+                piece.is_empty() || on_text(&piece)
+            }
+            Err(e) => {
+                stream_error = Some(e);
+                false
+            }
+        })?;
+        if let Some(e) = stream_error {
+            return Err(e);
+        }
+        let rest = stream.finish()?;
+        if !rest.is_empty() {
+            on_text(&rest);
+            text.push_str(&rest);
+        }
+        Ok(text)
+    }
+}

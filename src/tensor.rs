@@ -1,0 +1,94 @@
+//! Weight matrices as the engine keeps them in memory: row-major (out x in), f32 or f16.
+
+use half::f16;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DType {
+    F32,
+    F16,
+}
+
+impl DType {
+    pub fn size(self) -> usize {
+        match self {
+            DType::F32 => 4,
+            DType::F16 => 2,
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DType> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" | "float32" => Some(DType::F32),
+            "f16" | "float16" => Some(DType::F16),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Data {
+    F32(Vec<f32>),
+    F16(Vec<f16>),
+}
+
+/// A weight matrix of `rows` outputs by `cols` inputs (PyTorch `nn.Linear` layout).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Matrix {
+    pub rows: usize,
+    pub cols: usize,
+    pub data: Data,
+}
+
+impl Matrix {
+    pub fn from_f32(rows: usize, cols: usize, data: Vec<f32>) -> Matrix {
+        assert_eq!(data.len(), rows * cols, "matrix data length");
+        Matrix { rows, cols, data: Data::F32(data) }
+    }
+
+    pub fn dtype(&self) -> DType {
+        match self.data {
+            Data::F32(_) => DType::F32,
+            Data::F16(_) => DType::F16,
+        }
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.rows * self.cols * self.dtype().size()
+    }
+
+    /// Copy row `r` into `out` as f32.
+    pub fn row_into(&self, r: usize, out: &mut [f32]) {
+        let range = r * self.cols..(r + 1) * self.cols;
+        match &self.data {
+            Data::F32(d) => out.copy_from_slice(&d[range]),
+            Data::F16(d) => {
+                for (o, v) in out.iter_mut().zip(&d[range]) {
+                    *o = v.to_f32();
+                }
+            }
+        }
+    }
+
+    /// All values as f32 (a copy).
+    pub fn to_f32_vec(&self) -> Vec<f32> {
+        match &self.data {
+            Data::F32(d) => d.clone(),
+            Data::F16(d) => d.iter().map(|v| v.to_f32()).collect(),
+        }
+    }
+
+    /// The same values stored as `dtype` (f16 rounds to nearest).
+    pub fn to_dtype(&self, dtype: DType) -> Matrix {
+        let data = match (dtype, &self.data) {
+            (DType::F32, Data::F32(_)) | (DType::F16, Data::F16(_)) => self.data.clone(),
+            (DType::F32, Data::F16(_)) => Data::F32(self.to_f32_vec()),
+            (DType::F16, Data::F32(d)) => Data::F16(d.iter().map(|&v| f16::from_f32(v)).collect()),
+        };
+        Matrix { rows: self.rows, cols: self.cols, data }
+    }
+
+    /// A matrix of the same dtype built from f32 values.
+    pub fn like(&self, rows: usize, cols: usize, values: Vec<f32>) -> Matrix {
+        Matrix::from_f32(rows, cols, values).to_dtype(self.dtype())
+    }
+}

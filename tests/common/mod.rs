@@ -1,0 +1,149 @@
+//! Shared test helpers: a deliberately naive reference forward pass (no KV
+//! cache, key/value heads expanded to H with repeat_kv, plain softmax, f64
+//! accumulation), written independently of the engine's kernels.
+#![allow(dead_code)]
+
+use gqa::model::Model;
+use gqa::Config;
+
+pub fn shared(rel: &str) -> Option<std::path::PathBuf> {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("shared").join(rel);
+    if p.exists() {
+        Some(p)
+    } else {
+        println!("SKIPPED: ../shared/{rel} is absent (this test needs the shared fixtures)");
+        None
+    }
+}
+
+pub fn small_config(n_kv_heads: usize) -> Config {
+    let mut c = Config::new(64, 96, 2, 8, n_kv_heads, 97, 600);
+    c.tie_word_embeddings = false;
+    c
+}
+
+fn matvec(w: &gqa::tensor::Matrix, x: &[f64]) -> Vec<f64> {
+    let v = w.to_f32_vec();
+    (0..w.rows).map(|r| (0..w.cols).map(|c| v[r * w.cols + c] as f64 * x[c]).sum()).collect()
+}
+
+fn rms_norm(x: &[f64], w: &[f32], eps: f32) -> Vec<f64> {
+    let ms = x.iter().map(|v| v * v).sum::<f64>() / x.len() as f64;
+    let inv = 1.0 / (ms + eps as f64).sqrt();
+    x.iter().zip(w).map(|(v, w)| v * inv * *w as f64).collect()
+}
+
+/// rotate_half RoPE on one head vector.
+fn rope(x: &mut [f64], pos: usize, theta: f32) {
+    let hd = x.len();
+    let half = hd / 2;
+    let orig = x.to_vec();
+    for i in 0..half {
+        let freq = 1.0 / (theta as f64).powf(2.0 * i as f64 / hd as f64);
+        let (c, s) = ((pos as f64 * freq).cos(), (pos as f64 * freq).sin());
+        x[i] = orig[i] * c - orig[i + half] * s;
+        x[i + half] = orig[i + half] * c + orig[i] * s;
+    }
+}
+
+/// Logits (T x vocab) for every position of `tokens`, recomputing everything.
+pub fn reference_logits(model: &Model, tokens: &[u32]) -> Vec<Vec<f32>> {
+    let c = &model.config;
+    let (dim, hd, h, g) = (c.hidden_size, c.head_dim(), c.n_heads(), c.n_kv_heads());
+    let rep = h / g;
+    let mut xs: Vec<Vec<f64>> = tokens
+        .iter()
+        .map(|&t| {
+            let e = model.embed.to_f32_vec();
+            e[t as usize * dim..(t as usize + 1) * dim].iter().map(|&v| v as f64).collect()
+        })
+        .collect();
+    for b in &model.blocks {
+        let normed: Vec<Vec<f64>> = xs.iter().map(|x| rms_norm(x, &b.input_norm, c.rms_norm_eps)).collect();
+        let mut qs = Vec::new();
+        let mut ks = Vec::new();
+        let mut vs = Vec::new();
+        for (pos, x) in normed.iter().enumerate() {
+            let mut q = matvec(&b.attn.wq, x);
+            let mut k = matvec(&b.attn.wk, x);
+            for head in q.chunks_mut(hd) {
+                rope(head, pos, c.rope_theta);
+            }
+            for head in k.chunks_mut(hd) {
+                rope(head, pos, c.rope_theta);
+            }
+            // repeat_kv: query head i uses key/value head i / rep.
+            let expand = |v: &[f64]| -> Vec<f64> { (0..h).flat_map(|i| v[(i / rep) * hd..(i / rep + 1) * hd].to_vec()).collect() };
+            qs.push(q);
+            ks.push(expand(&k));
+            vs.push(expand(&matvec(&b.attn.wv, x)));
+        }
+        for t in 0..xs.len() {
+            let mut att = vec![0.0f64; h * hd];
+            for head in 0..h {
+                let r = head * hd..(head + 1) * hd;
+                let scores: Vec<f64> = (0..=t)
+                    .map(|s| qs[t][r.clone()].iter().zip(&ks[s][r.clone()]).map(|(a, b)| a * b).sum::<f64>() / (hd as f64).sqrt())
+                    .collect();
+                let m = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let z: f64 = scores.iter().map(|s| (s - m).exp()).sum();
+                for s in 0..=t {
+                    let p = (scores[s] - m).exp() / z;
+                    for i in 0..hd {
+                        att[head * hd + i] += p * vs[s][head * hd + i];
+                    }
+                }
+            }
+            let o = matvec(&b.attn.wo, &att);
+            for (x, o) in xs[t].iter_mut().zip(o) {
+                *x += o;
+            }
+        }
+        for x in xs.iter_mut() {
+            let n = rms_norm(x, &b.post_attention_norm, c.rms_norm_eps);
+            let gate = matvec(&b.mlp.gate, &n);
+            let up = matvec(&b.mlp.up, &n);
+            let hidden: Vec<f64> = gate.iter().zip(&up).map(|(g, u)| g / (1.0 + (-g).exp()) * u).collect();
+            for (x, d) in x.iter_mut().zip(matvec(&b.mlp.down, &hidden)) {
+                *x += d;
+            }
+        }
+    }
+    xs.iter()
+        .map(|x| matvec(model.classifier(), &rms_norm(x, &model.norm, c.rms_norm_eps)).iter().map(|&v| v as f32).collect())
+        .collect()
+}
+
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+/// A random model with weights large enough that attention is far from
+/// uniform and logits spread out (Model::random's std 0.02 is too gentle to
+/// catch mistakes), and norm weights that are not all 1.
+pub fn test_model(config: &Config, seed: u64) -> Model {
+    let mut m = Model::random(config, seed, gqa::tensor::DType::F32).unwrap();
+    let mut rng = gqa::rng::Rng::new(seed ^ 0xABCD);
+    let mut scale = |w: &mut gqa::tensor::Matrix, s: f32| {
+        if let gqa::tensor::Data::F32(d) = &mut w.data {
+            d.iter_mut().for_each(|v| *v *= s);
+        }
+    };
+    scale(&mut m.embed, 50.0);
+    for b in &mut m.blocks {
+        for w in [&mut b.attn.wq, &mut b.attn.wk] {
+            scale(w, 12.0);
+        }
+        for w in [&mut b.attn.wv, &mut b.attn.wo, &mut b.mlp.gate, &mut b.mlp.up, &mut b.mlp.down] {
+            scale(w, 6.0);
+        }
+        for n in b.input_norm.iter_mut().chain(b.post_attention_norm.iter_mut()) {
+            *n = 0.5 + rng.uniform();
+        }
+    }
+    if let Some(h) = &mut m.lm_head {
+        scale(h, 10.0);
+    }
+    m
+}

@@ -1,0 +1,139 @@
+//! Algorithm 4 (mean / first / random pooling of key/value heads).
+
+mod common;
+
+use common::{max_abs_diff, small_config, test_model};
+use gqa::convert::{convert, Method};
+use gqa::cpu::CpuEngine;
+use gqa::model::Model;
+use gqa::session::Logits;
+use gqa::tensor::{DType, Matrix};
+
+fn logits(model: Model, toks: &[u32]) -> Vec<f32> {
+    CpuEngine::new(model, 32).unwrap().forward(toks, Logits::All).unwrap()
+}
+
+const TOKS: [u32; 10] = [1, 5, 9, 33, 2, 70, 71, 8, 8, 40];
+
+#[test]
+fn same_g_is_the_identity() {
+    for method in [Method::Mean, Method::First, Method::Random] {
+        let model = test_model(&small_config(4), 2);
+        let same = convert(&model, 4, method, 1).unwrap();
+        assert_eq!(same, model);
+        assert_eq!(logits(same, &TOKS), logits(model, &TOKS)); // bit-identical
+    }
+}
+
+/// Set every key/value head within a group of `groups` to the same values.
+fn with_identical_heads_per_group(model: &Model, groups: usize) -> Model {
+    let mut m = model.clone();
+    let n_kv = m.config.n_kv_heads();
+    let r = n_kv / groups;
+    for b in &mut m.blocks {
+        for w in [&mut b.attn.wk, &mut b.attn.wv] {
+            let head_len = w.rows / n_kv * w.cols;
+            let mut v = w.to_f32_vec();
+            for head in 0..n_kv {
+                let src = (head / r) * r; // the group's first head
+                let copy = v[src * head_len..(src + 1) * head_len].to_vec();
+                v[head * head_len..(head + 1) * head_len].copy_from_slice(&copy);
+            }
+            *w = Matrix::from_f32(w.rows, w.cols, v);
+        }
+    }
+    m
+}
+
+/// When the heads of each group are already equal, mean-pooling loses nothing:
+/// the G model gives the same logits as the MHA model.
+#[test]
+fn mean_of_identical_heads_reproduces_logits() {
+    for g in [4, 2, 1] {
+        let mha = with_identical_heads_per_group(&test_model(&small_config(8), 7), g);
+        let gqa_model = convert(&mha, g, Method::Mean, 0).unwrap();
+        let d = max_abs_diff(&logits(gqa_model, &TOKS), &logits(mha.clone(), &TOKS));
+        assert!(d < 1e-4, "G={g}: {d}");
+        // ... while on a model with distinct heads, pooling does change the logits.
+        let plain = test_model(&small_config(8), 7);
+        let d = max_abs_diff(&logits(convert(&plain, g, Method::Mean, 0).unwrap(), &TOKS), &logits(plain, &TOKS));
+        assert!(d > 1e-2, "G={g}: pooling distinct heads changed nothing ({d})");
+    }
+}
+
+#[test]
+fn config_and_shapes_follow_g() {
+    let model = test_model(&small_config(8), 3);
+    let hd = model.config.head_dim();
+    for g in [8, 4, 2, 1] {
+        for method in [Method::Mean, Method::First, Method::Random] {
+            let m = convert(&model, g, method, 5).unwrap();
+            assert_eq!(m.config.n_kv_heads(), g);
+            assert_eq!(m.config.n_heads(), 8);
+            for b in &m.blocks {
+                assert_eq!((b.attn.wk.rows, b.attn.wk.cols), (g * hd, 64));
+                assert_eq!((b.attn.wv.rows, b.attn.wv.cols), (g * hd, 64));
+            }
+            // Queries, outputs and MLPs are untouched.
+            for (b, o) in m.blocks.iter().zip(&model.blocks) {
+                assert_eq!(b.attn.wq, o.attn.wq);
+                assert_eq!(b.attn.wo, o.attn.wo);
+                assert_eq!(b.mlp, o.mlp);
+            }
+        }
+    }
+}
+
+#[test]
+fn mean_and_first_pick_the_right_rows() {
+    let model = test_model(&small_config(8), 4);
+    let hd = model.config.head_dim();
+    let head_len = hd * 64;
+    let old = model.blocks[1].attn.wk.to_f32_vec();
+    let mean = convert(&model, 2, Method::Mean, 0).unwrap().blocks[1].attn.wk.to_f32_vec();
+    let first = convert(&model, 2, Method::First, 0).unwrap().blocks[1].attn.wk.to_f32_vec();
+    for j in 0..2 {
+        for i in 0..head_len {
+            let group: Vec<f32> = (0..4).map(|h| old[(j * 4 + h) * head_len + i]).collect();
+            let expected = group.iter().sum::<f32>() / 4.0;
+            assert!((mean[j * head_len + i] - expected).abs() < 1e-6);
+            assert_eq!(first[j * head_len + i], group[0]);
+        }
+    }
+}
+
+#[test]
+fn random_is_seeded_and_fresh() {
+    let model = test_model(&small_config(8), 4);
+    let a = convert(&model, 2, Method::Random, 11).unwrap();
+    let b = convert(&model, 2, Method::Random, 11).unwrap();
+    let c = convert(&model, 2, Method::Random, 12).unwrap();
+    assert_eq!(a, b);
+    assert_ne!(a.blocks[0].attn.wk, c.blocks[0].attn.wk);
+    let v = a.blocks[0].attn.wk.to_f32_vec();
+    let std = (v.iter().map(|x| x * x).sum::<f32>() / v.len() as f32).sqrt();
+    assert!((std - 0.02).abs() < 0.002, "random init std {std}");
+}
+
+#[test]
+fn g_that_does_not_divide_is_a_clear_error() {
+    let model = test_model(&small_config(8), 1);
+    for g in [0, 3, 5, 16] {
+        let err = convert(&model, g, Method::Mean, 0).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, gqa::GqaError::BadGroups { .. }), "{msg}");
+        assert!(msg.contains("must divide") && msg.contains("[1, 2, 4, 8]"), "{msg}");
+    }
+    // From GQA-4, G can only shrink to a divisor of 4.
+    let g4 = convert(&model, 4, Method::Mean, 0).unwrap();
+    assert!(convert(&g4, 8, Method::Mean, 0).is_err());
+    assert_eq!(convert(&g4, 2, Method::Mean, 0).unwrap().config.n_kv_heads(), 2);
+    assert!("median".parse::<Method>().unwrap_err().to_string().contains("mean, first or random"));
+}
+
+#[test]
+fn f16_models_stay_f16() {
+    let model = test_model(&small_config(8), 1).to_dtype(DType::F16);
+    let m = convert(&model, 2, Method::Mean, 0).unwrap();
+    assert_eq!(m.blocks[0].attn.wk.dtype(), DType::F16);
+}

@@ -1,0 +1,71 @@
+//! Sampling: greedy is argmax, seeds reproduce, top-k / top-p cut where they
+//! should, and draws follow the softmax distribution.
+
+use gqa::sampler::{argmax, Sampler, SamplerConfig};
+
+fn cfg(temperature: f32, top_k: usize, top_p: f32, seed: u64) -> SamplerConfig {
+    SamplerConfig { temperature, top_k, top_p, seed }
+}
+
+const LOGITS: [f32; 6] = [1.0, 3.0, 0.5, 2.5, -1.0, 3.0];
+
+#[test]
+fn greedy_is_first_argmax() {
+    let mut s = Sampler::new(cfg(0.0, 0, 1.0, 0)).unwrap();
+    assert_eq!(s.sample(&LOGITS), 1);
+    assert_eq!(argmax(&[0.0, -1.0]), 0);
+}
+
+#[test]
+fn same_seed_same_tokens() {
+    let draw = |seed| {
+        let mut s = Sampler::new(cfg(1.0, 0, 0.9, seed)).unwrap();
+        (0..50).map(|_| s.sample(&LOGITS)).collect::<Vec<_>>()
+    };
+    assert_eq!(draw(3), draw(3));
+    assert_ne!(draw(3), draw(4));
+}
+
+#[test]
+fn top_k_and_top_p_restrict_the_candidates() {
+    let mut k1 = Sampler::new(cfg(1.0, 1, 1.0, 9)).unwrap();
+    let mut k2 = Sampler::new(cfg(5.0, 2, 1.0, 9)).unwrap();
+    let mut p_small = Sampler::new(cfg(1.0, 0, 0.01, 9)).unwrap();
+    for _ in 0..200 {
+        assert_eq!(k1.sample(&LOGITS), 1);
+        assert!([1, 5].contains(&k2.sample(&LOGITS)));
+        assert_eq!(p_small.sample(&LOGITS), 1);
+    }
+}
+
+/// Empirical frequencies match softmax(logits / T) within sampling error.
+#[test]
+fn draws_follow_softmax() {
+    let t = 0.7f32;
+    let z: f32 = LOGITS.iter().map(|l| (l / t).exp()).sum();
+    let expected: Vec<f64> = LOGITS.iter().map(|l| ((l / t).exp() / z) as f64).collect();
+    let n = 40_000;
+    let mut counts = [0usize; 6];
+    let mut s = Sampler::new(cfg(t, 0, 1.0, 1)).unwrap();
+    for _ in 0..n {
+        counts[s.sample(&LOGITS) as usize] += 1;
+    }
+    for i in 0..6 {
+        let p = counts[i] as f64 / n as f64;
+        let sigma = (expected[i] * (1.0 - expected[i]) / n as f64).sqrt();
+        assert!((p - expected[i]).abs() < 5.0 * sigma + 1e-4, "token {i}: {p} vs {}", expected[i]);
+    }
+}
+
+#[test]
+fn bad_settings_are_errors() {
+    for (c, word) in [
+        (cfg(-1.0, 0, 1.0, 0), "temperature"),
+        (cfg(f32::NAN, 0, 1.0, 0), "temperature"),
+        (cfg(1.0, 0, 0.0, 0), "top_p"),
+        (cfg(1.0, 0, 1.5, 0), "top_p"),
+    ] {
+        let err = Sampler::new(c).err().unwrap().to_string();
+        assert!(err.contains(word), "{err}");
+    }
+}

@@ -1,0 +1,384 @@
+//! Tests for src/tokenizer.rs. The main check: our `tokenizers`-based conversion of
+//! llama2.c's tokenizer.bin encodes and decodes exactly like a direct port of run.c.
+
+use std::collections::HashMap;
+
+use gqa::tokenizer::Tokenizer;
+
+const VOCAB_SIZE: usize = 512;
+const BOS: u32 = 1;
+
+/// tok512.bin and val.txt from ../shared, or None (after saying so) when absent.
+fn fixtures() -> Option<(Vec<u8>, String)> {
+    let shared = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared");
+    let tok = format!("{shared}/fixtures/llama2c/tok512.bin");
+    let val = format!("{shared}/data/tinystories/val.txt");
+    match (std::fs::read(&tok), std::fs::read_to_string(&val)) {
+        (Ok(tok), Ok(val)) => Some((tok, val)),
+        _ => {
+            println!("SKIPPED: ../shared/fixtures/llama2c or ../shared/data/tinystories absent");
+            None
+        }
+    }
+}
+
+/// Hand-picked texts: edge cases, non-ASCII, and special-token look-alikes
+/// (which must be encoded as plain text).
+const TEXTS: &[&str] = &[
+    "",
+    " ",
+    "  ",
+    "   x",
+    "Once upon a time",
+    "Once upon a time, there was a little girl named Lily.\nShe loved to play outside.",
+    "line one\n\nline three\n",
+    "\t tabs\tand  double  spaces ",
+    "café, naïve, résumé",
+    "emoji: 🙂🚀 done",
+    "中文字符 and 日本語",
+    "<s> </s> <unk> <0x41> <0xZZ>",
+    "aaaaaaaaaa!!!!!!....",
+];
+
+/// Test texts: TEXTS, the first 300 lines of val.txt, and a few longer chunks of it.
+fn corpus(val: &str) -> Vec<String> {
+    let mut texts: Vec<String> = TEXTS.iter().map(|s| s.to_string()).collect();
+    texts.extend(val.lines().take(300).map(str::to_string));
+    let chars: Vec<char> = val.chars().collect();
+    for start in [0, 1000, 5000, 20000] {
+        let end = (start + 700).min(chars.len());
+        texts.push(chars[start.min(end)..end].iter().collect());
+    }
+    texts
+}
+
+/// A direct port of llama2.c's run.c tokenizer (encode and decode), on raw bytes.
+struct RunC {
+    vocab: Vec<Vec<u8>>,
+    scores: Vec<f32>,
+    lookup: HashMap<Vec<u8>, u32>,
+}
+
+impl RunC {
+    fn load(bytes: &[u8], vocab_size: usize) -> RunC {
+        let word = |at: usize| <[u8; 4]>::try_from(&bytes[at..at + 4]).unwrap();
+        let mut at = 4; // skip max_token_length
+        let (mut vocab, mut scores) = (Vec::new(), Vec::new());
+        for _ in 0..vocab_size {
+            scores.push(f32::from_le_bytes(word(at)));
+            let len = i32::from_le_bytes(word(at + 4)) as usize;
+            vocab.push(bytes[at + 8..at + 8 + len].to_vec());
+            at += 8 + len;
+        }
+        let mut lookup = HashMap::new();
+        for (id, piece) in vocab.iter().enumerate() {
+            lookup.entry(piece.clone()).or_insert(id as u32);
+        }
+        RunC { vocab, scores, lookup }
+    }
+
+    /// run.c encode(text, bos=0, eos=0).
+    fn encode(&self, text: &str) -> Vec<u32> {
+        let text = text.as_bytes();
+        let mut tokens = Vec::new();
+        if !text.is_empty() {
+            tokens.push(self.lookup[&b" "[..]]); // dummy prefix
+        }
+        // One UTF-8 character at a time: a leading byte plus its continuation bytes.
+        let mut i = 0;
+        while i < text.len() {
+            let mut end = i + 1;
+            while end < text.len() && text[end] & 0xC0 == 0x80 && end - i < 4 {
+                end += 1;
+            }
+            match self.lookup.get(&text[i..end]) {
+                Some(&id) => tokens.push(id),
+                None => tokens.extend(text[i..end].iter().map(|&b| b as u32 + 3)),
+            }
+            i = end;
+        }
+        // Merge the best-scoring adjacent pair until no pair is in the vocabulary.
+        loop {
+            let mut best: Option<(f32, u32, usize)> = None;
+            for i in 0..tokens.len().saturating_sub(1) {
+                let mut pair = self.vocab[tokens[i] as usize].clone();
+                pair.extend_from_slice(&self.vocab[tokens[i + 1] as usize]);
+                if let Some(&id) = self.lookup.get(&pair) {
+                    let score = self.scores[id as usize];
+                    if score > best.map_or(-1e10, |(s, _, _)| s) {
+                        best = Some((score, id, i));
+                    }
+                }
+            }
+            let Some((_, id, i)) = best else { break };
+            tokens[i] = id;
+            tokens.remove(i + 1);
+        }
+        tokens
+    }
+
+    /// run.c decode(prev_token, token): the bytes printed for `token`.
+    fn decode(&self, prev: u32, token: u32) -> Vec<u8> {
+        let mut piece = &self.vocab[token as usize][..];
+        if prev == BOS && piece.first() == Some(&b' ') {
+            piece = &piece[1..];
+        }
+        // sscanf(piece, "<0x%02hhX>", &byte)
+        if piece.len() == 6 && piece.starts_with(b"<0x") {
+            if let Ok(byte) = u8::from_str_radix(std::str::from_utf8(&piece[3..5]).unwrap(), 16) {
+                return vec![byte];
+            }
+        }
+        piece.to_vec()
+    }
+
+    /// run.c's generation output for [BOS] + ids.
+    fn decode_all(&self, ids: &[u32]) -> String {
+        let mut bytes = Vec::new();
+        let mut prev = BOS;
+        for &id in ids {
+            bytes.extend(self.decode(prev, id));
+            prev = id;
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+fn load() -> Option<(Tokenizer, RunC, String)> {
+    let (bin, val) = fixtures()?;
+    let tok = Tokenizer::from_llama2c(&bin, VOCAB_SIZE).expect("tok512.bin should load");
+    Some((tok, RunC::load(&bin, VOCAB_SIZE), val))
+}
+
+#[test]
+fn basic_properties() {
+    let Some((tok, _, _)) = load() else { return };
+    assert_eq!(tok.vocab_size(), VOCAB_SIZE);
+    assert_eq!(tok.token_to_piece(0).as_deref(), Some("<unk>"));
+    assert_eq!(tok.token_to_piece(1).as_deref(), Some("<s>"));
+    assert_eq!(tok.token_to_piece(2).as_deref(), Some("</s>"));
+    assert_eq!(tok.token_to_piece(13).as_deref(), Some("<0x0A>"));
+    assert_eq!(tok.token_to_piece(261).as_deref(), Some(" a"));
+    assert_eq!(tok.token_to_piece(VOCAB_SIZE as u32), None);
+    assert!(tok.encode("").unwrap().is_empty());
+    assert!(tok.decode(&[VOCAB_SIZE as u32]).is_err());
+}
+
+#[test]
+fn encode_matches_run_c() {
+    let Some((tok, runc, val)) = load() else { return };
+    for text in corpus(&val) {
+        assert_eq!(tok.encode(&text).unwrap(), runc.encode(&text), "text: {text:?}");
+    }
+}
+
+/// Pseudo-random strings glued from vocabulary pieces and odd characters, to reach
+/// merge orders that plain English text may not.
+#[test]
+fn encode_matches_run_c_on_random_strings() {
+    let Some((tok, runc, _)) = load() else { return };
+    let extra = ["é", "中", "🙂", "\n", "<s>", "  ", "aa", "a"];
+    let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = |n: usize| {
+        // xorshift64
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    for _ in 0..2000 {
+        let mut text = String::new();
+        for _ in 0..next(12) {
+            if next(4) == 0 {
+                text.push_str(extra[next(extra.len())]);
+            } else {
+                // a normal piece (ids 259.. ; below are specials and byte pieces)
+                let id = 259 + next(VOCAB_SIZE - 259);
+                text.push_str(std::str::from_utf8(&runc.vocab[id]).unwrap());
+            }
+        }
+        assert_eq!(tok.encode(&text).unwrap(), runc.encode(&text), "text: {text:?}");
+    }
+}
+
+#[test]
+fn decode_round_trips_ascii_text() {
+    let Some((tok, _, val)) = load() else { return };
+    for line in val.lines().take(300).filter(|line| line.is_ascii()) {
+        assert_eq!(tok.decode(&tok.encode(line).unwrap()).unwrap(), line);
+    }
+}
+
+#[test]
+fn decode_matches_run_c() {
+    let Some((tok, runc, val)) = load() else { return };
+    for text in corpus(&val) {
+        let ids = tok.encode(&text).unwrap();
+        assert_eq!(tok.decode(&ids).unwrap(), runc.decode_all(&ids), "text: {text:?}");
+    }
+}
+
+#[test]
+fn json_round_trip_encodes_identically() {
+    let Some((tok, _, val)) = load() else { return };
+    let json = tok.to_json().unwrap();
+    let back = Tokenizer::from_json(json.as_bytes()).unwrap();
+    assert_eq!(back.vocab_size(), tok.vocab_size());
+    assert_eq!(back.to_json().unwrap(), json);
+    for text in corpus(&val) {
+        let ids = tok.encode(&text).unwrap();
+        assert_eq!(back.encode(&text).unwrap(), ids, "text: {text:?}");
+        assert_eq!(back.decode(&ids).unwrap(), tok.decode(&ids).unwrap());
+    }
+}
+
+/// Pushes `ids` one at a time; checks the pieces add up to `decode(ids)`.
+fn check_stream(tok: &Tokenizer, ids: &[u32]) {
+    let mut stream = tok.stream();
+    let mut streamed = String::new();
+    for &id in ids {
+        streamed += &stream.push(id).unwrap();
+    }
+    streamed += &stream.finish().unwrap();
+    assert_eq!(streamed, tok.decode(ids).unwrap(), "ids: {ids:?}");
+}
+
+#[test]
+fn stream_matches_decode() {
+    let Some((tok, _, val)) = load() else { return };
+    for text in corpus(&val) {
+        check_stream(&tok, &tok.encode(&text).unwrap());
+    }
+
+    // "中" is three byte pieces: nothing is printed until the character is complete.
+    let zhong: Vec<u32> = "中".bytes().map(|b| b as u32 + 3).collect();
+    let mut stream = tok.stream();
+    assert_eq!(stream.push(zhong[0]).unwrap(), "");
+    assert_eq!(stream.push(zhong[1]).unwrap(), "");
+    assert_eq!(stream.push(zhong[2]).unwrap(), "");
+    assert_eq!(stream.push(261).unwrap(), "中 a");
+    assert_eq!(stream.finish().unwrap(), "");
+
+    // Byte runs broken by BOS, invalid UTF-8, and a run that ends the stream.
+    let a = 261;
+    let b = |byte: u8| byte as u32 + 3;
+    check_stream(&tok, &[b(0xE4), BOS, b(0xB8), b(0xAD), a]);
+    check_stream(&tok, &[b(0xE4), b(0xB8), b(0xAD), b(0xE4), a, b(0xFF)]);
+    check_stream(&tok, &[a, b(0xF0), b(0x9F), b(0x99)]);
+    check_stream(&tok, &[BOS, 2, a, 0]);
+}
+
+/// tokenizer.bin may list a piece twice: the first id wins (in run.c's lookup too),
+/// the later id decodes to nothing.
+#[test]
+fn duplicate_pieces() {
+    let Some((bin_bytes, val)) = fixtures() else { return };
+    let original = RunC::load(&bin_bytes, VOCAB_SIZE);
+    let mut pieces: Vec<&[u8]> = original.vocab.iter().map(Vec::as_slice).collect();
+    pieces[300] = b" a"; // already id 261
+    pieces[301] = b"<s>"; // the name of special token 1
+    let tokens: Vec<(f32, i32, &[u8])> =
+        pieces.iter().zip(&original.scores).map(|(p, &s)| (s, p.len() as i32, *p)).collect();
+    let bytes = bin(7, &tokens);
+
+    let tok = Tokenizer::from_llama2c(&bytes, VOCAB_SIZE).unwrap();
+    let runc = RunC::load(&bytes, VOCAB_SIZE);
+    assert_eq!(tok.vocab_size(), VOCAB_SIZE);
+    assert_eq!(tok.token_to_piece(300), None);
+    assert_eq!(tok.decode(&[300, 301]).unwrap(), "");
+    for text in corpus(&val).iter().take(100) {
+        assert_eq!(tok.encode(text).unwrap(), runc.encode(text), "text: {text:?}");
+    }
+}
+
+// ---- bad input: a clear error, never a panic ----
+
+/// tokenizer.bin bytes: max_token_length, then (score, len, piece) per entry.
+fn bin(max_token_length: i32, tokens: &[(f32, i32, &[u8])]) -> Vec<u8> {
+    let mut bytes = max_token_length.to_le_bytes().to_vec();
+    for &(score, len, piece) in tokens {
+        bytes.extend(score.to_le_bytes());
+        bytes.extend(len.to_le_bytes());
+        bytes.extend(piece);
+    }
+    bytes
+}
+
+fn llama2c_error(bytes: &[u8], vocab_size: usize) -> String {
+    match Tokenizer::from_llama2c(bytes, vocab_size) {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn assert_contains(message: String, word: &str) {
+    assert!(message.contains(word), "{message:?} should mention {word:?}");
+}
+
+#[test]
+fn empty_file() {
+    assert_contains(llama2c_error(&[], VOCAB_SIZE), "empty");
+}
+
+#[test]
+fn truncated_header() {
+    assert_contains(llama2c_error(&[7, 0], VOCAB_SIZE), "truncated");
+}
+
+#[test]
+fn truncated_inside_a_token() {
+    let mut bytes = bin(7, &[(0.0, 5, b"<unk>")]);
+    bytes.extend(1.5f32.to_le_bytes()); // score of token 1, then the file ends
+    assert_contains(llama2c_error(&bytes, VOCAB_SIZE), "truncated at token 1 of 512");
+}
+
+#[test]
+fn negative_length() {
+    let bytes = bin(7, &[(0.0, -5, b"")]);
+    assert_contains(llama2c_error(&bytes, VOCAB_SIZE), "length -5");
+}
+
+#[test]
+fn length_above_max_token_length() {
+    let bytes = bin(3, &[(0.0, 5, b"<unk>")]);
+    assert_contains(llama2c_error(&bytes, VOCAB_SIZE), "max_token_length");
+}
+
+#[test]
+fn length_above_remaining_bytes() {
+    let bytes = bin(1000, &[(0.0, 900, b"abc")]);
+    assert_contains(llama2c_error(&bytes, VOCAB_SIZE), "only 3 remain");
+}
+
+#[test]
+fn vocab_size_zero() {
+    let Some((bin, _)) = fixtures() else { return };
+    assert_contains(llama2c_error(&bin, 0), "vocab_size is 0");
+}
+
+#[test]
+fn piece_not_utf8() {
+    let bytes = bin(7, &[(0.0, 2, &[0xC3, 0x28])]);
+    assert_contains(llama2c_error(&bytes, VOCAB_SIZE), "UTF-8");
+}
+
+#[test]
+fn vocab_size_smaller_than_file() {
+    let Some((bin, _)) = fixtures() else { return };
+    assert_contains(llama2c_error(&bin, 300), "after its 300 tokens");
+}
+
+#[test]
+fn missing_byte_pieces() {
+    // A well-formed file whose ids 3..=258 are not <0x00>..<0xFF>.
+    let tokens: Vec<(f32, i32, &[u8])> = (0..VOCAB_SIZE).map(|_| (0.0, 1, &b"x"[..])).collect();
+    assert_contains(llama2c_error(&bin(7, &tokens), VOCAB_SIZE), "<0x00>");
+}
+
+#[test]
+fn json_that_is_not_json() {
+    match Tokenizer::from_json(b"this is not json {") {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => assert_contains(e.to_string(), "tokenizer.json"),
+    }
+}
