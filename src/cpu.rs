@@ -6,7 +6,7 @@
 
 use crate::config::Config;
 use crate::error::{GqaError, Result};
-use crate::kernels::{axpy, dot, matmul, par_map};
+use crate::kernels::{attention_scores, attention_values, axpy, exp_shifted_sum, matmul, par_map};
 use crate::kv_cache::KvCache;
 use crate::model::Model;
 use crate::session::Logits;
@@ -156,59 +156,45 @@ fn grouped_attention(c: &Config, cache: &KvCache, layer: usize, n_ctx: usize, q:
     let scale = 1.0 / (hd as f32).sqrt();
     let n_chunks = n_ctx.div_ceil(ATTENTION_CHUNK);
 
-    // partials[g * n_chunks + j]: for each query head of group g, over chunk j:
-    // (running max m, sum of exp l, unnormalized output acc (hd)).
+    // partials[g * n_chunks + j], over chunk j of KV head g: for each query head
+    // of the group its (max score, sum of exp), and the unnormalized outputs (H/G, hd).
     let partials = par_map(n_kv_heads * n_chunks, |task| {
         let (g, chunk) = (task / n_chunks, task % n_chunks);
         let start = chunk * ATTENTION_CHUNK;
         let end = (start + ATTENTION_CHUNK).min(n_ctx);
         let (keys, values) = cache.head(layer, g, end);
+        let (keys, values) = (&keys[start * hd..], &values[start * hd..]); // (len, hd)
         let group_q = &q[g * group * hd..(g + 1) * group * hd]; // (H/G, hd)
 
-        // scores: (H/G, chunk len); one pass over the keys, all group heads at once.
+        // scores (H/G, len): one pass over the keys for all heads of the group.
         let len = end - start;
         let mut scores = vec![0.0f32; group * len];
-        for (i, key) in keys[start * hd..].chunks_exact(hd).enumerate() {
-            for r in 0..group {
-                scores[r * len + i] = dot(&group_q[r * hd..(r + 1) * hd], key) * scale;
-            }
-        }
-        let mut result = Vec::with_capacity(group);
+        attention_scores(keys, group_q, hd, scale, &mut scores);
+        // Softmax numerators, with each head's max and sum kept for the merge.
+        let stats: Vec<(f32, f32)> = scores
+            .chunks_exact_mut(len)
+            .map(|row| {
+                let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+                (m, exp_shifted_sum(row, m))
+            })
+            .collect();
+        // acc (H/G, hd): one pass over the values for all heads of the group.
         let mut acc = vec![0.0f32; group * hd];
-        let mut stats = vec![(0.0f32, 0.0f32); group];
-        for r in 0..group {
-            let row = &mut scores[r * len..(r + 1) * len];
-            let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-            let mut l = 0.0;
-            for s in row.iter_mut() {
-                *s = (*s - m).exp();
-                l += *s;
-            }
-            stats[r] = (m, l);
-        }
-        // One pass over the values, all group heads at once.
-        for (i, value) in values[start * hd..].chunks_exact(hd).enumerate() {
-            for r in 0..group {
-                axpy(scores[r * len + i], value, &mut acc[r * hd..(r + 1) * hd]);
-            }
-        }
-        for r in 0..group {
-            result.push((stats[r].0, stats[r].1, acc[r * hd..(r + 1) * hd].to_vec()));
-        }
-        result
+        attention_values(values, &scores, hd, &mut acc);
+        (stats, acc)
     });
 
     // Merge the chunks of each group: softmax over all positions.
     for g in 0..n_kv_heads {
         for r in 0..group {
-            let parts: Vec<&(f32, f32, Vec<f32>)> = (0..n_chunks).map(|j| &partials[g * n_chunks + j][r]).collect();
-            let m = parts.iter().fold(f32::NEG_INFINITY, |a, p| a.max(p.0));
-            let l: f32 = parts.iter().map(|p| p.1 * (p.0 - m).exp()).sum();
+            let parts = &partials[g * n_chunks..(g + 1) * n_chunks];
+            let m = parts.iter().fold(f32::NEG_INFINITY, |a, p| a.max(p.0[r].0));
+            let l: f32 = parts.iter().map(|p| p.0[r].1 * (p.0[r].0 - m).exp()).sum();
             let head = g * group + r;
             let o = &mut out[head * hd..(head + 1) * hd];
             o.fill(0.0);
-            for p in parts {
-                axpy((p.0 - m).exp() / l, &p.2, o);
+            for (stats, acc) in parts {
+                axpy((stats[r].0 - m).exp() / l, &acc[r * hd..(r + 1) * hd], o);
             }
         }
     }

@@ -93,6 +93,22 @@ mod x86 {
     use core::arch::x86_64::*;
     use half::f16;
 
+    // The portable attention bodies, compiled with AVX2 + FMA enabled.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn attention_scores(keys: &[f32], qs: &[f32], hd: usize, scale: f32, scores: &mut [f32]) {
+        super::portable::attention_scores(keys, qs, hd, scale, scores)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn attention_values(values: &[f32], probs: &[f32], hd: usize, out: &mut [f32]) {
+        super::portable::attention_values(values, probs, hd, out)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn exp_shifted_sum(x: &mut [f32], max: f32) -> f32 {
+        super::portable::exp_shifted_sum(x, max)
+    }
+
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn hsum(v: __m256) -> f32 {
@@ -228,6 +244,113 @@ mod wasm {
             i += 1;
         }
         total
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Attention tiles: a block of cached positions against all query heads of a
+// group. Each key/value row is loaded once and used for every head of the
+// group. The bodies are plain Rust over 8-lane arrays, compiled twice on
+// x86-64 (with and without AVX2+FMA) and with simd128 on wasm.
+// ---------------------------------------------------------------------------
+
+/// scores (group x len) = scale * qs (group x hd) . keys (len x hd)^T
+pub fn attention_scores(keys: &[f32], qs: &[f32], hd: usize, scale: f32, scores: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU supports the enabled features (checked above).
+        return unsafe { x86::attention_scores(keys, qs, hd, scale, scores) };
+    }
+    portable::attention_scores(keys, qs, hd, scale, scores)
+}
+
+/// out (group x hd) += probs (group x len) . values (len x hd)
+pub fn attention_values(values: &[f32], probs: &[f32], hd: usize, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: as above.
+        return unsafe { x86::attention_values(values, probs, hd, out) };
+    }
+    portable::attention_values(values, probs, hd, out)
+}
+
+/// x = exp(x - max) for each element; returns the sum. Vectorizable exp
+/// (Cephes polynomial, relative error about 1e-7).
+pub fn exp_shifted_sum(x: &mut [f32], max: f32) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: as above.
+        return unsafe { x86::exp_shifted_sum(x, max) };
+    }
+    portable::exp_shifted_sum(x, max)
+}
+
+pub mod portable {
+    const LANES: usize = 8;
+
+    #[inline(always)]
+    fn dot8(a: &[f32], b: &[f32]) -> f32 {
+        let mut acc = [0.0f32; LANES];
+        let (ac, bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+        let tail: f32 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| x * y).sum();
+        for (x, y) in ac.zip(bc) {
+            for j in 0..LANES {
+                acc[j] += x[j] * y[j];
+            }
+        }
+        acc.iter().sum::<f32>() + tail
+    }
+
+    #[inline(always)]
+    pub fn attention_scores(keys: &[f32], qs: &[f32], hd: usize, scale: f32, scores: &mut [f32]) {
+        let len = keys.len() / hd;
+        for (i, key) in keys.chunks_exact(hd).enumerate() {
+            for (r, q) in qs.chunks_exact(hd).enumerate() {
+                scores[r * len + i] = dot8(q, key) * scale;
+            }
+        }
+    }
+
+    #[inline(always)]
+    pub fn attention_values(values: &[f32], probs: &[f32], hd: usize, out: &mut [f32]) {
+        let len = values.len() / hd;
+        for (i, value) in values.chunks_exact(hd).enumerate() {
+            for (r, o) in out.chunks_exact_mut(hd).enumerate() {
+                let p = probs[r * len + i];
+                for (o, v) in o.iter_mut().zip(value) {
+                    *o += p * v;
+                }
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn exp(x: f32) -> f32 {
+        let x = x.clamp(-87.0, 88.0);
+        let n = (x * std::f32::consts::LOG2_E + 0.5).floor();
+        let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
+        let z = r * r;
+        let p = ((((1.987_569_1e-4 * r + 1.398_2e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 0.166_666_65) * r + 0.5;
+        let y = p * z + r + 1.0;
+        y * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    }
+
+    #[inline(always)]
+    pub fn exp_shifted_sum(x: &mut [f32], max: f32) -> f32 {
+        let mut acc = [0.0f32; LANES];
+        let mut chunks = x.chunks_exact_mut(LANES);
+        for c in &mut chunks {
+            for j in 0..LANES {
+                c[j] = exp(c[j] - max);
+                acc[j] += c[j];
+            }
+        }
+        let mut tail = 0.0;
+        for v in chunks.into_remainder() {
+            *v = exp(*v - max);
+            tail += *v;
+        }
+        acc.iter().sum::<f32>() + tail
     }
 }
 

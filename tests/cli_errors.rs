@@ -1,0 +1,112 @@
+//! Bad input through the command line: a clear `error: ...` line, a failing
+//! exit status, and never a panic.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use gqa::model::Model;
+use gqa::tensor::DType;
+
+fn gqa_fails(args: &[&str], expect: &str) {
+    let out = Command::new(env!("CARGO_BIN_EXE_gqa")).args(args).output().expect("run gqa");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{args:?} should fail");
+    assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+    assert!(stderr.contains(expect), "{args:?}: expected '{expect}' in: {stderr}");
+}
+
+fn temp(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("gqa-cli-{}-{name}", std::process::id()))
+}
+
+#[test]
+fn missing_model_file() {
+    gqa_fails(&["generate", "--model", "/nonexistent/model.bin"], "cannot read /nonexistent/model.bin");
+}
+
+#[test]
+fn corrupt_llama2c_file() {
+    let p = temp("corrupt.bin");
+    std::fs::write(&p, b"this is not a checkpoint at all, just text").unwrap();
+    gqa_fails(&["generate", "--model", p.to_str().unwrap(), "--tokenizer", p.to_str().unwrap()], "llama2.c checkpoint is invalid");
+    std::fs::remove_file(p).ok();
+}
+
+#[test]
+fn corrupt_safetensors_in_hf_folder() {
+    let dir = temp("hf-corrupt");
+    let model = Model::random(&common::small_config(8), 1, DType::F32).unwrap();
+    gqa::hf::save_hf_dir(&model, &dir, DType::F32).unwrap();
+    let st = dir.join("model.safetensors");
+    let bytes = std::fs::read(&st).unwrap();
+    std::fs::write(&st, &bytes[..bytes.len() / 2]).unwrap();
+    gqa_fails(&["bench", "--model", dir.to_str().unwrap()], "safetensors file is invalid");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn tokenizer_larger_than_the_model_vocab() {
+    let Some(dir) = common::shared("fixtures/llama2c") else { return };
+    let hf = temp("hf-vocab");
+    // A 97-token model with the fixture's 512-token tokenizer.
+    let model = Model::random(&common::small_config(8), 1, DType::F32).unwrap();
+    gqa::hf::save_hf_dir(&model, &hf, DType::F32).unwrap();
+    gqa_fails(
+        &["generate", "--model", hf.to_str().unwrap(), "--tokenizer", dir.join("tok512.bin").to_str().unwrap()],
+        "tokenizer",
+    );
+    std::fs::remove_dir_all(hf).ok();
+}
+
+#[test]
+fn missing_tokenizer() {
+    let hf = temp("hf-notok");
+    let model = Model::random(&common::small_config(8), 1, DType::F32).unwrap();
+    gqa::hf::save_hf_dir(&model, &hf, DType::F32).unwrap();
+    gqa_fails(&["generate", "--model", hf.to_str().unwrap()], "no tokenizer found");
+    std::fs::remove_dir_all(hf).ok();
+}
+
+#[test]
+fn groups_that_do_not_divide() {
+    let Some(dir) = common::shared("fixtures/llama2c") else { return };
+    let bin = dir.join("stories260K.bin");
+    gqa_fails(&["generate", "--model", bin.to_str().unwrap(), "-g", "3"], "G must divide");
+    gqa_fails(&["generate", "--model", bin.to_str().unwrap(), "-g", "8"], "choose one of [1, 2, 4]");
+    gqa_fails(&["generate", "--model", bin.to_str().unwrap(), "--method", "median"], "mean, first or random");
+}
+
+#[test]
+fn prompt_longer_than_the_context() {
+    let Some(dir) = common::shared("fixtures/llama2c") else { return };
+    let bin = dir.join("stories260K.bin");
+    let prompt = "Once upon a time there was a cat. ".repeat(200);
+    gqa_fails(&["generate", "--model", bin.to_str().unwrap(), "--prompt", &prompt], "but the context holds 512");
+}
+
+#[test]
+fn bad_sampling_settings() {
+    let Some(dir) = common::shared("fixtures/llama2c") else { return };
+    let bin = dir.join("stories260K.bin");
+    gqa_fails(&["generate", "--model", bin.to_str().unwrap(), "--top-p", "0"], "top_p");
+    gqa_fails(&["generate", "--model", bin.to_str().unwrap(), "--temperature=-1"], "temperature");
+}
+
+#[test]
+fn absurd_and_zero_bench_sizes_are_refused_before_allocating() {
+    gqa_fails(&["bench", "--dim", "1000000", "--layers", "1000", "--heads", "8"], "parameters");
+    gqa_fails(&["bench", "--dim", "0", "--layers", "1", "--heads", "8"], "is 0");
+    gqa_fails(&["bench", "--preset", "huge"], "unknown preset");
+    gqa_fails(&["bench", "--preset", "tiny", "--contexts", "4096"], "context holds 2048");
+    gqa_fails(&["bench", "--preset", "tiny", "--contexts", "8", "--steps", "24"], "timed steps");
+    gqa_fails(&["bench", "--preset", "tiny", "--groups", "3"], "G must divide");
+}
+
+#[test]
+fn missing_eval_text() {
+    let Some(dir) = common::shared("fixtures/llama2c") else { return };
+    let bin = dir.join("stories260K.bin");
+    gqa_fails(&["eval", "--model", bin.to_str().unwrap(), "--text", "/nonexistent.txt"], "cannot read /nonexistent.txt");
+}

@@ -1,0 +1,107 @@
+//! The real pretrained GQA checkpoint (llama2.c stories260K: 8 query heads,
+//! 4 key/value heads) must reproduce the reference C implementation's greedy
+//! output byte for byte, through the `gqa` command line, from both file formats.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn fixture() -> Option<(PathBuf, PathBuf, String)> {
+    let dir = common::shared("fixtures/llama2c")?;
+    let expected = std::fs::read_to_string(dir.join("greedy_256.txt")).unwrap();
+    Some((dir.join("stories260K.bin"), dir.join("tok512.bin"), expected))
+}
+
+fn gqa(args: &[&str]) -> (String, String, bool) {
+    let out = Command::new(env!("CARGO_BIN_EXE_gqa")).args(args).output().expect("run gqa");
+    (String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into(), out.status.success())
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn greedy_256_from_llama2c_bin() {
+    let Some((bin, tok, expected)) = fixture() else { return };
+    let (stdout, stderr, ok) = gqa(&["generate", "--model", s(&bin), "--tokenizer", s(&tok), "-n", "256"]);
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout, expected);
+    // The speed and memory report goes to stderr, with this G's KV bytes next to MHA's.
+    assert!(stderr.contains("tok/s") && stderr.contains("for MHA"), "{stderr}");
+}
+
+#[test]
+fn greedy_256_with_f16_weights_and_explicit_g() {
+    // --groups 4 is the checkpoint's own G: the identity conversion. Rounding
+    // the weights to f16 moves logits by ~1e-3, too little to flip an argmax here.
+    let Some((bin, tok, expected)) = fixture() else { return };
+    let (stdout, stderr, ok) =
+        gqa(&["generate", "--model", s(&bin), "--tokenizer", s(&tok), "-g", "4", "--dtype", "f16", "-n", "256"]);
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout, expected);
+}
+
+/// llama2.c .bin -> `gqa convert` -> Hugging Face folder (safetensors with
+/// rotate_half q/k, tokenizer.json) -> the same greedy text.
+#[test]
+fn greedy_256_after_round_trip_through_hf_layout() {
+    let Some((bin, tok, expected)) = fixture() else { return };
+    let out = std::env::temp_dir().join(format!("gqa-fixture-hf-{}", std::process::id()));
+    let (_, stderr, ok) = gqa(&["convert", "--model", s(&bin), "--tokenizer", s(&tok), "--out", s(&out)]);
+    assert!(ok, "{stderr}");
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let (stdout, stderr, ok) = gqa(&["generate", "--model", s(&out), "-n", "256"]);
+    std::fs::remove_dir_all(&out).ok();
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout, expected);
+}
+
+/// Converting the checkpoint to MQA changes its output but keeps it running,
+/// and the KV cache it reports is 4x smaller than at G = 4 (and 8x than MHA).
+#[test]
+fn mqa_conversion_runs_and_shrinks_the_cache() {
+    let Some((bin, tok, expected)) = fixture() else { return };
+    let (stdout, stderr, ok) =
+        gqa(&["generate", "--model", s(&bin), "--tokenizer", s(&tok), "-g", "1", "-n", "64", "--json"]);
+    assert!(ok, "{stderr}");
+    assert_ne!(stdout, expected);
+    let stats: serde_json::Value = serde_json::from_str(&stderr).expect("--json prints stats as JSON");
+    assert_eq!(stats["n_kv_heads"], 1);
+    // 64 forward passes (BOS + 63 generated tokens; the 64th is never fed back):
+    // 2 x 5 layers x 1 head x 8 head_dim x 64 positions x 4 bytes.
+    assert_eq!(stats["context_used"], 64);
+    assert_eq!(stats["kv_bytes"], 2 * 5 * 8 * 64 * 4);
+    assert_eq!(stats["kv_bytes_mha"], 2 * 5 * 8 * 8 * 64 * 4);
+}
+
+#[test]
+fn eval_reports_perplexity_and_agreement() {
+    let Some((bin, tok, _)) = fixture() else { return };
+    let Some(val) = common::shared("data/tinystories/val.txt") else { return };
+    let text = std::env::temp_dir().join(format!("gqa-eval-{}.txt", std::process::id()));
+    std::fs::write(&text, &std::fs::read_to_string(val).unwrap()[..6000]).unwrap();
+    let run = |g: &str| {
+        let (stdout, stderr, ok) = gqa(&[
+            "eval", "--model", s(&bin), "--tokenizer", s(&tok), "-g", g, "--text", s(&text), "--vs-base", "--json",
+            "--window", "128",
+        ]);
+        assert!(ok, "{stderr}");
+        serde_json::from_str::<serde_json::Value>(&stdout).unwrap()
+    };
+    let same = run("4");
+    let mqa = run("1");
+    std::fs::remove_file(&text).ok();
+    // A trained TinyStories model: far better than uniform over 512 tokens (ln 512 = 6.24).
+    let nats = same["nats_per_token"].as_f64().unwrap();
+    assert!(nats > 0.5 && nats < 2.5, "{nats}");
+    assert!(same["kl_vs_base"].as_f64().unwrap().abs() < 1e-6);
+    assert_eq!(same["top1_agreement"], 1.0);
+    // Mean-pooled MQA without uptraining loses quality and drifts from the base.
+    assert!(mqa["nats_per_token"].as_f64().unwrap() > nats);
+    assert!(mqa["kl_vs_base"].as_f64().unwrap() > 0.01);
+    assert!(mqa["top1_agreement"].as_f64().unwrap() < 1.0);
+}

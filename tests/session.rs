@@ -1,0 +1,82 @@
+//! The session API the CLI and the page share: conversion, streaming,
+//! stopping, seeds and statistics.
+
+mod common;
+
+use common::{small_config, test_model};
+use gqa::convert::Method;
+use gqa::sampler::SamplerConfig;
+use gqa::session::{GenerateParams, Session};
+
+fn params(n: usize, temperature: f32, seed: u64) -> GenerateParams {
+    GenerateParams { max_tokens: n, sampler: SamplerConfig { temperature, top_k: 0, top_p: 0.95, seed } }
+}
+
+fn session() -> Session {
+    let mut c = small_config(8);
+    c.max_position_embeddings = 64;
+    Session::cpu(test_model(&c, 2), None, None).unwrap()
+}
+
+#[test]
+fn same_seed_same_tokens_and_different_seed_differs() {
+    let mut s = session();
+    let run = |s: &mut Session, seed| s.generate_ids(&[1, 40, 41], &params(30, 1.0, seed), &mut |_| true).unwrap();
+    let a = run(&mut s, 5);
+    let b = run(&mut s, 5);
+    let c = run(&mut s, 6);
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+}
+
+#[test]
+fn the_callback_can_stop_generation() {
+    let mut s = session();
+    let mut seen = 0;
+    let ids = s
+        .generate_ids(&[1, 7], &params(50, 1.0, 1), &mut |_| {
+            seen += 1;
+            seen < 5
+        })
+        .unwrap();
+    assert_eq!(ids.len(), 5);
+    assert_eq!(s.stats().stop_reason, "stopped");
+}
+
+#[test]
+fn generation_stops_at_the_context_end() {
+    let mut s = session();
+    let ids = s.generate_ids(&[1; 60], &params(100, 1.0, 3), &mut |_| true).unwrap();
+    let st = s.stats();
+    assert!(st.stop_reason == "context" || st.stop_reason == "eos", "{}", st.stop_reason);
+    assert!(ids.len() <= 5 && st.context_used <= 64);
+}
+
+#[test]
+fn switching_g_reallocates_the_cache_for_g_heads() {
+    let mut s = session();
+    for g in [8, 4, 2, 1, 2, 8] {
+        s.set_groups(g, Method::Mean, 0).unwrap();
+        s.generate_ids(&[1, 3, 4], &params(8, 0.0, 0), &mut |_| true).unwrap();
+        let st = s.stats();
+        assert_eq!(st.n_kv_heads, g);
+        let c = &s.model().config;
+        assert_eq!(st.kv_bytes_allocated, gqa::kv_cache_bytes(c, g, 64, 4));
+        assert_eq!(st.kv_bytes, gqa::kv_cache_bytes(c, g, st.context_used, 4));
+        assert_eq!(st.kv_bytes_mha, gqa::kv_cache_bytes(c, 8, st.context_used, 4));
+    }
+    assert!(s.set_groups(3, Method::Mean, 0).is_err());
+    // A failed conversion leaves the running model as it was.
+    assert_eq!(s.model().config.n_kv_heads(), 8);
+}
+
+#[test]
+fn bad_prompts_are_errors() {
+    let mut s = session();
+    let err = s.generate_ids(&[], &params(4, 0.0, 0), &mut |_| true).unwrap_err();
+    assert!(err.to_string().contains("at least one token"), "{err}");
+    let err = s.generate_ids(&[1; 65], &params(4, 0.0, 0), &mut |_| true).unwrap_err();
+    assert!(matches!(err, gqa::GqaError::PromptTooLong { prompt: 65, context: 64 }), "{err}");
+    let err = s.generate("hello", &params(4, 0.0, 0), &mut |_| true).unwrap_err();
+    assert!(err.to_string().contains("no tokenizer"), "{err}");
+}
