@@ -59,6 +59,8 @@ pub struct BenchRow {
     pub n_heads: usize,
     pub n_kv_heads: usize,
     pub label: String,
+    /// Time to convert the base model to this G (mean pooling), in memory.
+    pub convert_ms: f64,
     pub context: usize,
     pub decode_tok_s: f64,
     pub weight_bytes_per_token: usize,
@@ -103,7 +105,9 @@ pub fn run(
     let total = groups.len() * contexts.len();
     let mut rows = Vec::new();
     for &g in groups {
+        let start = Instant::now();
         let model = convert(base, g, Method::Mean, 0)?;
+        let convert_ms = start.elapsed().as_secs_f64() * 1e3;
         let config = model.config.clone();
         let weight_bytes = model.weight_bytes_per_token();
         backend.set_model(model)?;
@@ -132,6 +136,7 @@ pub fn run(
                 n_heads: config.n_heads(),
                 n_kv_heads: g,
                 label: label(config.n_heads(), g),
+                convert_ms,
                 context: ctx,
                 decode_tok_s: tok_s,
                 weight_bytes_per_token: weight_bytes,
@@ -169,10 +174,10 @@ pub fn markdown(report: &BenchReport) -> String {
         report.dtype,
         report.copy_gb_s
     );
-    s += "| G | context | tok/s | MB/token (weights + KV) | effective GB/s | of copy bw |\n|---|---:|---:|---:|---:|---:|\n";
+    s += "| G | context | tok/s | MB/token (weights + KV) | effective GB/s | of copy bw | convert ms |\n|---|---:|---:|---:|---:|---:|---:|\n";
     for r in &report.rows {
         s += &format!(
-            "| {} ({}) | {} | {:.1} | {:.2} + {:.2} | {:.2} | {:.0}% |\n",
+            "| {} ({}) | {} | {:.1} | {:.2} + {:.2} | {:.2} | {:.0}% | {:.1} |\n",
             r.label,
             r.n_kv_heads,
             r.context,
@@ -180,7 +185,8 @@ pub fn markdown(report: &BenchReport) -> String {
             r.weight_bytes_per_token as f64 / 1e6,
             r.kv_bytes_per_token as f64 / 1e6,
             r.effective_gb_s,
-            r.roofline * 100.0
+            r.roofline * 100.0,
+            r.convert_ms
         );
     }
     // The paper's claim in one line per context: speed follows bytes.
