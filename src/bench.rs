@@ -12,46 +12,41 @@ use crate::error::{GqaError, Result};
 use crate::model::Model;
 use crate::session::{Backend, Logits};
 
-/// Random-weight shapes for measuring speed without a trained model.
-/// (name, hidden, ffn, layers, heads, vocab, context)
-pub const PRESETS: &[(&str, usize, usize, usize, usize, usize, usize)] = &[
-    ("tiny", 128, 384, 4, 8, 512, 2048),
-    ("15m", 384, 1024, 8, 8, 4096, 2048),
-    ("110m", 768, 2048, 12, 12, 32000, 2048),
-    ("500m", 1280, 3456, 24, 16, 32000, 2048),
-    ("1b", 2048, 5632, 16, 32, 32000, 2048),
-];
+pub use crate::presets::{preset, PRESETS};
 
-/// The config of a preset, as MHA (G = H).
-pub fn preset(name: &str) -> Result<Config> {
-    let names: Vec<&str> = PRESETS.iter().map(|p| p.0).collect();
-    let &(_, d, f, l, h, v, ctx) = PRESETS
-        .iter()
-        .find(|p| p.0 == name)
-        .ok_or_else(|| GqaError::Invalid(format!("unknown preset '{name}': choose one of {names:?}")))?;
-    let mut c = Config::new(d, f, l, h, h, v, ctx);
-    c.tie_word_embeddings = false;
-    c.validate()?;
-    Ok(c)
+/// This machine's memory bandwidth in bytes per second, measured with the
+/// same threads as decoding on a buffer far larger than the caches.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Bandwidth {
+    /// A large copy, counting bytes read plus bytes written (the STREAM convention).
+    pub copy: f64,
+    /// A large read-only sweep (what a decode step does with weights and cache).
+    pub read: f64,
 }
 
-/// Bytes per second of a large memory copy, counting bytes read plus written
-/// (the STREAM convention), using the same threads as decoding. Median of `reps`.
-pub fn copy_bandwidth(bytes: usize, reps: usize) -> f64 {
+/// Measure [`Bandwidth`] on `bytes`-sized buffers; the median of `reps` runs each.
+pub fn bandwidth(bytes: usize, reps: usize) -> Bandwidth {
+    use rayon::prelude::*;
     let n = bytes / 4;
+    // Both buffers are written first, so no page is first touched while timed.
     let src = vec![1.0f32; n];
-    let mut dst = vec![0.0f32; n];
+    let mut dst = vec![2.0f32; n];
     let chunk = n.div_ceil(rayon::current_num_threads()).max(1);
-    let mut rates: Vec<f64> = (0..reps.max(1))
-        .map(|_| {
-            let start = Instant::now();
-            use rayon::prelude::*;
-            dst.par_chunks_mut(chunk).zip(src.par_chunks(chunk)).for_each(|(d, s)| d.copy_from_slice(s));
-            2.0 * (n * 4) as f64 / start.elapsed().as_secs_f64()
-        })
-        .collect();
-    std::hint::black_box(&dst);
-    median(&mut rates)
+    let time = |f: &mut dyn FnMut()| {
+        let mut t: Vec<f64> = (0..reps.max(1))
+            .map(|_| {
+                let start = Instant::now();
+                f();
+                start.elapsed().as_secs_f64()
+            })
+            .collect();
+        median(&mut t)
+    };
+    let copy_s = time(&mut || dst.par_chunks_mut(chunk).zip(src.par_chunks(chunk)).for_each(|(d, s)| d.copy_from_slice(s)));
+    let mut sum = 0.0;
+    let read_s = time(&mut || sum += src.par_chunks(chunk).map(|c| crate::kernels::dot(c, c)).sum::<f32>());
+    std::hint::black_box((&dst, sum));
+    Bandwidth { copy: 2.0 * bytes as f64 / copy_s, read: bytes as f64 / read_s }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -69,6 +64,8 @@ pub struct BenchRow {
     pub effective_gb_s: f64,
     /// Effective bandwidth over the measured copy bandwidth.
     pub roofline: f64,
+    /// Effective bandwidth over the measured read bandwidth.
+    pub read_roofline: f64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -78,6 +75,7 @@ pub struct BenchReport {
     pub params: u128,
     pub dtype: String,
     pub copy_gb_s: f64,
+    pub read_gb_s: f64,
     pub rows: Vec<BenchRow>,
 }
 
@@ -92,63 +90,90 @@ pub fn label(n_heads: usize, n_kv_heads: usize) -> String {
 
 /// Time `steps` decode steps ending at each context, for each G (from the
 /// base model by mean-pooling). The KV cache before them holds synthetic
-/// values. `progress(done, total)` counts (G, context) cases.
+/// values. All cases are measured in `rounds` interleaved rounds, each
+/// starting with a memory-bandwidth measurement, so a slow spell of a shared
+/// machine hits every G and the bandwidth alike; each figure is the median
+/// over rounds. Returns the bandwidth and one row per (G, context).
+/// `progress(done, total)` counts cases.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     backend: &mut dyn Backend,
     base: &Model,
     groups: &[usize],
     contexts: &[usize],
     steps: usize,
-    copy_bytes_per_s: f64,
+    rounds: usize,
     progress: &mut dyn FnMut(usize, usize),
-) -> Result<Vec<BenchRow>> {
-    let total = groups.len() * contexts.len();
-    let mut rows = Vec::new();
-    for &g in groups {
-        let start = Instant::now();
-        let model = convert(base, g, Method::Mean, 0)?;
-        let convert_ms = start.elapsed().as_secs_f64() * 1e3;
-        let config = model.config.clone();
-        let weight_bytes = model.weight_bytes_per_token();
-        backend.set_model(model)?;
-        for &ctx in contexts {
-            if ctx > backend.capacity() || ctx <= steps {
-                return Err(GqaError::Invalid(format!(
-                    "context {ctx} must be above the {steps} timed steps and at most the KV capacity {}",
-                    backend.capacity()
-                )));
+) -> Result<(Bandwidth, Vec<BenchRow>)> {
+    let rounds = rounds.max(1);
+    let total = rounds * groups.len() * contexts.len();
+    for &ctx in contexts {
+        if ctx > backend.capacity() || ctx <= steps || steps < 2 {
+            return Err(GqaError::Invalid(format!(
+                "context {ctx} must be above the {steps} timed steps (at least 2) and at most the KV capacity {}",
+                backend.capacity()
+            )));
+        }
+    }
+    // step_times[g][c]: one median step time per round.
+    let mut step_times = vec![vec![Vec::new(); contexts.len()]; groups.len()];
+    let mut convert_ms = vec![Vec::new(); groups.len()];
+    let (mut copy, mut read) = (Vec::new(), Vec::new());
+    let mut done = 0;
+    for _ in 0..rounds {
+        let bw = bandwidth(256 << 20, 5);
+        copy.push(bw.copy);
+        read.push(bw.read);
+        for (gi, &g) in groups.iter().enumerate() {
+            let start = Instant::now();
+            let model = convert(base, g, Method::Mean, 0)?;
+            convert_ms[gi].push(start.elapsed().as_secs_f64() * 1e3);
+            let vocab = model.config.vocab_size;
+            backend.set_model(model)?;
+            for (ci, &ctx) in contexts.iter().enumerate() {
+                backend.reset();
+                backend.fill_synthetic(ctx - steps, 7)?;
+                backend.forward(&[1], Logits::Last)?; // warm-up step, not timed
+                let mut times: Vec<f64> = (0..steps - 1)
+                    .map(|i| {
+                        let start = Instant::now();
+                        backend.forward(&[(i % vocab) as u32], Logits::Last).map(|_| start.elapsed().as_secs_f64())
+                    })
+                    .collect::<Result<_>>()?;
+                step_times[gi][ci].push(median(&mut times));
+                done += 1;
+                progress(done, total);
             }
-            backend.reset();
-            backend.fill_synthetic(ctx - steps, 7)?;
-            backend.forward(&[1], Logits::Last)?; // warm-up step, not timed
-            let mut times: Vec<f64> = (0..steps - 1)
-                .map(|i| {
-                    let start = Instant::now();
-                    backend.forward(&[(i % config.vocab_size) as u32], Logits::Last).map(|_| start.elapsed().as_secs_f64())
-                })
-                .collect::<Result<_>>()?;
-            let tok_s = 1.0 / median(&mut times);
-            // Reading the cache at the average timed position.
-            let kv_bytes = kv_cache_bytes(&config, g, ctx - steps / 2, 4);
+        }
+    }
+    let bandwidth = Bandwidth { copy: median(&mut copy), read: median(&mut read) };
+    let mut rows = Vec::new();
+    for (gi, &g) in groups.iter().enumerate() {
+        let model = convert(base, g, Method::Mean, 0)?;
+        let (config, weight_bytes) = (&model.config, model.weight_bytes_per_token());
+        for (ci, &ctx) in contexts.iter().enumerate() {
+            let tok_s = 1.0 / median(&mut step_times[gi][ci]);
+            // The cache is read at the average timed position.
+            let kv_bytes = kv_cache_bytes(config, g, ctx - steps / 2, 4);
             let bytes = weight_bytes + kv_bytes;
             let rate = bytes as f64 * tok_s;
             rows.push(BenchRow {
                 n_heads: config.n_heads(),
                 n_kv_heads: g,
                 label: label(config.n_heads(), g),
-                convert_ms,
+                convert_ms: median(&mut convert_ms[gi]),
                 context: ctx,
                 decode_tok_s: tok_s,
                 weight_bytes_per_token: weight_bytes,
                 kv_bytes_per_token: kv_bytes,
                 bytes_per_token: bytes,
                 effective_gb_s: rate / 1e9,
-                roofline: rate / copy_bytes_per_s,
+                roofline: rate / bandwidth.copy,
+                read_roofline: rate / bandwidth.read,
             });
-            progress(rows.len(), total);
         }
     }
-    Ok(rows)
+    Ok((bandwidth, rows))
 }
 
 pub fn median(values: &mut [f64]) -> f64 {
@@ -167,17 +192,18 @@ pub fn median(values: &mut [f64]) -> f64 {
 /// The table as Markdown (what README.md shows).
 pub fn markdown(report: &BenchReport) -> String {
     let mut s = format!(
-        "backend {}, {} threads, {:.1}M params ({}), copy bandwidth {:.2} GB/s\n\n",
+        "backend {}, {} threads, {:.1}M params ({}), memory bandwidth: copy {:.2} GB/s (read + write), read {:.2} GB/s\n\n",
         report.backend,
         report.threads,
         report.params as f64 / 1e6,
         report.dtype,
-        report.copy_gb_s
+        report.copy_gb_s,
+        report.read_gb_s
     );
-    s += "| G | context | tok/s | MB/token (weights + KV) | effective GB/s | of copy bw | convert ms |\n|---|---:|---:|---:|---:|---:|---:|\n";
+    s += "| G | context | tok/s | MB/token (weights + KV) | effective GB/s | of copy bw | of read bw | convert ms |\n|---|---:|---:|---:|---:|---:|---:|---:|\n";
     for r in &report.rows {
         s += &format!(
-            "| {} ({}) | {} | {:.1} | {:.2} + {:.2} | {:.2} | {:.0}% | {:.1} |\n",
+            "| {} ({}) | {} | {:.1} | {:.2} + {:.2} | {:.2} | {:.0}% | {:.0}% | {:.1} |\n",
             r.label,
             r.n_kv_heads,
             r.context,
@@ -186,6 +212,7 @@ pub fn markdown(report: &BenchReport) -> String {
             r.kv_bytes_per_token as f64 / 1e6,
             r.effective_gb_s,
             r.roofline * 100.0,
+            r.read_roofline * 100.0,
             r.convert_ms
         );
     }

@@ -188,19 +188,19 @@ impl Config {
                 self.max_position_embeddings
             ));
         }
-        if self.n_heads() % self.n_kv_heads() != 0 {
+        if !self.n_heads().is_multiple_of(self.n_kv_heads()) {
             return Err(GqaError::HeadsNotDivisible {
                 n_heads: self.n_heads(),
                 n_kv_heads: self.n_kv_heads(),
             });
         }
-        if self.head_dim.is_none() && self.hidden_size % self.num_attention_heads != 0 {
+        if self.head_dim.is_none() && !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return bad(format!(
                 "hidden_size {} is not divisible by num_attention_heads {}",
                 self.hidden_size, self.num_attention_heads
             ));
         }
-        if self.head_dim() % 2 != 0 {
+        if !self.head_dim().is_multiple_of(2) {
             return bad(format!("head_dim {} must be even for RoPE", self.head_dim()));
         }
         if self.n_params() > MAX_PARAMS {
@@ -232,7 +232,7 @@ impl Config {
 }
 
 pub fn divisors(n: usize) -> Vec<usize> {
-    (1..=n).filter(|d| n % d == 0).collect()
+    (1..=n).filter(|d| n.is_multiple_of(*d)).collect()
 }
 
 /// Bytes of the KV cache: keys and values for every layer, KV head and position.

@@ -53,7 +53,7 @@ const INIT_STD: f32 = 0.02;
 /// returned unchanged. `seed` drives the `random` method.
 pub fn convert(model: &Model, groups: usize, method: Method, seed: u64) -> Result<Model> {
     let n_kv_heads = model.config.n_kv_heads();
-    if groups == 0 || n_kv_heads % groups != 0 {
+    if groups == 0 || !n_kv_heads.is_multiple_of(groups) {
         return Err(GqaError::BadGroups {
             groups,
             n_kv_heads,

@@ -9,17 +9,20 @@ pub mod convert;
 pub mod cpu;
 pub mod error;
 pub mod eval;
+pub mod gpu;
 pub mod hf;
 pub mod kernels;
 pub mod kv_cache;
 pub mod llama2c;
 pub mod loader;
 pub mod model;
+pub mod presets;
 pub mod rng;
 pub mod sampler;
 pub mod session;
 pub mod tensor;
 pub mod tokenizer;
+#[cfg(feature = "train")] pub mod train;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
 

@@ -4,6 +4,11 @@
 #[cfg(target_arch = "wasm32")]
 fn main() {}
 
+// Training allocates many short-lived tensors; mimalloc makes it 2-3x faster.
+#[cfg(feature = "train")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[cfg(not(target_arch = "wasm32"))]
 fn main() -> std::process::ExitCode {
     cli::main()
@@ -54,6 +59,9 @@ projection heads of each group (GQA paper, Algorithm 4). Models: a Hugging Face 
         Eval(EvalArgs),
         /// Decode tokens/s for every G at several contexts, against this machine's memory bandwidth.
         Bench(BenchArgs),
+        /// Train the model family: MHA base, converted and uptrained GQA variants, results table.
+        #[cfg(feature = "train")]
+        Train(super::train_cmd::TrainArgs),
     }
 
     #[derive(Args)]
@@ -101,6 +109,9 @@ projection heads of each group (GQA paper, Algorithm 4). Models: a Hugging Face 
         /// Print the statistics as JSON on stderr.
         #[arg(long)]
         json: bool,
+        /// Engine: cpu, or gpu (wgpu; without a GPU adapter it says why and uses the CPU).
+        #[arg(long, default_value = "cpu")]
+        backend: gqa::gpu::BackendKind,
     }
 
     #[derive(Args)]
@@ -170,12 +181,18 @@ projection heads of each group (GQA paper, Algorithm 4). Models: a Hugging Face 
         /// Weights in memory: f32 or f16.
         #[arg(long, value_parser = parse_dtype, default_value = "f32")]
         dtype: DType,
-        /// Decode steps timed per case (median reported).
+        /// Decode steps timed per case in each round (median taken).
         #[arg(long, default_value_t = 24)]
         steps: usize,
+        /// Interleaved rounds over all cases (median over rounds reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
         /// Threads (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
+        /// Engine: cpu, or gpu (wgpu; without a GPU adapter it says why and uses the CPU).
+        #[arg(long, default_value = "cpu")]
+        backend: gqa::gpu::BackendKind,
         #[arg(long)]
         json: bool,
     }
@@ -191,6 +208,8 @@ projection heads of each group (GQA paper, Algorithm 4). Models: a Hugging Face 
             Command::Convert(a) => convert_cmd(a),
             Command::Eval(a) => eval_cmd(a),
             Command::Bench(a) => bench_cmd(a),
+            #[cfg(feature = "train")]
+            Command::Train(a) => super::train_cmd::run(a),
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,
@@ -223,7 +242,10 @@ projection heads of each group (GQA paper, Algorithm 4). Models: a Hugging Face 
     fn generate(a: GenerateArgs) -> Result<()> {
         let (model, tokenizer) = open(&a.model)?;
         let tokenizer = need_tokenizer(tokenizer, &a.model.model)?;
-        let mut session = Session::cpu(model, Some(tokenizer), None)?;
+        let (mut session, fallback) = gqa::gpu::session(a.backend, model, Some(tokenizer), None)?;
+        if let Some(why) = fallback {
+            eprintln!("{why}");
+        }
         if let Some(g) = a.model.groups {
             session.set_groups(g, a.model.method, a.seed)?;
         }
@@ -353,31 +375,41 @@ projection heads of each group (GQA paper, Algorithm 4). Models: a Hugging Face 
             return Err(GqaError::PromptTooLong { prompt: capacity, context: base.config.max_position_embeddings });
         }
         eprintln!(
-            "measuring copy bandwidth; then {} G x {} contexts on {:.1}M params ({:?}) ...",
+            "measuring memory bandwidth; then {} G x {} contexts on {:.1}M params ({:?}) ...",
             groups.len(),
             a.contexts.len(),
             base.config.n_params() as f64 / 1e6,
             a.dtype
         );
-        let copy = bench::copy_bandwidth(512 << 20, 7);
-        let mut session = Session::cpu(base.clone(), None, Some(capacity))?;
-        let bar = bar((groups.len() * a.contexts.len()) as u64, "cases");
-        let rows = bench::run(session.backend(), &base, &groups, &a.contexts, a.steps, copy, &mut |d, _| {
-            bar.set_position(d as u64)
+        let (mut backend, fallback, gpu_timing) = gqa::gpu::report::bench_backend(a.backend, base.clone(), capacity)?;
+        if let Some(why) = fallback {
+            eprintln!("{why}");
+        }
+        let mut timings = Vec::new();
+        let bar = bar((a.rounds * groups.len() * a.contexts.len()) as u64, "cases");
+        let (bandwidth, rows) = bench::run(backend.as_mut(), &base, &groups, &a.contexts, a.steps, a.rounds, &mut |d, _| {
+            bar.set_position(d as u64);
+            if let Some(t) = &gpu_timing {
+                timings.push(std::mem::take(&mut *t.lock().unwrap()));
+            }
         })?;
         bar.finish_and_clear();
         let report = BenchReport {
-            backend: session.backend().name(),
+            backend: backend.name(),
             threads: rayon::current_num_threads(),
             params: base.config.n_params(),
             dtype: format!("{:?}", a.dtype).to_lowercase(),
-            copy_gb_s: copy / 1e9,
+            copy_gb_s: bandwidth.copy / 1e9,
+            read_gb_s: bandwidth.read / 1e9,
             rows,
         };
         if a.json {
             println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
         } else {
             print!("{}", bench::markdown(&report));
+            if gpu_timing.is_some() {
+                print!("{}", gqa::gpu::report::timing_markdown(&report.rows, &timings));
+            }
             let c = &base.config;
             println!(
                 "\nKV cache at context {}: MHA {} vs MQA {}",
@@ -404,6 +436,77 @@ projection heads of each group (GQA paper, Algorithm 4). Models: a Hugging Face 
             b if b >= 1 << 20 => format!("{:.2} MiB", b as f64 / (1u64 << 20) as f64),
             b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
             b => format!("{b} B"),
+        }
+    }
+}
+
+#[cfg(all(feature = "train", not(target_arch = "wasm32")))]
+mod train_cmd {
+    use std::path::PathBuf;
+
+    use clap::Args;
+
+    use gqa::train::recipe::{self, RecipeArgs};
+    use gqa::{GqaError, Result};
+
+    #[derive(Args)]
+    pub struct TrainArgs {
+        /// `paper`: the whole recipe (tokenizer, base, conversions, uptraining, table, shipped models);
+        /// `sweep`: train each base size for --base-steps steps to compare tokens/s and val loss;
+        /// `table`: print --out/results.json as Markdown.
+        #[arg(long, default_value = "paper")]
+        recipe: String,
+        /// Folder with train.txt and val.txt (read in place, never copied).
+        #[arg(long, default_value = "../shared/data/tinystories")]
+        data: PathBuf,
+        /// Where the shipped models and results.json go.
+        #[arg(long, default_value = "www/models")]
+        out: PathBuf,
+        /// Checkpoints, logs and intermediate results (rerun the same command to resume).
+        #[arg(long, default_value = "target/train-paper")]
+        work: PathBuf,
+        /// Base size: s (dim 128), m (dim 192) or l (dim 256); 6 layers, 8 heads.
+        #[arg(long, default_value = "s")]
+        size: String,
+        #[arg(long, default_value_t = 2048)]
+        vocab_size: usize,
+        /// Training window (and the models' context), BOS included.
+        #[arg(long, default_value_t = 256)]
+        seq_len: usize,
+        #[arg(long, default_value_t = 16)]
+        batch_size: usize,
+        /// Pretraining steps of the base; uptraining takes alpha of these.
+        #[arg(long, default_value_t = 600)]
+        base_steps: usize,
+        /// Peak learning rate (AdamW).
+        #[arg(long, default_value_t = 2e-3)]
+        lr: f64,
+        #[arg(long, default_value_t = 1234)]
+        seed: u64,
+        /// Tokens of val.txt scored per variant, from its start (0 = all).
+        #[arg(long, default_value_t = 16384)]
+        eval_tokens: usize,
+    }
+
+    pub fn run(a: TrainArgs) -> Result<()> {
+        let args = RecipeArgs {
+            data: a.data,
+            out: a.out,
+            work: a.work,
+            size: a.size,
+            vocab_size: a.vocab_size,
+            seq_len: a.seq_len,
+            batch_size: a.batch_size,
+            base_steps: a.base_steps,
+            lr: a.lr,
+            seed: a.seed,
+            eval_tokens: a.eval_tokens,
+        };
+        match a.recipe.as_str() {
+            "paper" => recipe::paper(&args),
+            "sweep" => recipe::sweep(&args),
+            "table" => recipe::table(&args.out).map(|md| print!("{md}")),
+            other => Err(GqaError::Invalid(format!("unknown recipe '{other}': use paper, sweep or table"))),
         }
     }
 }

@@ -51,12 +51,12 @@ impl Sampler {
         let mut probs: Vec<(u32, f32)> =
             logits.iter().enumerate().map(|(i, &l)| (i as u32, ((l - max) * inv_t).exp())).collect();
         probs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        let total: f32 = probs.iter().map(|p| p.1).sum();
-
+        // Top-k first, then top-p within what top-k kept (as Hugging Face does).
         let mut keep = probs.len();
         if self.config.top_k > 0 {
             keep = keep.min(self.config.top_k);
         }
+        let total: f32 = probs[..keep].iter().map(|p| p.1).sum();
         if self.config.top_p < 1.0 {
             let mut cumulative = 0.0;
             for (i, p) in probs[..keep].iter().enumerate() {

@@ -14,7 +14,7 @@ use crate::cpu::CpuEngine;
 use crate::error::{GqaError, Result};
 use crate::model::Model;
 use crate::sampler::{Sampler, SamplerConfig};
-use crate::tokenizer::Tokenizer;
+use crate::tokenizer::{TextStream, Tokenizer};
 
 /// Which logits a forward pass returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,6 +33,11 @@ pub trait Backend {
     fn set_model(&mut self, model: Model) -> Result<()>;
     /// Run new tokens at the current position, appending to the KV cache.
     fn forward(&mut self, tokens: &[u32], which: Logits) -> Result<Vec<f32>>;
+    /// Run new tokens and return the greedy next token (argmax of the last logits).
+    /// The GPU engine computes it there and reads back only the token.
+    fn forward_argmax(&mut self, tokens: &[u32]) -> Result<u32> {
+        Ok(crate::sampler::argmax(&self.forward(tokens, Logits::Last)?))
+    }
     /// Positions in the KV cache.
     fn pos(&self) -> usize;
     /// Positions the KV cache can hold.
@@ -109,6 +114,60 @@ pub struct Session {
     backend: Box<dyn Backend>,
     tokenizer: Option<Tokenizer>,
     stats: Stats,
+    /// The generation in progress, between `start` and its last `next_token`.
+    generation: Option<Generation>,
+    /// The last token `next_token` returned (it runs on the next call).
+    last_token: u32,
+}
+
+/// A generation in progress: the sampler, the stop rules and the timers.
+struct Generation {
+    sampler: Sampler,
+    greedy: bool,
+    stop_ids: Vec<u32>,
+    max_tokens: usize,
+    prompt_tokens: usize,
+    prefill_s: f64,
+    decode_start: Instant,
+    generated: usize,
+    /// A token sampled but not yet returned (the prefill's).
+    next: Option<u32>,
+}
+
+/// What one step of a generation gave: a token, or the reason it ended.
+enum Step {
+    Token(u32),
+    End(&'static str),
+}
+
+impl Generation {
+    /// The stop rules, in order: enough tokens, full context (before running the
+    /// last token), end of sequence.
+    fn step(&mut self, backend: &mut dyn Backend, last: u32) -> Result<Step> {
+        if self.generated >= self.max_tokens {
+            return Ok(Step::End("length"));
+        }
+        let next = match self.next.take() {
+            Some(next) => next,
+            None if backend.pos() >= backend.capacity() => return Ok(Step::End("context")),
+            None => self.forward_and_sample(backend, &[last])?,
+        };
+        if self.stop_ids.contains(&next) {
+            return Ok(Step::End("eos"));
+        }
+        self.generated += 1;
+        Ok(Step::Token(next))
+    }
+
+    /// One forward pass and one sample; greedy decoding asks the backend for the
+    /// argmax only (the GPU reads back one token instead of the logits).
+    fn forward_and_sample(&mut self, backend: &mut dyn Backend, tokens: &[u32]) -> Result<u32> {
+        if self.greedy {
+            backend.forward_argmax(tokens)
+        } else {
+            Ok(self.sampler.sample(&backend.forward(tokens, Logits::Last)?))
+        }
+    }
 }
 
 impl Session {
@@ -118,7 +177,7 @@ impl Session {
                 return Err(GqaError::VocabMismatch { model: base.config.vocab_size, tokenizer: tok.vocab_size() });
             }
         }
-        Ok(Session { base, backend, tokenizer, stats: Stats::default() })
+        Ok(Session { base, backend, tokenizer, stats: Stats::default(), generation: None, last_token: 0 })
     }
 
     /// A session on the CPU engine with a KV cache of `capacity` positions
@@ -152,7 +211,107 @@ impl Session {
     /// Convert the base model to `groups` key/value heads (Algorithm 4) and run that.
     pub fn set_groups(&mut self, groups: usize, method: Method, seed: u64) -> Result<()> {
         let model = convert(&self.base, groups, method, seed)?;
+        self.generation = None;
         self.backend.set_model(model)
+    }
+
+    /// Start generating from prompt token ids (BOS included by the caller): check
+    /// the prompt, reset the cache and run the prefill. Then call [`Session::next_token`]
+    /// until it returns `None`; a front end that must stay responsive (the page's Web
+    /// Worker) yields between calls, and [`Session::stop`] ends the generation early.
+    pub fn start(&mut self, prompt: &[u32], params: &GenerateParams) -> Result<()> {
+        self.generation = None;
+        let capacity = self.backend.capacity();
+        if prompt.is_empty() {
+            return Err(GqaError::Invalid("the prompt needs at least one token (BOS)".into()));
+        }
+        if prompt.len() > capacity {
+            return Err(GqaError::PromptTooLong { prompt: prompt.len(), context: capacity });
+        }
+        let config = &self.backend.model().config;
+        let mut generation = Generation {
+            sampler: Sampler::new(params.sampler.clone())?,
+            greedy: params.sampler.temperature == 0.0,
+            stop_ids: std::iter::once(config.bos_token_id).chain(config.eos_ids()).collect(),
+            max_tokens: params.max_tokens,
+            prompt_tokens: prompt.len(),
+            prefill_s: 0.0,
+            decode_start: Instant::now(),
+            generated: 0,
+            next: None,
+        };
+        self.backend.reset();
+        let start = Instant::now();
+        generation.next = Some(generation.forward_and_sample(self.backend.as_mut(), prompt)?);
+        generation.prefill_s = start.elapsed().as_secs_f64();
+        generation.decode_start = Instant::now();
+        self.generation = Some(generation);
+        self.update_stats("running");
+        Ok(())
+    }
+
+    /// The next generated token, or `None` when the generation has ended (length,
+    /// end of sequence, full context, stopped; see `stats().stop_reason`).
+    pub fn next_token(&mut self) -> Result<Option<u32>> {
+        let Some(mut g) = self.generation.take() else { return Ok(None) };
+        let step = g.step(self.backend.as_mut(), self.last_token);
+        self.generation = Some(g);
+        match step {
+            Ok(Step::Token(id)) => {
+                self.last_token = id;
+                self.update_stats("running");
+                Ok(Some(id))
+            }
+            Ok(Step::End(reason)) => Ok(self.finish(reason)),
+            Err(e) => {
+                self.finish("error");
+                Err(e)
+            }
+        }
+    }
+
+    /// End the generation in progress (its statistics say "stopped").
+    pub fn stop(&mut self) {
+        if self.generation.is_some() {
+            self.finish("stopped");
+        }
+    }
+
+    /// Whether a generation is in progress.
+    pub fn is_generating(&self) -> bool {
+        self.generation.is_some()
+    }
+
+    fn finish(&mut self, stop_reason: &str) -> Option<u32> {
+        self.update_stats(stop_reason);
+        self.generation = None;
+        None
+    }
+
+    fn update_stats(&mut self, stop_reason: &str) {
+        let Some(g) = &self.generation else { return };
+        let config = &self.backend.model().config;
+        let used = self.backend.pos();
+        let decode_s = g.decode_start.elapsed().as_secs_f64();
+        // Decode speed counts the forward passes after the prefill.
+        let decode_steps = used - g.prompt_tokens;
+        self.stats = Stats {
+            backend: self.backend.name(),
+            n_heads: config.n_heads(),
+            n_kv_heads: config.n_kv_heads(),
+            prompt_tokens: g.prompt_tokens,
+            generated_tokens: g.generated,
+            prefill_ms: g.prefill_s * 1e3,
+            prefill_tok_s: g.prompt_tokens as f64 / g.prefill_s.max(1e-9),
+            decode_tok_s: if decode_steps > 0 { decode_steps as f64 / decode_s.max(1e-9) } else { 0.0 },
+            context_used: used,
+            context_max: self.backend.capacity(),
+            kv_bytes: kv_cache_bytes(config, config.n_kv_heads(), used, 4),
+            kv_bytes_mha: kv_cache_bytes(config, config.n_heads(), used, 4),
+            kv_bytes_allocated: self.backend.kv_bytes_allocated(),
+            weight_bytes: self.backend.model().weight_bytes(),
+            stop_reason: stop_reason.into(),
+        };
     }
 
     /// Generate from prompt token ids (BOS included by the caller). `on_token`
@@ -163,68 +322,31 @@ impl Session {
         params: &GenerateParams,
         on_token: &mut dyn FnMut(u32) -> bool,
     ) -> Result<Vec<u32>> {
-        let capacity = self.backend.capacity();
-        if prompt.is_empty() {
-            return Err(GqaError::Invalid("the prompt needs at least one token (BOS)".into()));
-        }
-        if prompt.len() > capacity {
-            return Err(GqaError::PromptTooLong { prompt: prompt.len(), context: capacity });
-        }
-        let mut sampler = Sampler::new(params.sampler.clone())?;
-        let config = self.backend.model().config.clone();
-        let stop_ids: Vec<u32> = std::iter::once(config.bos_token_id).chain(config.eos_ids()).collect();
-
-        self.backend.reset();
-        let start = Instant::now();
-        let mut logits = self.backend.forward(prompt, Logits::Last)?;
-        let prefill_s = start.elapsed().as_secs_f64();
-
-        let decode_start = Instant::now();
+        self.start(prompt, params)?;
         let mut generated = Vec::new();
-        let mut stop_reason = "length";
-        while generated.len() < params.max_tokens {
-            let next = sampler.sample(&logits);
-            if stop_ids.contains(&next) {
-                stop_reason = "eos";
-                break;
+        while let Some(id) = self.next_token()? {
+            generated.push(id);
+            if !on_token(id) {
+                self.stop();
             }
-            generated.push(next);
-            if !on_token(next) {
-                stop_reason = "stopped";
-                break;
-            }
-            if generated.len() == params.max_tokens {
-                break;
-            }
-            if self.backend.pos() >= capacity {
-                stop_reason = "context";
-                break;
-            }
-            logits = self.backend.forward(&[next], Logits::Last)?;
         }
-        let decode_s = decode_start.elapsed().as_secs_f64();
-        // Decode speed counts the forward passes after the prefill.
-        let decode_steps = self.backend.pos() - prompt.len();
-
-        let used = self.backend.pos();
-        self.stats = Stats {
-            backend: self.backend.name(),
-            n_heads: config.n_heads(),
-            n_kv_heads: config.n_kv_heads(),
-            prompt_tokens: prompt.len(),
-            generated_tokens: generated.len(),
-            prefill_ms: prefill_s * 1e3,
-            prefill_tok_s: prompt.len() as f64 / prefill_s.max(1e-9),
-            decode_tok_s: if decode_steps > 0 { decode_steps as f64 / decode_s.max(1e-9) } else { 0.0 },
-            context_used: used,
-            context_max: capacity,
-            kv_bytes: kv_cache_bytes(&config, config.n_kv_heads(), used, 4),
-            kv_bytes_mha: kv_cache_bytes(&config, config.n_heads(), used, 4),
-            kv_bytes_allocated: self.backend.kv_bytes_allocated(),
-            weight_bytes: self.backend.model().weight_bytes(),
-            stop_reason: stop_reason.into(),
-        };
         Ok(generated)
+    }
+
+    /// BOS + the encoded prompt.
+    pub fn prompt_ids(&self, prompt: &str) -> Result<Vec<u32>> {
+        let mut ids = vec![self.base.config.bos_token_id];
+        ids.extend(self.require_tokenizer()?.encode(prompt)?);
+        Ok(ids)
+    }
+
+    /// A decoder that turns the generated ids into text as they stream.
+    pub fn text_stream(&self) -> Result<TextStream> {
+        Ok(self.require_tokenizer()?.stream())
+    }
+
+    fn require_tokenizer(&self) -> Result<&Tokenizer> {
+        self.tokenizer.as_ref().ok_or_else(|| GqaError::Invalid("this session has no tokenizer".into()))
     }
 
     /// Generate text: BOS + the encoded prompt, then up to `max_tokens` tokens.
@@ -235,10 +357,8 @@ impl Session {
         params: &GenerateParams,
         on_text: &mut dyn FnMut(&str) -> bool,
     ) -> Result<String> {
-        let tokenizer = self.tokenizer.clone().ok_or_else(|| GqaError::Invalid("this session has no tokenizer".into()))?;
-        let mut ids = vec![self.base.config.bos_token_id];
-        ids.extend(tokenizer.encode(prompt)?);
-        let mut stream = tokenizer.stream();
+        let ids = self.prompt_ids(prompt)?;
+        let mut stream = self.text_stream()?;
         let mut text = String::new();
         let mut stream_error = None;
         self.generate_ids(&ids, params, &mut |id| match stream.push(id) {

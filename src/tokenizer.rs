@@ -94,9 +94,10 @@ impl Tokenizer {
         self.inner.id_to_token(id)
     }
 
-    /// A decoder for printing tokens as they are generated.
-    pub fn stream(&self) -> TextStream<'_> {
-        TextStream { tokenizer: self, ids: Vec::new(), emitted: String::new(), in_byte_run: false }
+    /// A decoder for printing tokens as they are generated. It holds its own copy
+    /// of the tokenizer, so a front end can keep it between calls (the page's worker).
+    pub fn stream(&self) -> TextStream {
+        TextStream { tokenizer: self.clone(), ids: Vec::new(), emitted: String::new(), in_byte_run: false }
     }
 }
 
@@ -107,8 +108,8 @@ impl Tokenizer {
 /// UTF-8 sequence (U+FFFD), and while the last token is a byte piece <0xNN> (the
 /// byte-fallback decoder turns a whole run of byte pieces into text at once, so a
 /// later byte can still change how the run decodes).
-pub struct TextStream<'a> {
-    tokenizer: &'a Tokenizer,
+pub struct TextStream {
+    tokenizer: Tokenizer,
     ids: Vec<u32>,
     /// Text returned so far; always a prefix of `decode(ids)`.
     emitted: String,
@@ -116,7 +117,7 @@ pub struct TextStream<'a> {
     in_byte_run: bool,
 }
 
-impl TextStream<'_> {
+impl TextStream {
     /// Adds one token; returns the newly completed text (often empty).
     pub fn push(&mut self, id: u32) -> Result<String> {
         if id as usize >= self.tokenizer.vocab_size {
@@ -219,7 +220,7 @@ fn read_llama2c(bytes: &[u8], vocab_size: usize) -> Result<Vec<Piece>> {
         let (text, tail) = rest.split_at(len);
         rest = tail;
         let text = std::str::from_utf8(text)
-            .map_err(|_| bad(format!("token {i} ({text:?}) is not valid UTF-8")))?;
+            .map_err(|e| bad(format!("token {i} is not valid UTF-8: {e}")))?;
         pieces.push(Piece { text: text.to_string(), score });
     }
     if !rest.is_empty() {

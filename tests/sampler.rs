@@ -69,3 +69,13 @@ fn bad_settings_are_errors() {
         assert!(err.contains(word), "{err}");
     }
 }
+
+/// Top-p applies to the distribution that top-k left: with k = 2 the two
+/// tied leaders hold all the mass, so p = 0.5 keeps exactly one of them.
+#[test]
+fn top_p_is_relative_to_what_top_k_kept() {
+    let mut s = Sampler::new(cfg(1.0, 2, 0.5, 4)).unwrap();
+    for _ in 0..100 {
+        assert_eq!(s.sample(&LOGITS), 1);
+    }
+}

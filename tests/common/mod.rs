@@ -125,7 +125,7 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 pub fn test_model(config: &Config, seed: u64) -> Model {
     let mut m = Model::random(config, seed, gqa::tensor::DType::F32).unwrap();
     let mut rng = gqa::rng::Rng::new(seed ^ 0xABCD);
-    let mut scale = |w: &mut gqa::tensor::Matrix, s: f32| {
+    let scale = |w: &mut gqa::tensor::Matrix, s: f32| {
         if let gqa::tensor::Data::F32(d) = &mut w.data {
             d.iter_mut().for_each(|v| *v *= s);
         }

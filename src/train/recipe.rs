@@ -1,0 +1,428 @@
+//! The paper's recipe at small scale (GQA paper, Algorithms 4 and 5):
+//!
+//! 1. train a byte-level BPE tokenizer on train.txt;
+//! 2. pretrain an MHA base (H = 8 query heads) from scratch;
+//! 3. for G in {4, 2, 1} and each conversion method (mean, first, random),
+//!    convert the base (Algorithm 4) and uptrain it for alpha = 5% of the base's
+//!    steps (Algorithm 5); mean also gets alpha = 10%; every conversion is also
+//!    scored as converted (alpha = 0);
+//! 4. evaluate every variant on val.txt (loss, perplexity, KL and top-1
+//!    agreement against the base) and time CPU decoding at contexts 256 and 2048;
+//! 5. ship the base and the mean-pooled, 5%-uptrained GQA-4, GQA-2 and MQA as f16
+//!    Hugging Face folders with `results.json` beside them.
+//!
+//! Every stage writes its result into the work folder and is skipped when the
+//! result is already there, so the command resumes where it stopped.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::data::TokenStream;
+use super::optim::AdamWParams;
+use super::tokenizer_train::train_bpe;
+use super::trainer::{train, write_json, RunState, TrainSpec};
+use crate::bench;
+use crate::config::Config;
+use crate::convert::{convert, Method};
+use crate::error::{GqaError, Result};
+use crate::eval::evaluate;
+use crate::hf;
+use crate::model::Model;
+use crate::sampler::SamplerConfig;
+use crate::session::{GenerateParams, Session};
+use crate::tensor::DType;
+use crate::tokenizer::Tokenizer;
+
+/// Model sizes to choose the base from: (name, hidden, ffn, layers). H = 8 always.
+pub const SIZES: &[(&str, usize, usize, usize)] =
+    &[("s", 128, 384, 6), ("m", 192, 512, 6), ("l", 256, 704, 6)];
+
+/// Query heads of the base (MHA: G = H).
+pub const N_HEADS: usize = 8;
+/// The prompt whose continuations are shown for every shipped model.
+pub const PROMPT: &str = "Once upon a time";
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RecipeArgs {
+    /// Folder with train.txt and val.txt.
+    pub data: PathBuf,
+    /// Where the shipped models and results.json go.
+    pub out: PathBuf,
+    /// Checkpoints, logs and intermediate results.
+    pub work: PathBuf,
+    pub size: String,
+    pub vocab_size: usize,
+    pub seq_len: usize,
+    pub batch_size: usize,
+    pub base_steps: usize,
+    pub lr: f64,
+    pub seed: u64,
+    /// Tokens of val.txt scored per variant (0 = all).
+    pub eval_tokens: usize,
+}
+
+/// One GQA variant: G key/value heads built by `method`, uptrained for
+/// `alpha_pct` percent of the base's steps.
+#[derive(Clone, Copy, Debug)]
+struct Variant {
+    groups: usize,
+    method: Method,
+    alpha_pct: usize,
+}
+
+impl Variant {
+    fn name(&self) -> String {
+        format!("g{}-{}-a{}", self.groups, self.method, self.alpha_pct)
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct VariantResult {
+    pub name: String,
+    pub label: String,
+    pub n_kv_heads: usize,
+    pub method: String,
+    pub alpha_pct: usize,
+    pub params: u128,
+    pub train_steps: usize,
+    pub train_tokens: usize,
+    pub train_wall_s: f64,
+    pub eval: Scores,
+    pub nats_per_byte: f64,
+    pub decode_tok_s_ctx256: f64,
+    pub decode_tok_s_ctx2048: f64,
+}
+
+/// The numbers of [`crate::eval::EvalReport`], cached per variant in the work folder.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Scores {
+    pub tokens: usize,
+    pub nats_per_token: f64,
+    pub perplexity: f64,
+    pub kl_vs_base: Option<f64>,
+    pub top1_agreement: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Sample {
+    pub model: String,
+    pub prompt: String,
+    pub greedy: String,
+    pub sampled: String,
+    pub sampler: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Results {
+    pub data: String,
+    pub license: String,
+    pub tokenizer: String,
+    pub base_config: Config,
+    pub args: RecipeArgs,
+    pub base_spec: TrainSpec,
+    pub uptrain: String,
+    pub eval_text: String,
+    pub eval_bytes: usize,
+    pub variants: Vec<VariantResult>,
+    pub samples: Vec<Sample>,
+    pub shipped: Vec<(String, String)>,
+}
+
+/// Hyperparameters shared by pretraining and uptraining; `steps` and `warmup` differ.
+fn spec(args: &RecipeArgs, steps: usize, warmup: usize, seed: u64) -> TrainSpec {
+    TrainSpec {
+        steps,
+        warmup,
+        batch_size: args.batch_size,
+        lr: args.lr,
+        min_lr: args.lr / 10.0,
+        adamw: AdamWParams { beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1 },
+        clip: 1.0,
+        seed,
+        eval_every: (steps / 20).clamp(10, 50),
+        eval_windows: 64,
+        checkpoint_secs: 180,
+    }
+}
+
+/// The base config of size `name`: MHA, tied embeddings, context = seq_len.
+pub fn base_config(name: &str, vocab_size: usize, seq_len: usize) -> Result<Config> {
+    let &(_, d, f, l) = SIZES
+        .iter()
+        .find(|s| s.0 == name)
+        .ok_or_else(|| GqaError::Invalid(format!("unknown size '{name}': use s, m or l")))?;
+    let mut c = Config::new(d, f, l, N_HEADS, N_HEADS, vocab_size, seq_len);
+    c.tie_word_embeddings = true;
+    c.validate()?;
+    Ok(c)
+}
+
+/// The tokenizer (trained once, kept in the work folder) and the two token streams.
+pub fn prepare(args: &RecipeArgs) -> Result<(Tokenizer, TokenStream, TokenStream)> {
+    let train_text = read(&args.data.join("train.txt"))?;
+    let val_text = read(&args.data.join("val.txt"))?;
+    let path = args.work.join("tokenizer.json");
+    let tokenizer = if path.exists() {
+        Tokenizer::from_json(&std::fs::read(&path).map_err(|e| GqaError::io(path.display(), e))?)?
+    } else {
+        eprintln!("training a byte-level BPE tokenizer ({} tokens) on train.txt ...", args.vocab_size);
+        let t = train_bpe(&train_text, args.vocab_size)?;
+        std::fs::create_dir_all(&args.work).map_err(|e| GqaError::io(args.work.display(), e))?;
+        std::fs::write(&path, t.to_json()?).map_err(|e| GqaError::io(path.display(), e))?;
+        t
+    };
+    let stream = |text: &str| -> Result<TokenStream> {
+        Ok(TokenStream { tokens: tokenizer.encode(text)?, bos: 1, seq_len: args.seq_len })
+    };
+    let (train, val) = (stream(&train_text)?, stream(&val_text)?);
+    eprintln!(
+        "train.txt: {} bytes, {} tokens ({:.2} bytes/token); val.txt: {} tokens",
+        train_text.len(),
+        train.tokens.len(),
+        train_text.len() as f64 / train.tokens.len() as f64,
+        val.tokens.len()
+    );
+    Ok((tokenizer, train, val))
+}
+
+/// Train the base only, for `args.base_steps` steps from a seeded random init.
+pub fn train_base(args: &RecipeArgs, train_s: &TokenStream, val_s: &TokenStream) -> Result<(Model, RunState)> {
+    let config = base_config(&args.size, args.vocab_size, args.seq_len)?;
+    let init = Model::random(&config, args.seed, DType::F32)?;
+    eprintln!("base: {} ({:.2}M parameters)", bench::label(N_HEADS, N_HEADS), config.n_params() as f64 / 1e6);
+    let warmup = (args.base_steps / 20).max(1);
+    train(&init, train_s, val_s, &spec(args, args.base_steps, warmup, args.seed), &args.work.join("base"), "base")
+}
+
+/// `gqa train --recipe sweep`: train every size for `args.base_steps` steps,
+/// for choosing the base by tokens/s and validation loss.
+pub fn sweep(args: &RecipeArgs) -> Result<()> {
+    let (_, train_s, val_s) = prepare(args)?;
+    for &(name, ..) in SIZES {
+        let a = RecipeArgs { size: name.into(), work: args.work.join(format!("sweep-{name}")), ..args.clone() };
+        let (_, state) = train_base(&a, &train_s, &val_s)?;
+        let params = base_config(name, args.vocab_size, args.seq_len)?.n_params();
+        println!(
+            "size {name}: {:.2}M params, {} steps, {:.0} tok/s, train {:.4} val {:.4} nats/token, {:.0} s",
+            params as f64 / 1e6,
+            state.step,
+            state.tokens_seen as f64 / state.elapsed_s,
+            state.last_train_loss,
+            state.last_val_loss,
+            state.elapsed_s
+        );
+    }
+    Ok(())
+}
+
+/// `gqa train --recipe paper`: everything, resumable.
+pub fn paper(args: &RecipeArgs) -> Result<()> {
+    let (tokenizer, train_s, val_s) = prepare(args)?;
+    let (base, base_state) = train_base(args, &train_s, &val_s)?;
+
+    // Evaluation text: BOS + val.txt, the first eval_tokens tokens.
+    let mut ids = vec![base.config.bos_token_id];
+    ids.extend_from_slice(&val_s.tokens);
+    if args.eval_tokens > 0 {
+        ids.truncate(args.eval_tokens + 1);
+    }
+    let eval_bytes = tokenizer.decode(&ids[1..])?.len();
+    let speed = decode_speed(&base)?;
+
+    let mut variants = vec![result(args, &base, &base, "base", None, &base_state, &ids, eval_bytes, &speed)?];
+    let mut plan = Vec::new();
+    for alpha_pct in [5, 10] {
+        for method in [Method::Mean, Method::First, Method::Random] {
+            for groups in [4, 2, 1] {
+                if alpha_pct == 5 || method == Method::Mean {
+                    plan.push(Variant { groups, method, alpha_pct });
+                }
+            }
+        }
+    }
+    // As converted (alpha = 0): no training, scored first since it is cheap.
+    for method in [Method::Mean, Method::First, Method::Random] {
+        for groups in [4, 2, 1] {
+            let v = Variant { groups, method, alpha_pct: 0 };
+            let model = convert(&base, groups, method, args.seed)?;
+            variants.push(result(args, &base, &model, &v.name(), Some(v), &RunState::default(), &ids, eval_bytes, &speed)?);
+        }
+    }
+    for v in plan {
+        let start = convert(&base, v.groups, v.method, args.seed)?;
+        let steps = (base_state.step * v.alpha_pct).div_ceil(100);
+        let warmup = (steps / 10).max(1);
+        let (model, state) =
+            train(&start, &train_s, &val_s, &spec(args, steps, warmup, args.seed + 1), &args.work.join(v.name()), &v.name())?;
+        variants.push(result(args, &base, &model, &v.name(), Some(v), &state, &ids, eval_bytes, &speed)?);
+    }
+
+    // Ship the base and the mean-pooled, 5%-uptrained GQA-4, GQA-2 and MQA.
+    let mut shipped = Vec::new();
+    let mut samples = Vec::new();
+    for (folder, run) in [("mha", "base"), ("gqa-4", "g4-mean-a5"), ("gqa-2", "g2-mean-a5"), ("mqa", "g1-mean-a5")] {
+        let model = if run == "base" { base.clone() } else { hf::load_hf_dir(&args.work.join(run).join("final"))? };
+        let dir = args.out.join(folder);
+        hf::save_hf_dir(&model, &dir, DType::F16)?;
+        let path = dir.join("tokenizer.json");
+        std::fs::write(&path, tokenizer.to_json()?).map_err(|e| GqaError::io(path.display(), e))?;
+        samples.push(sample(folder, &model.to_dtype(DType::F16), &tokenizer)?);
+        shipped.push((folder.to_string(), run.to_string()));
+    }
+    let results = Results {
+        data: "TinyStories subset: train.txt (training, tokenizer) and val.txt (evaluation only)".into(),
+        license: "data: CDLA-Sharing-1.0 (TinyStories); weights: the project's own results".into(),
+        tokenizer: format!("byte-level BPE, {} tokens, trained on train.txt with the tokenizers crate", tokenizer.vocab_size()),
+        base_config: base.config.clone(),
+        args: args.clone(),
+        base_spec: spec(args, args.base_steps, (args.base_steps / 20).max(1), args.seed),
+        uptrain: "same optimizer and data, fresh AdamW state, warmup 10% of the run's steps to the base's peak lr, cosine to lr/10".into(),
+        eval_text: format!("BOS + the first {} tokens of val.txt, windows of {} advancing by half", ids.len() - 1, args.seq_len),
+        eval_bytes,
+        variants,
+        samples,
+        shipped,
+    };
+    write_json(&args.out.join("results.json"), &results)?;
+    write_json(&args.work.join("results.json"), &results)?;
+    eprintln!("wrote {}", args.out.join("results.json").display());
+    Ok(())
+}
+
+/// Decode tok/s at contexts 256 and 2048 for each G (mean-pooled from the base,
+/// f16 weights as shipped). The context is raised to 2048 in a copy of the
+/// config for this measurement only (RoPE needs no table); the KV cache holds
+/// synthetic values. Speed depends on G, not on how the heads were built.
+fn decode_speed(base: &Model) -> Result<Vec<(usize, f64, f64)>> {
+    let mut model = base.to_dtype(DType::F16);
+    model.config.max_position_embeddings = 2048;
+    let groups = [8, 4, 2, 1];
+    let mut session = Session::cpu(model.clone(), None, Some(2048))?;
+    let bandwidth = bench::bandwidth(128 << 20, 3);
+    let rows = bench::run(session.backend(), &model, &groups, &[256, 2048], 32, 3, bandwidth, &mut |_, _| {})?;
+    Ok(groups
+        .iter()
+        .map(|&g| {
+            let at = |ctx| rows.iter().find(|r| r.n_kv_heads == g && r.context == ctx).map_or(0.0, |r| r.decode_tok_s);
+            (g, at(256), at(2048))
+        })
+        .collect())
+}
+
+/// Score `model` on `ids` against `base` (cached in the work folder).
+#[allow(clippy::too_many_arguments)]
+fn result(
+    args: &RecipeArgs,
+    base: &Model,
+    model: &Model,
+    name: &str,
+    variant: Option<Variant>,
+    state: &RunState,
+    ids: &[u32],
+    eval_bytes: usize,
+    speed: &[(usize, f64, f64)],
+) -> Result<VariantResult> {
+    let path = args.work.join("eval").join(format!("{name}.json"));
+    let eval: Scores = match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text).map_err(|e| GqaError::Invalid(format!("{}: {e}", path.display())))?,
+        Err(_) => {
+            eprintln!("evaluating {name} on {} tokens of val.txt ...", ids.len() - 1);
+            let ctx = Some(args.seq_len);
+            let mut m = Session::cpu(model.clone(), None, ctx)?;
+            let mut b = Session::cpu(base.clone(), None, ctx)?;
+            let with_base = variant.is_some();
+            let report = evaluate(m.backend(), with_base.then(|| b.backend()), ids, args.seq_len, &mut |_, _| {})?;
+            std::fs::create_dir_all(path.parent().expect("has parent")).map_err(|e| GqaError::io(path.display(), e))?;
+            let scores = Scores {
+                tokens: report.tokens,
+                nats_per_token: report.nats_per_token,
+                perplexity: report.perplexity,
+                kl_vs_base: report.kl_vs_base,
+                top1_agreement: report.top1_agreement,
+            };
+            write_json(&path, &scores)?;
+            scores
+        }
+    };
+    let g = model.config.n_kv_heads();
+    let &(_, s256, s2048) = speed.iter().find(|s| s.0 == g).expect("speed measured for every G");
+    eprintln!("{name}: {:.4} nats/token, ppl {:.3}, KL {:?}", eval.nats_per_token, eval.perplexity, eval.kl_vs_base);
+    Ok(VariantResult {
+        name: name.into(),
+        label: bench::label(N_HEADS, g),
+        n_kv_heads: g,
+        method: variant.map_or("-".into(), |v| v.method.to_string()),
+        alpha_pct: variant.map_or(0, |v| v.alpha_pct),
+        params: model.config.n_params(),
+        train_steps: state.step,
+        train_tokens: state.tokens_seen,
+        train_wall_s: state.elapsed_s,
+        nats_per_byte: eval.nats_per_token * eval.tokens as f64 / eval_bytes as f64,
+        eval,
+        decode_tok_s_ctx256: s256,
+        decode_tok_s_ctx2048: s2048,
+    })
+}
+
+/// Greedy and sampled continuations of [`PROMPT`] (128 tokens each).
+fn sample(name: &str, model: &Model, tokenizer: &Tokenizer) -> Result<Sample> {
+    let run = |sampler: SamplerConfig| -> Result<String> {
+        let mut s = Session::cpu(model.clone(), Some(tokenizer.clone()), None)?;
+        let text = s.generate(PROMPT, &GenerateParams { max_tokens: 128, sampler }, &mut |_| true)?;
+        Ok(format!("{PROMPT}{text}"))
+    };
+    let sampled = SamplerConfig { temperature: 0.8, top_k: 0, top_p: 0.95, seed: 42 };
+    Ok(Sample {
+        model: name.into(),
+        prompt: PROMPT.into(),
+        greedy: run(SamplerConfig { temperature: 0.0, top_k: 0, top_p: 1.0, seed: 0 })?,
+        sampled: run(sampled.clone())?,
+        sampler: format!("temperature {}, top_p {}, seed {}", sampled.temperature, sampled.top_p, sampled.seed),
+    })
+}
+
+/// `gqa train --recipe table`: the quality table and samples of `out/results.json`
+/// as Markdown (for MODEL_CARD.md).
+pub fn table(out: &Path) -> Result<String> {
+    let path = out.join("results.json");
+    let results: Results =
+        serde_json::from_str(&read(&path)?).map_err(|e| GqaError::Invalid(format!("{}: {e}", path.display())))?;
+    let mut md = String::from(
+        "| variant | G | method | alpha | uptrain steps | val nats/token | val nats/byte | perplexity \
+         | KL vs MHA (nats/token) | top-1 agreement | decode tok/s @256 | decode tok/s @2048 |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for v in &results.variants {
+        let opt = |x: Option<f64>, f: &dyn Fn(f64) -> String| x.map_or("-".to_string(), f);
+        md += &format!(
+            "| {} | {} | {} | {}% | {} | {:.4} | {:.4} | {:.2} | {} | {} | {:.0} | {:.0} |\n",
+            v.label,
+            v.n_kv_heads,
+            v.method,
+            v.alpha_pct,
+            if v.method == "-" { "-".to_string() } else { v.train_steps.to_string() },
+            v.eval.nats_per_token,
+            v.nats_per_byte,
+            v.eval.perplexity,
+            opt(v.eval.kl_vs_base, &|x| format!("{x:.4}")),
+            opt(v.eval.top1_agreement, &|x| format!("{:.1}%", 100.0 * x)),
+            v.decode_tok_s_ctx256,
+            v.decode_tok_s_ctx2048,
+        );
+    }
+    for s in &results.samples {
+        md += &format!(
+            "\n**{}**, greedy:\n\n> {}\n\nsampled ({}):\n\n> {}\n",
+            s.model,
+            s.greedy.replace('\n', " "),
+            s.sampler,
+            s.sampled.replace('\n', " ")
+        );
+    }
+    Ok(md)
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| GqaError::io(path.display(), e))
+}

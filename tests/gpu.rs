@@ -1,0 +1,326 @@
+//! The GPU engine against the CPU engine. Every test prints
+//! `SKIPPED: no GPU adapter (install mesa-vulkan-drivers)` and passes when no
+//! adapter exists; CI installs lavapipe, so there they run.
+//!
+//! Tolerances: with f32 weights (and with f16 weights, which both engines expand to
+//! the same f32 values before multiplying) the engines do the same arithmetic in a
+//! different order, so logits agree to 1e-4. An f16 KV cache rounds every key and
+//! value to 11 significant bits (relative error <= 2^-11 = 4.9e-4); see
+//! `f16_kv_cache_is_close`.
+
+mod common;
+
+use common::{max_abs_diff, shared, small_config, test_model};
+use gqa::config::divisors;
+use gqa::convert::{convert, Method};
+use gqa::cpu::CpuEngine;
+use gqa::gpu::{GpuContext, GpuEngine, GpuOptions};
+use gqa::model::Model;
+use gqa::sampler::argmax;
+use gqa::session::{Backend, Logits};
+use gqa::tensor::DType;
+
+/// A device, or None (and the SKIPPED line) when there is no adapter.
+fn device() -> Option<GpuContext> {
+    match pollster::block_on(GpuContext::new()) {
+        Ok(ctx) => Some(ctx),
+        Err(e) => {
+            println!("SKIPPED: no GPU adapter (install mesa-vulkan-drivers): {e}");
+            None
+        }
+    }
+}
+
+fn engine(model: Model, capacity: usize, options: GpuOptions) -> Option<GpuEngine> {
+    let ctx = device()?;
+    Some(GpuEngine::with_context(ctx, model, capacity, options).unwrap())
+}
+
+/// Greedy decoding on both engines for `steps` tokens from `first`: the GPU logits
+/// equal the CPU logits within `tol` at every step, and the GPU's own argmax (computed
+/// on the GPU, read back alone) picks the same tokens. Returns the largest difference.
+fn greedy_run(cpu: &mut CpuEngine, gpu: &mut GpuEngine, first: u32, steps: usize, tol: f32, what: &str) -> f32 {
+    let mut token = first;
+    let mut worst = 0.0f32;
+    for step in 0..steps {
+        let expected = cpu.forward(&[token], Logits::Last).unwrap();
+        let before = gpu.submissions();
+        let got = gpu.forward(&[token], Logits::Last).unwrap();
+        assert_eq!(gpu.submissions(), before + 1, "{what}: one queue submission per decoded token");
+        let d = max_abs_diff(&got, &expected);
+        worst = worst.max(d);
+        assert!(d <= tol, "{what} step {step}: GPU vs CPU logits differ by {d} (tolerance {tol})");
+        let next = argmax(&expected);
+        assert_eq!(argmax(&got), next, "{what} step {step}: greedy tokens differ");
+        token = next;
+    }
+    worst
+}
+
+/// The GPU's argmax kernel agrees with the CPU sampler's argmax along a greedy run
+/// (tokens only: 4 bytes read back per step).
+fn greedy_tokens_on_gpu(gpu: &mut GpuEngine, first: u32, steps: usize) -> Vec<u32> {
+    let mut out = vec![first];
+    for _ in 0..steps {
+        let next = gpu.forward_argmax(&[*out.last().unwrap()]).unwrap();
+        out.push(next);
+    }
+    out
+}
+
+#[test]
+fn random_model_matches_cpu_for_every_g() {
+    let Some(mut gpu) = engine(test_model(&small_config(8), 1), 128, GpuOptions::default()) else { return };
+    for g in divisors(8) {
+        let model = test_model(&small_config(g), 11 + g as u64);
+        let mut cpu = CpuEngine::new(model.clone(), 128).unwrap();
+        // One engine for every G: set_model reallocates the KV cache for G heads.
+        gpu.set_model(model).unwrap();
+        let gpu = &mut gpu;
+        let worst = greedy_run(&mut cpu, gpu, 1, 64, 1e-4, &format!("random G={g}"));
+        println!("random model G={g}: max |GPU - CPU| over 64 greedy steps = {worst:.2e}");
+
+        // The argmax-only path picks the same tokens.
+        let mut cpu_tokens = vec![1u32];
+        cpu.reset();
+        for _ in 0..64 {
+            let l = cpu.forward(&[*cpu_tokens.last().unwrap()], Logits::Last).unwrap();
+            cpu_tokens.push(argmax(&l));
+        }
+        gpu.reset();
+        assert_eq!(greedy_tokens_on_gpu(gpu, 1, 64), cpu_tokens, "G={g}: GPU argmax tokens");
+    }
+}
+
+/// The workgroup-reduction matvec (used where the adapter has no subgroups, as in
+/// browsers) gives the same logits as the subgroup variant and the CPU.
+#[test]
+fn workgroup_matvec_matches_cpu() {
+    let model = test_model(&small_config(4), 17);
+    let options = GpuOptions { use_subgroups: false, ..Default::default() };
+    let Some(mut gpu) = engine(model.clone(), 128, options) else { return };
+    assert!(!gpu.uses_subgroups());
+    let mut cpu = CpuEngine::new(model, 128).unwrap();
+    let worst = greedy_run(&mut cpu, &mut gpu, 1, 64, 1e-4, "workgroup matvec");
+    println!("workgroup matvec: max diff {worst:.2e}");
+}
+
+/// Batched prefill (the tiled matmul, several submissions of max_batch tokens, and
+/// attention spans crossing the 256-position split) equals the CPU's logits for
+/// every position.
+#[test]
+fn prefill_matches_cpu_across_batches_and_splits() {
+    let model = test_model(&small_config(2), 9);
+    let Some(mut gpu) = engine(model.clone(), 600, GpuOptions { max_batch: 48, ..Default::default() }) else { return };
+    let mut cpu = CpuEngine::new(model, 600).unwrap();
+    let toks: Vec<u32> = (0..300).map(|i| ((i * 37 + 11) % 97) as u32).collect();
+    let expected = cpu.forward(&toks, Logits::All).unwrap();
+    let got = gpu.forward(&toks, Logits::All).unwrap();
+    assert_eq!(got.len(), expected.len());
+    for t in 0..toks.len() {
+        let d = max_abs_diff(&got[t * 97..(t + 1) * 97], &expected[t * 97..(t + 1) * 97]);
+        assert!(d <= 1e-4, "position {t}: prefill logits differ by {d}");
+    }
+    // Decoding continues from the prefilled cache.
+    let worst = greedy_run(&mut cpu, &mut gpu, 5, 8, 1e-4, "after prefill");
+    println!("prefill then decode: max diff {worst:.2e}");
+}
+
+/// f16 weights (packed two per u32, expanded with unpack2x16float): both engines
+/// multiply by the same f32 values, so the f32 tolerance holds, for every G.
+#[test]
+fn f16_weights_match_cpu() {
+    let Some(mut gpu) = engine(test_model(&small_config(8), 1).to_dtype(DType::F16), 128, GpuOptions::default()) else { return };
+    for g in divisors(8) {
+        let model = test_model(&small_config(g), 5 + g as u64).to_dtype(DType::F16);
+        gpu.set_model(model.clone()).unwrap();
+        let mut cpu = CpuEngine::new(model.clone(), 128).unwrap();
+        let worst = greedy_run(&mut cpu, &mut gpu, 1, 64, 1e-4, &format!("f16 weights G={g}"));
+        println!("f16 weights G={g}: max diff {worst:.2e}");
+        // Prefill path (matmul) with f16 weights.
+        cpu.reset();
+        gpu.reset();
+        let toks: Vec<u32> = (0..40).map(|i| ((i * 13 + 3) % 97) as u32).collect();
+        let d = max_abs_diff(&gpu.forward(&toks, Logits::All).unwrap(), &cpu.forward(&toks, Logits::All).unwrap());
+        assert!(d <= 1e-4, "f16 prefill G={g} differs by {d}");
+    }
+}
+
+/// An f16 KV cache rounds keys and values (relative 2^-11). The logits then move by
+/// about that relative amount times their size: we require max |diff| <= 2e-3 x
+/// max |logit| and identical greedy tokens wherever the CPU's top two logits are
+/// further apart than that bound.
+#[test]
+fn f16_kv_cache_is_close() {
+    let options = GpuOptions { kv_dtype: DType::F16, ..Default::default() };
+    let Some(mut gpu) = engine(test_model(&small_config(8), 1), 128, options) else { return };
+    for g in divisors(8) {
+        let model = test_model(&small_config(g), 8 + g as u64);
+        gpu.set_model(model.clone()).unwrap();
+        assert_eq!(gpu.kv_bytes_allocated(), gqa::kv_cache_bytes(&model.config, g, 128, 2), "f16 KV cache bytes");
+        let mut cpu = CpuEngine::new(model, 128).unwrap();
+        let mut token = 1;
+        let mut worst_rel = 0.0f32;
+        for step in 0..64 {
+            let expected = cpu.forward(&[token], Logits::Last).unwrap();
+            let got = gpu.forward(&[token], Logits::Last).unwrap();
+            let scale = expected.iter().fold(0.0f32, |a, &b| a.max(b.abs()));
+            let d = max_abs_diff(&got, &expected);
+            worst_rel = worst_rel.max(d / scale);
+            assert!(d <= 2e-3 * scale, "G={g} step {step}: f16 KV logits differ by {d} (scale {scale})");
+            let mut sorted = expected.clone();
+            sorted.sort_by(|a, b| b.total_cmp(a));
+            if sorted[0] - sorted[1] > 4e-3 * scale {
+                assert_eq!(argmax(&got), argmax(&expected), "G={g} step {step}: greedy token");
+            }
+            token = argmax(&expected);
+        }
+        println!("f16 KV cache G={g}: max |diff| / max |logit| = {worst_rel:.2e}");
+    }
+}
+
+/// Switching G 100 times keeps GPU memory flat: the old weights and KV cache are
+/// freed before the new ones are allocated (our accounting and wgpu's allocator).
+#[test]
+fn switching_g_keeps_memory_flat() {
+    let base = test_model(&small_config(8), 3);
+    let Some(mut gpu) = engine(base.clone(), 256, GpuOptions::default()) else { return };
+    let models: Vec<Model> = divisors(8).iter().map(|&g| convert(&base, g, Method::Mean, 0).unwrap()).collect();
+    let mut by_g = vec![None; models.len()];
+    let mut reports: Vec<Vec<u64>> = vec![Vec::new(); models.len()];
+    for i in 0..100 {
+        let which = i % models.len();
+        gpu.set_model(models[which].clone()).unwrap();
+        gpu.forward(&[1, 2, 3], Logits::Last).unwrap();
+        let g = models[which].config.n_kv_heads();
+        assert_eq!(gpu.kv_bytes_allocated(), gqa::kv_cache_bytes(&models[which].config, g, 256, 4), "KV cache holds G = {g} heads");
+        let live = gpu.allocated_bytes();
+        match by_g[which] {
+            None => by_g[which] = Some(live),
+            Some(before) => assert_eq!(live, before, "switch {i} (G = {g}): live GPU bytes {live} vs {before} before"),
+        }
+        if let Some((allocated, _reserved)) = gpu.allocator_report() {
+            reports[which].push(allocated);
+        }
+    }
+    println!("{}: live GPU bytes per G {:?}", gpu.name(), by_g);
+    for (which, r) in reports.iter().enumerate() {
+        if let (Some(first), Some(last)) = (r.first(), r.last()) {
+            let g = models[which].config.n_kv_heads();
+            println!("G = {g}: wgpu allocator {first} bytes at the first switch, {last} at the last");
+            assert!(*last <= first + (256 << 10), "G = {g}: wgpu allocator grew from {first} to {last} bytes");
+        }
+    }
+}
+
+/// Tensors larger than a storage binding are split by rows (same logits); what cannot
+/// be split is refused with an error that names the limit and the tensor.
+#[test]
+fn binding_limit_splits_or_refuses() {
+    let model = test_model(&small_config(8), 4);
+    let Some(mut ctx) = device() else { return };
+    // 16 KiB bindings: the embedding, LM head and MLP matrices (~25 KB) split in two.
+    ctx.limits.max_storage_buffer_binding_size = 16 << 10;
+    let mut gpu = GpuEngine::with_context(ctx, model.clone(), 64, GpuOptions { max_batch: 8, ..Default::default() }).unwrap();
+    let mut cpu = CpuEngine::new(model.clone(), 64).unwrap();
+    greedy_run(&mut cpu, &mut gpu, 1, 16, 1e-4, "split tensors");
+
+    let mut ctx = device().unwrap();
+    ctx.limits.max_storage_buffer_binding_size = 8 << 10;
+    let err = GpuEngine::with_context(ctx, model.clone(), 64, GpuOptions { max_batch: 8, ..Default::default() }).err().unwrap();
+    let msg = err.to_string();
+    assert!(msg.contains("KV cache") && msg.contains("8192"), "{msg}");
+
+    let mut ctx = device().unwrap();
+    ctx.limits.max_storage_buffer_binding_size = 200;
+    let small = convert(&model, 1, Method::Mean, 0).unwrap();
+    let err = GpuEngine::with_context(ctx, small, 4, GpuOptions { max_batch: 1, ..Default::default() }).err().unwrap();
+    let msg = err.to_string();
+    assert!(msg.contains("model.layers.0.self_attn.q_proj.weight") && msg.contains("200"), "{msg}");
+}
+
+/// The same model with each KV head repeated to `n_kv_heads` heads (repeat_kv).
+fn repeat_kv(model: &Model, n_kv_heads: usize) -> Model {
+    let mut m = model.clone();
+    let (hd, old) = (model.config.head_dim(), model.config.n_kv_heads());
+    let rep = n_kv_heads / old;
+    for b in &mut m.blocks {
+        for w in [&mut b.attn.wk, &mut b.attn.wv] {
+            let v = w.to_f32_vec();
+            let rows: Vec<f32> = (0..n_kv_heads).flat_map(|h| v[(h / rep) * hd * w.cols..(h / rep + 1) * hd * w.cols].to_vec()).collect();
+            *w = w.like(n_kv_heads * hd, w.cols, rows);
+        }
+    }
+    m.config.num_key_value_heads = Some(n_kv_heads);
+    m
+}
+
+/// stories260K (H = 8, G = 4): for every G dividing H, GPU logits equal
+/// CPU logits along a 64-token greedy run; with its own G the GPU session reproduces
+/// the reference 256-token greedy text.
+#[test]
+fn stories260k_matches_cpu_and_reference_text() {
+    let (Some(model_path), Some(tok_path), Some(expected_path)) = (
+        shared("fixtures/llama2c/stories260K.bin"),
+        shared("fixtures/llama2c/tok512.bin"),
+        shared("fixtures/llama2c/greedy_256.txt"),
+    ) else {
+        return;
+    };
+    let Some(ctx) = device() else { return };
+    let (base, tokenizer) = gqa::loader::load(&model_path, Some(&tok_path)).unwrap();
+    let capacity = base.config.max_position_embeddings;
+    let mut gpu = GpuEngine::with_context(ctx, base.clone(), capacity, GpuOptions::default()).unwrap();
+    // G = 1, 2, 4 by pooling (Algorithm 4); G = 8 = H by repeating each KV head (an
+    // equivalent MHA model: conversion cannot add heads).
+    for g in base.config.group_choices() {
+        let model = if g <= base.config.n_kv_heads() { convert(&base, g, Method::Mean, 0).unwrap() } else { repeat_kv(&base, g) };
+        gpu.set_model(model.clone()).unwrap();
+        let mut cpu = CpuEngine::new(model, capacity).unwrap();
+        let worst = greedy_run(&mut cpu, &mut gpu, base.config.bos_token_id, 64, 1e-4, &format!("stories260K G={g}"));
+        println!("stories260K G={g}: max |GPU - CPU| over 64 greedy steps = {worst:.2e}");
+    }
+
+    // f16 weights: both engines expand the same f16 values, so 1e-4 holds as well.
+    let half = base.to_dtype(DType::F16);
+    gpu.set_model(half.clone()).unwrap();
+    let mut cpu = CpuEngine::new(half, capacity).unwrap();
+    let worst = greedy_run(&mut cpu, &mut gpu, base.config.bos_token_id, 64, 1e-4, "stories260K f16 weights");
+    println!("stories260K f16 weights: max |GPU - CPU| over 64 greedy steps = {worst:.2e}");
+
+    gpu.set_model(base.clone()).unwrap();
+    let mut session = gqa::session::Session::new(base, tokenizer, Box::new(gpu)).unwrap();
+    let params = gqa::session::GenerateParams { max_tokens: 256, sampler: Default::default() };
+    let text = session.generate("", &params, &mut |_| true).unwrap();
+    let expected = std::fs::read_to_string(expected_path).unwrap();
+    assert_eq!(text.trim_end(), expected.trim_end(), "GPU greedy text differs from greedy_256.txt");
+    assert!(session.stats().backend.starts_with("gpu"), "{}", session.stats().backend);
+}
+
+/// The async generation loop (what the page runs) gives the same ids and statistics
+/// as the session on the same engine, greedy and sampled.
+#[test]
+fn async_generate_matches_session() {
+    let model = test_model(&small_config(2), 31);
+    let Some(gpu) = engine(model.clone(), 64, GpuOptions::default()) else { return };
+    let mut session = gqa::session::Session::new(model, None, Box::new(gpu)).unwrap();
+    let prompt = [1u32, 7, 9];
+    for sampler in [Default::default(), gqa::sampler::SamplerConfig { temperature: 0.9, top_p: 0.9, top_k: 0, seed: 3 }] {
+        let params = gqa::session::GenerateParams { max_tokens: 20, sampler };
+        let mut streamed = Vec::new();
+        let ids = session.generate_ids(&prompt, &params, &mut |id| {
+            streamed.push(id);
+            true
+        }).unwrap();
+        assert_eq!(streamed, ids);
+        let expected_stats = session.stats().clone();
+        let (ids_async, stats) = {
+            let Some(mut gpu2) = engine(session.model().clone(), 64, GpuOptions::default()) else { return };
+            pollster::block_on(gpu2.generate_ids_async(&prompt, &params, &mut |_| true)).unwrap()
+        };
+        assert_eq!(ids_async, ids);
+        assert_eq!(stats.context_used, expected_stats.context_used);
+        assert_eq!(stats.stop_reason, expected_stats.stop_reason);
+        assert_eq!(stats.generated_tokens, expected_stats.generated_tokens);
+    }
+}
