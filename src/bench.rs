@@ -6,7 +6,7 @@
 use serde::Serialize;
 use web_time::Instant;
 
-use crate::config::{kv_cache_bytes, Config};
+use crate::config::kv_cache_bytes;
 use crate::convert::{convert, Method};
 use crate::error::{GqaError, Result};
 use crate::model::Model;

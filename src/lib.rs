@@ -25,6 +25,9 @@ pub mod tokenizer;
 #[cfg(feature = "train")] pub mod train;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
+/// The browser API (wasm-bindgen), used by the page's Web Worker.
+#[cfg(target_arch = "wasm32")]
+pub mod wasm;
 
 pub use config::{kv_cache_bytes, Config};
 pub use error::{GqaError, Result};

@@ -12,9 +12,33 @@ if ! ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1; then
 fi
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 
+# Every test run's output is also kept, to total the results at the end.
+LOG="$(mktemp)"
+t() { "$@" 2>&1 | tee -a "$LOG"; }
+
 # The library must keep compiling for the browser (wasm32 + SIMD).
 rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || true
 RUSTFLAGS="-C target-feature=+simd128" cargo build --quiet --lib --target wasm32-unknown-unknown
 
 # All native tests.
-cargo test
+t cargo test
+
+# The browser demo. Debian's Chromium and chromedriver (never a downloaded browser).
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) ||
+    echo "note: could not install chromium; the browser tests will fail"
+fi
+# wasm + JS bindings + wasm-opt into www/pkg (installs wasm-bindgen-cli and the npm tools once).
+bash scripts/build-web.sh
+# The wasm API under Node (CPU SIMD = native logits; no WebGPU there) and in headless
+# Chromium (WebGPU); the native reference logits come from tests/web_reference.rs above.
+export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
+RUSTFLAGS="-C target-feature=+simd128" t cargo test --target wasm32-unknown-unknown --test web_node
+CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_WEBDRIVER_JSON=tests/web/webdriver.json \
+  RUSTFLAGS="-C target-feature=+simd128" t cargo test --target wasm32-unknown-unknown --test web_browser -- --nocapture
+# The page end to end in Chromium, from the demo server (screenshots in target/e2e).
+t node tests/web/e2e.mjs
+
+# One closing line for everything above (each runner's own lines are above it).
+awk '/test result: /{ for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
+     END { printf "all tests: %d passed, %d failed\n", p, f }' "$LOG"

@@ -80,3 +80,35 @@ fn bad_prompts_are_errors() {
     let err = s.generate("hello", &params(4, 0.0, 0), &mut |_| true).unwrap_err();
     assert!(err.to_string().contains("no tokenizer"), "{err}");
 }
+
+#[test]
+fn step_wise_generation_gives_the_same_tokens_and_can_stop() {
+    let mut s = session();
+    let p = params(12, 1.0, 9);
+    let all = s.generate_ids(&[1, 40, 41], &p, &mut |_| true).unwrap();
+    s.start(&[1, 40, 41], &p).unwrap();
+    let mut steps = Vec::new();
+    while let Some(id) = s.next_token().unwrap() {
+        steps.push(id);
+        assert_eq!(s.stats().stop_reason, "running");
+        assert_eq!(s.stats().generated_tokens, steps.len());
+    }
+    assert_eq!(steps, all);
+    assert!(!s.is_generating());
+    // After the end, and without a start, there is nothing more.
+    assert_eq!(s.next_token().unwrap(), None);
+
+    s.start(&[1, 40, 41], &p).unwrap();
+    s.next_token().unwrap().unwrap();
+    s.stop();
+    assert_eq!(s.next_token().unwrap(), None);
+    assert_eq!(s.stats().stop_reason, "stopped");
+    assert_eq!(s.stats().generated_tokens, 1);
+
+    // Changing G ends a generation in progress; a bad start leaves none running.
+    s.start(&[1, 40, 41], &p).unwrap();
+    s.set_groups(4, Method::Mean, 0).unwrap();
+    assert_eq!(s.next_token().unwrap(), None);
+    assert!(s.start(&[], &p).is_err());
+    assert!(!s.is_generating());
+}

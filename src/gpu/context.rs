@@ -19,6 +19,10 @@ pub struct GpuContext {
     pub subgroups: bool,
     /// The adapter has TIMESTAMP_QUERY: each forward pass is timed on the GPU.
     pub timestamps: bool,
+    /// The first GPU error no call caught (validation, out of memory). wgpu's default
+    /// handler panics, which would kill the page's wasm module; we keep the message and
+    /// return it from the next read-back instead.
+    uncaptured: Arc<Mutex<Option<String>>>,
 }
 
 impl GpuContext {
@@ -65,6 +69,11 @@ impl GpuContext {
             })
             .await
             .map_err(|e| GqaError::Backend(format!("cannot open the GPU device {}: {e}", info.name)))?;
+        let uncaptured: Arc<Mutex<Option<String>>> = Arc::default();
+        let slot = uncaptured.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            slot.lock().unwrap().get_or_insert_with(|| e.to_string());
+        }));
         Ok(GpuContext {
             device,
             queue,
@@ -72,6 +81,7 @@ impl GpuContext {
             limits,
             subgroups: features.contains(wgpu::Features::SUBGROUP),
             timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+            uncaptured,
         })
     }
 
@@ -102,6 +112,10 @@ impl GpuContext {
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| GqaError::Backend(format!("waiting for the GPU failed: {e}")))?;
         MapDone { slot }.await.map_err(|e| GqaError::Backend(format!("reading back from the GPU failed: {e}")))?;
+        if let Some(e) = self.uncaptured.lock().unwrap().take() {
+            buffer.unmap();
+            return Err(GqaError::Backend(format!("the GPU reported an error: {e}")));
+        }
         let bytes = buffer
             .get_mapped_range(0..len)
             .map_err(|e| GqaError::Backend(format!("reading back from the GPU failed: {e}")))?

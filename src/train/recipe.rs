@@ -299,8 +299,7 @@ fn decode_speed(base: &Model) -> Result<Vec<(usize, f64, f64)>> {
     model.config.max_position_embeddings = 2048;
     let groups = [8, 4, 2, 1];
     let mut session = Session::cpu(model.clone(), None, Some(2048))?;
-    let bandwidth = bench::bandwidth(128 << 20, 3);
-    let rows = bench::run(session.backend(), &model, &groups, &[256, 2048], 32, 3, bandwidth, &mut |_, _| {})?;
+    let (_, rows) = bench::run(session.backend(), &model, &groups, &[256, 2048], 32, 3, &mut |_, _| {})?;
     Ok(groups
         .iter()
         .map(|&g| {

@@ -1,0 +1,445 @@
+//! The browser API: what the page's Web Worker (www/worker.js) calls, via wasm-bindgen.
+//!
+//! A [`WebSession`] (JS: `Session`) wraps the library's [`Session`]: load a model from
+//! bytes, convert it to G, choose the engine (CPU SIMD, or WebGPU through the GPU
+//! engine's async methods), then generate: on the CPU step by step (`start`, then
+//! `nextToken` until it says `done`) so the worker can yield between tokens and receive
+//! Stop; on either engine with `generate` and a per-token JS callback.
+//! Every error reaches JS as an `Error` with the library's message; results are plain
+//! JS objects (serde-wasm-bindgen).
+
+use serde::{Deserialize, Serialize};
+use wasm_bindgen::prelude::*;
+use web_time::Instant;
+
+use crate::config::{divisors, kv_cache_bytes};
+use crate::convert::Method;
+use crate::cpu::CpuEngine;
+use crate::error::GqaError;
+use crate::eval::evaluate;
+use crate::gpu::{GpuContext, GpuEngine, GpuOptions};
+use crate::model::Model;
+use crate::sampler::SamplerConfig;
+use crate::session::{GenerateParams, Logits, Session, Stats};
+use crate::tensor::DType;
+use crate::tokenizer::{TextStream, Tokenizer};
+
+/// The message of the last panic, for the worker to show: after a panic (or an
+/// allocation failure, which aborts without one) the module cannot be used again.
+static LAST_PANIC: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+#[wasm_bindgen(start)]
+fn init() {
+    std::panic::set_hook(Box::new(|info| {
+        console_error_panic_hook::hook(info);
+        if let Ok(mut last) = LAST_PANIC.lock() {
+            *last = Some(info.to_string());
+        }
+    }));
+}
+
+/// Why the module stopped, after a call threw `RuntimeError: unreachable`: the panic
+/// message, or `undefined` when there was none (then memory ran out).
+#[wasm_bindgen(js_name = lastPanic)]
+pub fn last_panic() -> Option<String> {
+    LAST_PANIC.lock().ok().and_then(|last| last.clone())
+}
+
+/// A library error as a JS `Error` carrying its message.
+fn js_error(e: GqaError) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsError> {
+    value.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).map_err(|e| JsError::new(&e.to_string()))
+}
+
+/// The SIMD the CPU engine uses here ("simd128" when built with +simd128).
+#[wasm_bindgen(js_name = simdName)]
+pub fn simd_name() -> String {
+    crate::kernels::simd_name().to_string()
+}
+
+/// Whether this browser (or runtime) offers WebGPU, and if not, why.
+#[wasm_bindgen(js_name = webgpuStatus)]
+pub async fn webgpu_status() -> Result<JsValue, JsError> {
+    #[derive(Serialize)]
+    struct Status {
+        available: bool,
+        /// The browser's fallback adapter (software rendering, e.g. SwiftShader):
+        /// usually slower than the CPU engine.
+        software: bool,
+        reason: String,
+    }
+    let status = match crate::gpu::GpuContext::new().await {
+        Ok(ctx) => Status {
+            available: true,
+            software: ctx.info.device_type == wgpu::DeviceType::Cpu,
+            reason: ctx.describe(),
+        },
+        Err(e) => Status { available: false, software: false, reason: e.to_string() },
+    };
+    to_js(&status)
+}
+
+/// Sampling settings from JS; missing fields take the defaults below.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct JsParams {
+    max_tokens: usize,
+    temperature: f32,
+    top_p: f32,
+    top_k: usize,
+    seed: u64,
+}
+
+impl Default for JsParams {
+    fn default() -> Self {
+        JsParams { max_tokens: 128, temperature: 0.8, top_p: 0.9, top_k: 0, seed: 1 }
+    }
+}
+
+/// What the page needs to know about the loaded model and the current G.
+#[derive(Serialize)]
+struct Info {
+    backend: String,
+    layers: usize,
+    hidden: usize,
+    n_heads: usize,
+    /// Key/value heads of the model as loaded, and of the current conversion.
+    base_kv_heads: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
+    vocab: usize,
+    context: usize,
+    capacity: usize,
+    params: f64,
+    weight_bytes: usize,
+    /// KV-cache bytes per position (f32) for this G and for MHA (G = H); the page
+    /// multiplies by the context used (see [`crate::config::kv_cache_bytes`]).
+    kv_bytes_per_position: usize,
+    kv_bytes_per_position_mha: usize,
+    /// The G the model converts to: divisors of the loaded key/value heads.
+    group_choices: Vec<usize>,
+    has_tokenizer: bool,
+}
+
+/// One step of a generation, for JS: a token and its text, or the end with the
+/// text held back until then.
+#[derive(Serialize)]
+struct Piece {
+    id: Option<u32>,
+    text: String,
+    done: bool,
+}
+
+#[wasm_bindgen(js_name = Session)]
+pub struct WebSession {
+    /// The base model, the tokenizer, the CPU engine and its step-wise generation.
+    session: Session,
+    /// The WebGPU engine, when it is the backend in use (it runs the session's
+    /// current model; generation on it is async).
+    gpu: Option<GpuEngine>,
+    /// Statistics of the last generation on the GPU.
+    gpu_stats: Option<Stats>,
+    stream: Option<TextStream>,
+}
+
+#[wasm_bindgen(js_class = Session)]
+impl WebSession {
+    /// A Hugging Face model: config.json text, model.safetensors bytes and, optionally,
+    /// tokenizer.json bytes. `capacity` limits the KV cache (default: the whole context).
+    #[wasm_bindgen(js_name = fromHf)]
+    pub fn from_hf(
+        config_json: &str,
+        safetensors: &[u8],
+        tokenizer_json: Option<Vec<u8>>,
+        capacity: Option<usize>,
+    ) -> Result<WebSession, JsError> {
+        let model = crate::hf::load_hf(config_json, safetensors).map_err(js_error)?;
+        let tokenizer = tokenizer_json.map(|b| Tokenizer::from_json(&b)).transpose().map_err(js_error)?;
+        WebSession::new(model, tokenizer, capacity)
+    }
+
+    /// A llama2.c checkpoint (.bin) and, optionally, its tokenizer.bin.
+    #[wasm_bindgen(js_name = fromLlama2c)]
+    pub fn from_llama2c(
+        checkpoint: &[u8],
+        tokenizer_bin: Option<Vec<u8>>,
+        capacity: Option<usize>,
+    ) -> Result<WebSession, JsError> {
+        let model = crate::llama2c::load_llama2c(checkpoint).map_err(js_error)?;
+        let vocab = model.config.vocab_size;
+        let tokenizer = tokenizer_bin.map(|b| Tokenizer::from_llama2c(&b, vocab)).transpose().map_err(js_error)?;
+        WebSession::new(model, tokenizer, capacity)
+    }
+
+    /// A random-weight speed preset (`tiny`, `15m`, `110m`, `500m`; see presets.rs), generated
+    /// here from `seed`, with f16 weights when `f16` is true. It has no tokenizer:
+    /// the generated text shows token ids.
+    #[wasm_bindgen(js_name = fromPreset)]
+    pub fn from_preset(name: &str, seed: u32, f16: bool, capacity: Option<usize>) -> Result<WebSession, JsError> {
+        let config = crate::presets::preset(name).map_err(js_error)?;
+        let dtype = if f16 { DType::F16 } else { DType::F32 };
+        let model = Model::random(&config, seed as u64, dtype).map_err(js_error)?;
+        WebSession::new(model, None, capacity)
+    }
+
+    fn new(model: Model, tokenizer: Option<Tokenizer>, capacity: Option<usize>) -> Result<WebSession, JsError> {
+        let context = model.config.max_position_embeddings;
+        let capacity = capacity.unwrap_or(context).min(context);
+        let session = Session::cpu(model, tokenizer, Some(capacity)).map_err(js_error)?;
+        Ok(WebSession { session, gpu: None, gpu_stats: None, stream: None })
+    }
+
+    /// The model and current G, as a plain object (see `Info`).
+    pub fn info(&mut self) -> Result<JsValue, JsError> {
+        let base_kv_heads = self.session.base().config.n_kv_heads();
+        let has_tokenizer = self.session.tokenizer().is_some();
+        let backend = self.session.backend();
+        let (mut name, capacity) = (backend.name(), backend.capacity());
+        if let Some(gpu) = &self.gpu {
+            name = gpu.name();
+        }
+        let model = self.session.model();
+        let c = &model.config;
+        to_js(&Info {
+            backend: name,
+            layers: c.num_hidden_layers,
+            hidden: c.hidden_size,
+            n_heads: c.n_heads(),
+            base_kv_heads,
+            n_kv_heads: c.n_kv_heads(),
+            head_dim: c.head_dim(),
+            vocab: c.vocab_size,
+            context: c.max_position_embeddings,
+            capacity,
+            params: c.n_params() as f64,
+            weight_bytes: model.weight_bytes(),
+            kv_bytes_per_position: kv_cache_bytes(c, c.n_kv_heads(), 1, 4),
+            kv_bytes_per_position_mha: kv_cache_bytes(c, c.n_heads(), 1, 4),
+            group_choices: divisors(base_kv_heads),
+            has_tokenizer,
+        })
+    }
+
+    /// Convert the loaded model to `groups` key/value heads with `method`
+    /// (mean, first or random; `seed` drives random). Ends a generation in progress.
+    #[wasm_bindgen(js_name = setGroups)]
+    pub fn set_groups(&mut self, groups: usize, method: &str, seed: u32) -> Result<(), JsError> {
+        let method: Method = method.parse().map_err(js_error)?;
+        self.stream = None;
+        self.session.set_groups(groups, method, seed as u64).map_err(js_error)?;
+        if let Some(gpu) = self.gpu.as_mut() {
+            gpu.set_model(self.session.model().clone()).map_err(js_error)?;
+        }
+        Ok(())
+    }
+
+    /// Run on WebGPU from now on. Resolves to the adapter's description; rejects with
+    /// the reason when this browser has no WebGPU or the model does not fit the device
+    /// (the CPU engine stays in use).
+    #[wasm_bindgen(js_name = useGpu)]
+    pub async fn use_gpu(&mut self) -> Result<String, JsError> {
+        let ctx = GpuContext::new().await.map_err(js_error)?;
+        let capacity = self.session.backend().capacity();
+        let engine = GpuEngine::with_context(ctx, self.session.model().clone(), capacity, GpuOptions::default())
+            .map_err(js_error)?;
+        let name = engine.name();
+        self.gpu = Some(engine);
+        Ok(name)
+    }
+
+    /// Run on the CPU engine (WASM SIMD) from now on, e.g. after the GPU was lost.
+    #[wasm_bindgen(js_name = useCpu)]
+    pub fn use_cpu(&mut self) {
+        self.gpu = None;
+    }
+
+    /// Whether the WebGPU engine is in use.
+    #[wasm_bindgen(js_name = usesGpu)]
+    pub fn uses_gpu(&self) -> bool {
+        self.gpu.is_some()
+    }
+
+    /// Start generating from `prompt` (BOS is added) with `params`
+    /// ({maxTokens, temperature, topP, topK, seed}): runs the prefill.
+    /// On the CPU engine only; on WebGPU use `generate`.
+    pub fn start(&mut self, prompt: &str, params: JsValue) -> Result<(), JsError> {
+        if self.gpu.is_some() {
+            return Err(JsError::new("start/nextToken run on the CPU engine; on WebGPU use generate"));
+        }
+        let params = generate_params(params)?;
+        let ids = self.prompt_ids(prompt)?;
+        self.stream = self.session.text_stream().ok();
+        self.session.start(&ids, &params).map_err(js_error)
+    }
+
+    /// BOS + the encoded prompt; BOS only for random-weight presets (no tokenizer).
+    fn prompt_ids(&self, prompt: &str) -> Result<Vec<u32>, JsError> {
+        if self.session.tokenizer().is_some() {
+            self.session.prompt_ids(prompt).map_err(js_error)
+        } else {
+            Ok(vec![self.session.base().config.bos_token_id])
+        }
+    }
+
+    /// The next token as `{id, text, done: false}`, or `{id: undefined, text, done: true}`
+    /// when the generation has ended (`text`: what the decoder held back).
+    #[wasm_bindgen(js_name = nextToken)]
+    pub fn next_token(&mut self) -> Result<JsValue, JsError> {
+        to_js(&self.step()?)
+    }
+
+    fn step(&mut self) -> Result<Piece, JsError> {
+        let id = self.session.next_token().map_err(js_error)?;
+        let text = match (id, self.stream.as_mut()) {
+            (Some(id), Some(stream)) => stream.push(id).map_err(js_error)?,
+            (Some(id), None) => format!(" {id}"),
+            (None, Some(stream)) => stream.finish().map_err(js_error)?,
+            (None, None) => String::new(),
+        };
+        if id.is_none() {
+            self.stream = None;
+        }
+        Ok(Piece { id, text, done: id.is_none() })
+    }
+
+    /// Generate in one call, on the backend in use: `onToken(text, id)` sees every
+    /// token and returns false to stop. Resolves to the statistics (`stats()`).
+    /// (On the CPU the worker uses `start`/`nextToken` instead, to yield between tokens.)
+    pub async fn generate(&mut self, prompt: &str, params: JsValue, on_token: js_sys::Function) -> Result<JsValue, JsError> {
+        let params = generate_params(params)?;
+        let ids = self.prompt_ids(prompt)?;
+        let mut stream = self.session.text_stream().ok();
+        let mut failure: Option<JsError> = None;
+        let mut emit = |id: u32| -> bool {
+            let text = match stream.as_mut() {
+                Some(s) => match s.push(id) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        failure = Some(js_error(e));
+                        return false;
+                    }
+                },
+                None => format!(" {id}"),
+            };
+            match on_token.call2(&JsValue::NULL, &JsValue::from_str(&text), &JsValue::from(id)) {
+                Ok(keep_going) => keep_going != JsValue::FALSE,
+                Err(e) => {
+                    failure = Some(JsError::new(&format!("the token callback threw: {e:?}")));
+                    false
+                }
+            }
+        };
+        match self.gpu.as_mut() {
+            Some(gpu) => {
+                let (_, stats) = gpu.generate_ids_async(&ids, &params, &mut emit).await.map_err(js_error)?;
+                self.gpu_stats = Some(stats);
+            }
+            None => {
+                self.session.generate_ids(&ids, &params, &mut emit).map_err(js_error)?;
+                self.gpu_stats = None;
+            }
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if let Some(rest) = stream.as_mut().map(|s| s.finish()).transpose().map_err(js_error)? {
+            if !rest.is_empty() {
+                let _ = on_token.call2(&JsValue::NULL, &JsValue::from_str(&rest), &JsValue::UNDEFINED);
+            }
+        }
+        self.stats()
+    }
+
+    /// End the generation in progress; the next `nextToken` reports the end.
+    pub fn stop(&mut self) {
+        self.session.stop();
+    }
+
+    /// The statistics of the current or last generation, as a plain object.
+    pub fn stats(&self) -> Result<JsValue, JsError> {
+        match (&self.gpu, &self.gpu_stats) {
+            (Some(_), Some(stats)) => to_js(stats),
+            _ => to_js(self.session.stats()),
+        }
+    }
+
+    /// How much converting to the current G changed the model, on `ids` (e.g. text the
+    /// unconverted model generated): perplexity, and KL divergence and top-1 agreement
+    /// against the unconverted model, as a plain object (see `eval::EvalReport`).
+    /// Runs on the CPU engine, with a second engine for the unconverted model.
+    #[wasm_bindgen(js_name = qualityVsBase)]
+    pub fn quality_vs_base(&mut self, ids: Vec<u32>) -> Result<JsValue, JsError> {
+        let window = ids.len().clamp(2, self.session.backend().capacity());
+        let mut base = CpuEngine::new(self.session.base().clone(), window).map_err(js_error)?;
+        let report = evaluate(self.session.backend(), Some(&mut base), &ids, window, &mut |_, _| {}).map_err(js_error)?;
+        to_js(&report)
+    }
+
+    /// The last position's logits after running `tokens` from an empty cache, on the
+    /// backend in use (tests).
+    pub async fn logits(&mut self, tokens: Vec<u32>) -> Result<Vec<f32>, JsError> {
+        match self.gpu.as_mut() {
+            Some(gpu) => {
+                gpu.reset();
+                gpu.forward_async(&tokens, Logits::Last).await.map_err(js_error)
+            }
+            None => {
+                let backend = self.session.backend();
+                backend.reset();
+                backend.forward(&tokens, Logits::Last).map_err(js_error)
+            }
+        }
+    }
+
+    /// Decode speed at a given context on the backend in use: fill the cache with
+    /// `context` synthetic positions, then time `steps` single-token forward passes.
+    /// Resolves to tokens/s.
+    #[wasm_bindgen(js_name = decodeSpeed)]
+    pub async fn decode_speed(&mut self, context: usize, steps: usize) -> Result<f64, JsError> {
+        let steps = steps.max(1);
+        let capacity = self.session.backend().capacity();
+        if context + steps > capacity {
+            return Err(js_error(GqaError::ContextFull { pos: context + steps, context: capacity }));
+        }
+        let token = |i: usize| (i % 7) as u32 + 1;
+        let start;
+        match self.gpu.as_mut() {
+            Some(gpu) => {
+                gpu.reset();
+                gpu.fill_synthetic(context, 7).map_err(js_error)?;
+                // One untimed step compiles the pipelines for this shape.
+                gpu.forward_argmax_async(&[token(0)]).await.map_err(js_error)?;
+                start = Instant::now();
+                for i in 0..steps {
+                    gpu.forward_argmax_async(&[token(i)]).await.map_err(js_error)?;
+                }
+            }
+            None => {
+                let backend = self.session.backend();
+                backend.reset();
+                backend.fill_synthetic(context, 7).map_err(js_error)?;
+                start = Instant::now();
+                for i in 0..steps {
+                    backend.forward(&[token(i)], Logits::Last).map_err(js_error)?;
+                }
+            }
+        }
+        Ok(steps as f64 / start.elapsed().as_secs_f64().max(1e-9))
+    }
+}
+
+/// Sampling settings from JS ({maxTokens, temperature, topP, topK, seed}; missing: defaults).
+fn generate_params(params: JsValue) -> Result<GenerateParams, JsError> {
+    let p: JsParams = if params.is_undefined() || params.is_null() {
+        JsParams::default()
+    } else {
+        serde_wasm_bindgen::from_value(params).map_err(|e| JsError::new(&format!("bad generation settings: {e}")))?
+    };
+    Ok(GenerateParams {
+        max_tokens: p.max_tokens,
+        sampler: SamplerConfig { temperature: p.temperature, top_p: p.top_p, top_k: p.top_k, seed: p.seed },
+    })
+}

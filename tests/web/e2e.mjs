@@ -1,0 +1,226 @@
+// End to end in a real browser: Debian's Chromium (never a downloaded one), driven by
+// playwright-core, opens the page from the demo server (scripts/serve.mjs) and checks
+// what a user sees: streamed text and tok/s on each backend, the KV bytes for every G
+// against the formula, Stop, a user's own llama2.c files, and the error for a corrupt
+// file. Screenshots go to target/e2e/.
+//
+//   node tests/web/e2e.mjs        (after scripts/build-web.sh)
+import { chromium } from 'playwright-core';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { serve } from '../../scripts/serve.mjs';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const shots = `${root}target/e2e`;
+const fixture = `${root}../shared/fixtures/llama2c`;
+const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+rmSync(shots, { recursive: true, force: true });
+mkdirSync(shots, { recursive: true });
+
+let failures = 0;
+let passes = 0;
+function check(ok, what) {
+  console.log(`${ok ? 'ok  ' : 'FAIL'} ${what}`);
+  if (!ok) failures++;
+  else passes++;
+}
+
+// E2E_WWW: serve another copy of the page (e.g. with a test model family in models/).
+const www = process.env.E2E_WWW ?? `${root}www`;
+const server = await serve({ root: www, port: 0 });
+const url = `http://127.0.0.1:${server.address().port}/`;
+const browser = await chromium.launch({
+  executablePath: CHROMIUM,
+  headless: true,
+  args: ['--no-sandbox', '--enable-unsafe-webgpu', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync'],
+});
+const page = await browser.newPage({ viewport: { width: 1280, height: 1400 } });
+const consoleErrors = [];
+page.on('console', (m) => m.type() === 'error' && consoleErrors.push(m.text()));
+page.on('pageerror', (e) => consoleErrors.push(e.message));
+// Missing files are errors, except the optional shipped-model manifest.
+page.on('response', (r) => r.status() >= 400 && !/\/models\//.test(r.url()) && consoleErrors.push(`${r.status()} ${r.url()}`));
+
+const state = (expr) => page.evaluate(`(() => { const s = window.gqaState; return ${expr}; })()`);
+const idle = () => page.waitForFunction(() => window.gqaState && !window.gqaState.busy && window.gqaState.info, null, { timeout: 120_000 });
+
+async function loadModel(value) {
+  await page.selectOption('#model-select', value);
+  await page.click('#load-btn');
+  await page.waitForFunction(() => window.gqaState.busy, null, { timeout: 5_000 }).catch(() => {});
+  await idle();
+}
+
+// Generate and check that at least `min` tokens streamed and tok/s shows.
+async function generateAndCheck(label, { maxTokens = 40, min = 32 } = {}) {
+  await page.fill('#max-tokens', String(maxTokens));
+  await page.fill('#temperature', '0.8');
+  const before = await state('s.tokens');
+  await page.click('#generate');
+  await idle();
+  await page.waitForFunction(() => window.gqaState.lastStats && document.getElementById('tok-s').dataset.final, null, { timeout: 120_000 });
+  const stats = await state('s.lastStats');
+  const streamed = (await state('s.tokens')) - before;
+  const tokS = Number(await page.textContent('#tok-s'));
+  const output = await page.textContent('#output');
+  check(stats.generated_tokens >= min || stats.stop_reason === 'eos', `${label}: generated ${stats.generated_tokens} tokens (stop: ${stats.stop_reason})`);
+  check(streamed >= Math.min(min, stats.generated_tokens) - 1, `${label}: ${streamed} token messages streamed`);
+  check(tokS > 0, `${label}: tok/s shows ${tokS}`);
+  check(output.length > (await page.inputValue('#prompt')).length, `${label}: text appeared (${output.length} chars)`);
+  return stats;
+}
+
+try {
+  // Page open to first token with the default model (the shipped base when present).
+  const t0 = Date.now();
+  await page.goto(url);
+  await idle();
+  const loadedMs = Date.now() - t0;
+  await page.click('#generate');
+  await page.waitForFunction(() => window.gqaState.tokens > 0, null, { timeout: 60_000 });
+  const firstMs = Date.now() - t0;
+  await idle();
+  const model = await page.$eval('#model-select', (s) => s.selectedOptions[0].textContent);
+  console.log(`page open to model loaded: ${loadedMs} ms; to the first generated token: ${firstMs} ms (${model}, ${await state('s.info.backend')})`);
+  const gpu = await state('s.webgpu');
+  console.log(`WebGPU in the worker: ${JSON.stringify(gpu)}`);
+  check((await page.textContent('#backend-note')).length > 10, 'the backend note explains the engines');
+
+  // The shipped family (www/models/results.json): the base, converted and uptrained.
+  if (existsSync(`${www}/models/results.json`)) {
+    await page.selectOption('#backend', 'cpu');
+    const base = await page.$eval('#model-select', (s) => s.options[0].value);
+    check(base.startsWith('shipped:'), `the picker offers the shipped base first (${base})`);
+    await loadModel(base);
+    await generateAndCheck('shipped base, CPU');
+    const uptrainedG = await state('Object.keys(s.shipped.uptrained).map(Number)');
+    for (const g of uptrainedG) {
+      await page.selectOption('#g-select', String(g));
+      await idle();
+      await page.check('#uptrained');
+      await page.waitForFunction((g) => window.gqaState.info.base_kv_heads === g && !window.gqaState.busy, g, { timeout: 60_000 });
+      check(true, `G = ${g}: the uptrained checkpoint is loaded`);
+      await page.uncheck('#uptrained');
+      await page.waitForFunction((g) => window.gqaState.info.base_kv_heads !== g && window.gqaState.info.n_kv_heads === g && !window.gqaState.busy, g, { timeout: 60_000 });
+      check(true, `G = ${g}: back to the base, converted to G = ${g}`);
+    }
+    await page.fill('#max-tokens', '16');
+    await page.click('#compare-btn');
+    await idle();
+    const quality = await page.$$eval('#compare-table tbody tr td:nth-child(5)', (tds) => tds.map((td) => td.textContent));
+    check(quality.length > 1 && quality.every((q) => /table/.test(q)), `compare all G shows the shipped quality: ${quality.join(' | ')}`);
+    await page.screenshot({ path: `${shots}/shipped-compare.png`, fullPage: true });
+  } else {
+    console.log('SKIPPED: shipped models (www/models/results.json absent)');
+  }
+
+  // CPU, random tiny preset.
+  await page.selectOption('#backend', 'cpu');
+  await loadModel('preset:tiny');
+  await generateAndCheck('tiny preset, CPU');
+  await page.screenshot({ path: `${shots}/cpu-tiny.png`, fullPage: true });
+
+  // WebGPU (in headless Chromium: SwiftShader), when the browser offers it.
+  if (gpu?.available) {
+    await page.selectOption('#backend', 'webgpu');
+    await idle();
+    await page.waitForFunction(() => /gpu/.test(window.gqaState.info.backend), null, { timeout: 60_000 }).catch(() => {});
+    const backend = await page.textContent('#backend-used');
+    check(/gpu/.test(backend), `WebGPU backend in use: ${backend} (${await page.textContent('#backend-note')})`);
+    const stats = await generateAndCheck('tiny preset, WebGPU');
+    check(/gpu/.test(stats.backend), `generated on ${stats.backend}`);
+    await page.screenshot({ path: `${shots}/webgpu-tiny.png`, fullPage: true });
+
+    // A lost device mid-generation: the page says so, keeps the text, runs on the CPU.
+    await page.fill('#max-tokens', '400');
+    await page.click('#generate');
+    await page.waitForFunction(() => document.getElementById('output').textContent.length > 40, null, { timeout: 60_000 });
+    await page.evaluate(() => window.gqaState.worker.postMessage({ type: 'loseGpu' }));
+    await page.waitForSelector('#error:not([hidden])', { timeout: 60_000 });
+    await idle();
+    const lost = await page.textContent('#error');
+    check(/WebGPU failed/.test(lost) && /CPU/.test(lost), `device lost is shown: "${lost}"`);
+    check((await page.textContent('#output')).length > 40, 'the text generated before the loss is kept');
+    check(/cpu/.test(await state('s.info.backend')) && (await page.inputValue('#backend')) === 'cpu', 'the page continues on the CPU');
+    await generateAndCheck('tiny preset, CPU after the GPU was lost');
+  } else {
+    console.log(`SKIPPED: WebGPU generation (${gpu?.reason})`);
+  }
+
+  // Every G: the KV bytes shown equal 2 x layers x G x head_dim x context x 4.
+  const choices = await page.$$eval('#g-select option', (os) => os.map((o) => Number(o.value)));
+  check(choices.length >= 2, `G choices ${choices}`);
+  for (const g of choices) {
+    await page.selectOption('#g-select', String(g));
+    await page.waitForFunction((g) => window.gqaState.info.n_kv_heads === g && !window.gqaState.busy, g, { timeout: 30_000 });
+    const info = await state('s.info');
+    const ctx = Number(await page.getAttribute('#kv-bytes', 'data-context'));
+    const shown = Number(await page.getAttribute('#kv-bytes', 'data-bytes'));
+    const shownMha = Number(await page.getAttribute('#kv-bytes-mha', 'data-bytes'));
+    const formula = 2 * info.layers * g * info.head_dim * ctx * 4;
+    const mha = 2 * info.layers * info.n_heads * info.head_dim * ctx * 4;
+    check(shown === formula && shownMha === mha && ctx > 0, `G = ${g}: KV bytes shown ${shown} = formula ${formula} (MHA ${shownMha} = ${mha}) at context ${ctx}`);
+    check(ctx === (await state('s.contextUsed')), `G = ${g}: at the context the last generation used`);
+  }
+  await generateAndCheck(`tiny preset, G = ${choices.at(-1)}`);
+
+  // Stop: a long generation on the 15M preset ends early with stop reason "stopped".
+  await loadModel('preset:15m');
+  await page.fill('#max-tokens', '2000');
+  await page.click('#generate');
+  await page.waitForFunction(() => window.gqaState.tokens > 0 && window.gqaState.busy, null, { timeout: 30_000 });
+  const prevStats = await state('s.lastStats');
+  await page.click('#stop', { timeout: 5_000 });
+  await idle();
+  await page.waitForFunction((prev) => window.gqaState.lastStats !== prev, prevStats, { timeout: 30_000 }).catch(() => {});
+  const stopped = await state('s.lastStats');
+  check(stopped.stop_reason === 'stopped' || stopped.stop_reason === 'context', `Stop ends the generation (${stopped.stop_reason}, ${stopped.generated_tokens} tokens)`);
+
+  // Compare all G and the long-context sweep fill their table and chart (tiny preset).
+  await loadModel('preset:tiny');
+  await page.fill('#max-tokens', '16');
+  await page.click('#compare-btn');
+  await idle();
+  const rows = await page.$$eval('#compare-table tbody tr', (rs) => rs.length);
+  check(rows === choices.length, `compare all G: ${rows} rows for ${choices.length} choices`);
+  const live = await page.$$eval('#compare-table tbody tr td:nth-child(5)', (tds) => tds.map((td) => td.textContent));
+  check(live.every((q) => /live/.test(q)) && /^0\.0000 \/ 100\.0%/.test(live[0]), `live quality vs the unconverted model: ${live.join(' | ')}`);
+  await page.click('#sweep-btn');
+  await idle();
+  const sweepSeries = await state('Object.keys(s.sweep).length');
+  check(sweepSeries === choices.length, `long-context sweep: ${sweepSeries} series`);
+  await page.screenshot({ path: `${shots}/compare-sweep.png`, fullPage: true });
+
+  // The user's own llama2.c files (the fixture, when ../shared is present).
+  if (existsSync(`${fixture}/stories260K.bin`)) {
+    await page.setInputFiles('#file-input', [`${fixture}/stories260K.bin`, `${fixture}/tok512.bin`]);
+    await page.waitForFunction(() => window.gqaState.busy, null, { timeout: 5_000 }).catch(() => {});
+    await idle();
+    const info = await state('s.info');
+    check(info.has_tokenizer && info.n_heads === 8, `stories260K loaded from files (H = ${info.n_heads}, G = ${info.n_kv_heads})`);
+    await page.fill('#prompt', 'Once upon a time');
+    await generateAndCheck('stories260K, CPU');
+    await page.screenshot({ path: `${shots}/cpu-stories260K.png`, fullPage: true });
+  } else {
+    console.log('SKIPPED: stories260K from files (../shared/fixtures/llama2c absent)');
+  }
+
+  // A corrupt file: the error is shown on the page, in words.
+  await page.setInputFiles('#file-input', { name: 'corrupt.bin', mimeType: 'application/octet-stream', buffer: Buffer.alloc(1000, 7) });
+  await page.waitForSelector('#error:not([hidden])', { timeout: 30_000 });
+  const error = await page.textContent('#error');
+  check(/llama2\.c checkpoint is invalid/.test(error), `corrupt file shows: "${error}"`);
+  await page.screenshot({ path: `${shots}/corrupt-file.png`, fullPage: true });
+
+  const unexpected = consoleErrors.filter((e) => !/Failed to load resource/.test(e));
+  check(unexpected.length === 0, `no console errors ${unexpected.length ? JSON.stringify(unexpected) : ''}`);
+} catch (e) {
+  check(false, `e2e aborted: ${e.stack ?? e}`);
+  await page.screenshot({ path: `${shots}/aborted.png`, fullPage: true }).catch(() => {});
+} finally {
+  await browser.close();
+  server.close();
+}
+console.log(`e2e test result: ${failures ? 'FAILED' : 'ok'}. ${passes} passed; ${failures} failed (screenshots in target/e2e)`);
+process.exit(failures ? 1 : 0);

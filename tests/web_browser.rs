@@ -1,0 +1,56 @@
+//! The browser API (src/wasm.rs) on WebGPU, in headless Chromium with wasm-bindgen-test:
+//! the GPU engine's logits match the CPU SIMD engine's on the same model, generation
+//! streams on the GPU, and switching G keeps both in step. Run by tests/run.sh:
+//!
+//!   CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_WEBDRIVER_JSON=tests/web/webdriver.json \
+//!   CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+//!   RUSTFLAGS="-C target-feature=+simd128" cargo test --target wasm32-unknown-unknown --test web_browser
+#![cfg(target_arch = "wasm32")]
+
+use gqa::wasm::{webgpu_status, WebSession};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+fn ok<T>(r: Result<T, JsError>) -> T {
+    r.map_err(JsValue::from).unwrap()
+}
+
+fn field(value: &JsValue, name: &str) -> JsValue {
+    js_sys::Reflect::get(value, &name.into()).unwrap()
+}
+
+#[wasm_bindgen_test]
+async fn webgpu_logits_match_the_cpu_engine_for_every_g() {
+    let status = ok(webgpu_status().await);
+    if field(&status, "available") != JsValue::TRUE {
+        console_log!("SKIPPED: this browser has no WebGPU: {:?}", field(&status, "reason"));
+        return;
+    }
+    let mut session = ok(WebSession::from_preset("tiny", 2, false, Some(128)));
+    let tokens = vec![1, 17, 300, 4, 99, 100, 101];
+    for g in [8, 4, 1] {
+        ok(session.set_groups(g, "mean", 0));
+        session.use_cpu();
+        let cpu = ok(session.logits(tokens.clone()).await);
+        let name = ok(session.use_gpu().await);
+        assert!(name.starts_with("gpu"), "{name}");
+        let gpu = ok(session.logits(tokens.clone()).await);
+        let diff = cpu.iter().zip(&gpu).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(diff < 1e-3, "G = {g}: max |gpu - cpu| = {diff}");
+    }
+
+    let streamed = std::rc::Rc::new(std::cell::Cell::new(0));
+    let counter = streamed.clone();
+    let on_token = Closure::<dyn FnMut(String) -> bool>::new(move |_text: String| {
+        counter.set(counter.get() + 1);
+        true
+    });
+    let params = js_sys::JSON::parse(r#"{"maxTokens": 32, "temperature": 0}"#).unwrap();
+    let stats = ok(session.generate("", params, on_token.as_ref().unchecked_ref::<js_sys::Function>().clone()).await);
+    assert!(field(&stats, "backend").as_string().unwrap().starts_with("gpu"));
+    let generated = field(&stats, "generated_tokens").as_f64().unwrap();
+    assert!(generated >= 1.0 && streamed.get() as f64 >= generated, "generated {generated}, streamed {}", streamed.get());
+    console_log!("WebGPU: {} tokens streamed on {:?}", streamed.get(), field(&stats, "backend"));
+}

@@ -1,0 +1,131 @@
+//! The browser API (src/wasm.rs) under Node, with wasm-bindgen-test: the CPU SIMD engine
+//! gives the native engine's logits (within 1e-5) on the same model, and Node's missing
+//! WebGPU is reported as a reason, not a panic. Run by tests/run.sh after
+//! tests/web_reference.rs has written target/web-reference/:
+//!
+//!   CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+//!   RUSTFLAGS="-C target-feature=+simd128" cargo test --target wasm32-unknown-unknown --test web_node
+#![cfg(target_arch = "wasm32")]
+
+use gqa::wasm::{webgpu_status, WebSession};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_test::*;
+
+const REFERENCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/target/web-reference");
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/llama2c");
+
+/// A file's bytes through Node's fs, or None when it does not exist.
+fn read(path: &str) -> Option<Vec<u8>> {
+    let read = js_sys::Function::new_with_args(
+        "p",
+        "const fs = process.getBuiltinModule('fs'); return fs.existsSync(p) ? fs.readFileSync(p) : null",
+    );
+    let value = read.call1(&JsValue::NULL, &JsValue::from_str(path)).unwrap();
+    (!value.is_null()).then(|| js_sys::Uint8Array::new(&value).to_vec())
+}
+
+fn ok<T>(r: Result<T, JsError>) -> T {
+    r.map_err(JsValue::from).unwrap()
+}
+
+fn message(e: JsError) -> String {
+    js_sys::Error::from(JsValue::from(e)).message().into()
+}
+
+async fn assert_same_logits(session: &mut WebSession, cases: &serde_json::Value, expected: &serde_json::Value, what: &str) {
+    for (tokens, want) in cases.as_array().unwrap().iter().zip(expected.as_array().unwrap()) {
+        let tokens: Vec<u32> = serde_json::from_value(tokens.clone()).unwrap();
+        let want: Vec<f32> = serde_json::from_value(want.clone()).unwrap();
+        let got = ok(session.logits(tokens.clone()).await);
+        assert_eq!(got.len(), want.len());
+        let diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(diff <= 1e-5, "{what}, tokens {tokens:?}: max |wasm - native| = {diff}");
+    }
+}
+
+fn reference() -> serde_json::Value {
+    let bytes = read(&format!("{REFERENCE}/reference.json"))
+        .expect("target/web-reference/reference.json is missing: run `cargo test --test web_reference` first");
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+#[wasm_bindgen_test]
+async fn cpu_simd_logits_equal_the_native_engine() {
+    let reference = reference();
+    let config = String::from_utf8(read(&format!("{REFERENCE}/config.json")).unwrap()).unwrap();
+    let weights = read(&format!("{REFERENCE}/model.safetensors")).unwrap();
+    let mut session = ok(WebSession::from_hf(&config, &weights, None, None));
+    assert_same_logits(&mut session, &reference["cases"], &reference["random"], "random-weight model").await;
+
+    match (read(&format!("{FIXTURE}/stories260K.bin")), reference.get("stories260K")) {
+        (Some(bin), Some(expected)) => {
+            let mut session = ok(WebSession::from_llama2c(&bin, read(&format!("{FIXTURE}/tok512.bin")), Some(64)));
+            assert_same_logits(&mut session, &reference["cases"], expected, "stories260K").await;
+        }
+        _ => console_log!("SKIPPED: stories260K logits (../shared/fixtures/llama2c absent)"),
+    }
+}
+
+#[wasm_bindgen_test]
+async fn without_webgpu_the_cpu_is_used_and_the_reason_given() {
+    let status = ok(webgpu_status().await);
+    let available = js_sys::Reflect::get(&status, &"available".into()).unwrap();
+    let reason = js_sys::Reflect::get(&status, &"reason".into()).unwrap().as_string().unwrap();
+    assert_eq!(available, JsValue::FALSE);
+    assert!(reason.contains("no WebGPU"), "{reason}");
+
+    let mut session = ok(WebSession::from_preset("tiny", 1, false, Some(64)));
+    let err = message(session.use_gpu().await.unwrap_err());
+    assert!(err.contains("no WebGPU"), "{err}");
+    assert!(!session.uses_gpu());
+    let stats = ok(session.generate("", JsValue::UNDEFINED, js_sys::Function::new_no_args("return true")).await);
+    let backend = js_sys::Reflect::get(&stats, &"backend".into()).unwrap().as_string().unwrap();
+    assert!(backend.starts_with("cpu"), "{backend}");
+}
+
+#[wasm_bindgen_test]
+fn bad_inputs_are_js_errors_with_the_message() {
+    let err = message(WebSession::from_llama2c(&[1, 2, 3], None, None).err().unwrap());
+    assert!(err.contains("llama2.c checkpoint is invalid"), "{err}");
+    let err = message(WebSession::from_hf("{", &[], None, None).err().unwrap());
+    assert!(err.contains("config.json"), "{err}");
+    let err = message(WebSession::from_preset("huge", 1, false, None).err().unwrap());
+    assert!(err.contains("unknown preset"), "{err}");
+    let mut session = ok(WebSession::from_preset("tiny", 1, false, Some(64)));
+    let err = message(session.set_groups(3, "mean", 0).unwrap_err());
+    assert!(err.contains("G must divide"), "{err}");
+    let err = message(session.set_groups(2, "average", 0).unwrap_err());
+    assert!(err.contains("unknown conversion method"), "{err}");
+    let bad = js_sys::JSON::parse(r#"{"temperature": -1}"#).unwrap();
+    let err = message(session.start("", bad).unwrap_err());
+    assert!(err.contains("temperature"), "{err}");
+    let bad = js_sys::JSON::parse(r#"{"maxTokens": "many"}"#).unwrap();
+    let err = message(session.start("", bad).unwrap_err());
+    assert!(err.contains("bad generation settings"), "{err}");
+}
+
+#[wasm_bindgen_test]
+async fn step_wise_generation_streams_stops_and_measures_quality() {
+    let mut session = ok(WebSession::from_preset("tiny", 1, false, Some(64)));
+    let params = || js_sys::JSON::parse(r#"{"maxTokens": 40, "temperature": 0.8, "seed": 3}"#).unwrap();
+    ok(session.start("", params()));
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let piece = ok(session.next_token());
+        assert_eq!(js_sys::Reflect::get(&piece, &"done".into()).unwrap(), JsValue::FALSE);
+        ids.push(js_sys::Reflect::get(&piece, &"id".into()).unwrap().as_f64().unwrap() as u32);
+    }
+    session.stop();
+    let piece = ok(session.next_token());
+    assert_eq!(js_sys::Reflect::get(&piece, &"done".into()).unwrap(), JsValue::TRUE);
+    let stats = ok(session.stats());
+    assert_eq!(js_sys::Reflect::get(&stats, &"stop_reason".into()).unwrap(), "stopped");
+
+    // The unconverted model agrees with itself; a conversion changes the distributions.
+    let same = ok(session.quality_vs_base(ids.clone()));
+    assert_eq!(js_sys::Reflect::get(&same, &"top1_agreement".into()).unwrap().as_f64(), Some(1.0));
+    ok(session.set_groups(1, "mean", 0));
+    let mqa = ok(session.quality_vs_base(ids));
+    let kl = js_sys::Reflect::get(&mqa, &"kl_vs_base".into()).unwrap().as_f64().unwrap();
+    assert!(kl > 0.0, "KL of MQA vs MHA: {kl}");
+}

@@ -1,0 +1,45 @@
+//! Reference logits from the native CPU engine, for the wasm tests (tests/web_node.rs):
+//! writes target/web-reference/ with a random-weight model (config.json,
+//! model.safetensors) and `reference.json`, the native logits for it and, when
+//! ../shared is present, for the stories260K fixture. tests/run.sh runs this before
+//! the wasm tests, which load the same files and compare their logits.
+
+mod common;
+
+use std::path::Path;
+
+use gqa::cpu::CpuEngine;
+use gqa::model::Model;
+use gqa::session::Logits;
+use gqa::tensor::DType;
+
+/// Token sequences whose last logits are compared (shared with tests/web_node.rs).
+const CASES: &[&[u32]] = &[&[1], &[1, 5, 9, 200, 3], &[1, 300, 301, 302, 17, 17, 17, 40, 41, 42, 43, 44]];
+
+fn logits(model: &Model) -> Vec<Vec<f32>> {
+    let mut engine = CpuEngine::new(model.clone(), 64).unwrap();
+    CASES
+        .iter()
+        .map(|tokens| {
+            engine.reset();
+            engine.forward(tokens, Logits::Last).unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn writes_reference_logits_for_the_wasm_tests() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/web-reference");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut config = gqa::presets::preset("tiny").unwrap();
+    config.max_position_embeddings = 64;
+    let model = Model::random(&config, 3, DType::F32).unwrap();
+    gqa::hf::save_hf_dir(&model, &dir, DType::F32).unwrap();
+
+    let mut reference = serde_json::json!({ "cases": CASES, "random": logits(&model) });
+    if let Some(path) = common::shared("fixtures/llama2c/stories260K.bin") {
+        let fixture = gqa::llama2c::load_llama2c(&std::fs::read(path).unwrap()).unwrap();
+        reference["stories260K"] = serde_json::json!(logits(&fixture));
+    }
+    std::fs::write(dir.join("reference.json"), reference.to_string()).unwrap();
+}

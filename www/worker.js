@@ -1,0 +1,234 @@
+// The inference worker: owns the wasm Session so the page stays responsive.
+// Messages in:  {type: 'load' | 'backend' | 'setGroups' | 'generate' | 'stop' | 'compare' |
+//                'sweep' | 'loseGpu', ...}
+// Messages out: {type: 'ready' | 'loaded' | 'backend' | 'info' | 'token' | 'done' |
+//                'gpuLost' | 'compareRow' | 'sweepPoint' | 'finished' | 'error', ...}
+// Generation runs a few tokens at a time and yields between batches, so 'stop' arrives.
+import init, * as gqa from './pkg/gqa.js';
+
+let session = null;
+let stopRequested = false;
+let busy = false;
+// The backend the page asked for: 'auto' (WebGPU when available), 'webgpu' or 'cpu'.
+let wantBackend = 'auto';
+let webgpu = { available: false, reason: 'not checked yet' };
+
+const post = (msg) => postMessage(msg);
+
+// The GPU devices the engine opened, kept so that 'loseGpu' can destroy them: that is
+// what a lost device looks like to the engine (the end-to-end test of the CPU fallback).
+const devices = [];
+if (self.GPUAdapter) {
+  const requestDevice = GPUAdapter.prototype.requestDevice;
+  GPUAdapter.prototype.requestDevice = async function (...args) {
+    const device = await requestDevice.apply(this, args);
+    devices.push(device);
+    return device;
+  };
+}
+// Yield to the event loop (so 'stop' can arrive). A MessageChannel, not setTimeout,
+// whose nested calls are clamped to 4 ms and would slow fast models down.
+const channel = new MessageChannel();
+const tick = () => new Promise((resolve) => {
+  channel.port1.onmessage = resolve;
+  channel.port2.postMessage(null);
+});
+// Yield to the event loop at most this often while generating (ms).
+const SLICE_MS = 25;
+
+const handlers = {
+  async load({ source, capacity, backend }) {
+    wantBackend = backend ?? wantBackend;
+    session?.free();
+    session = null;
+    const t0 = performance.now();
+    if (source.kind === 'hf') {
+      const tok = source.tokenizer ? new Uint8Array(source.tokenizer) : undefined;
+      session = gqa.Session.fromHf(source.config, new Uint8Array(source.weights), tok, capacity);
+    } else if (source.kind === 'llama2c') {
+      const tok = source.tokenizer ? new Uint8Array(source.tokenizer) : undefined;
+      session = gqa.Session.fromLlama2c(new Uint8Array(source.weights), tok, capacity);
+    } else if (source.kind === 'preset') {
+      session = gqa.Session.fromPreset(source.name, source.seed, !!source.f16, capacity);
+    } else {
+      throw new Error(`unknown model source '${source.kind}'`);
+    }
+    await applyBackend();
+    post({ type: 'loaded', info: session.info(), ms: performance.now() - t0 });
+  },
+
+  async backend({ want }) {
+    wantBackend = want;
+    if (session) {
+      await applyBackend();
+      post({ type: 'info', info: session.info() });
+    }
+  },
+
+  async setGroups({ g, method, seed }) {
+    const t0 = performance.now();
+    requireSession().setGroups(g, method, seed);
+    post({ type: 'info', info: session.info(), convertMs: performance.now() - t0 });
+  },
+
+  async generate({ prompt, params }) {
+    const result = await generate(prompt, params, (text, stats) => post({ type: 'token', text, stats }));
+    post({ type: 'done', ...result });
+  },
+
+  stop() {
+    stopRequested = true;
+  },
+
+  // The same prompt and seed for every G (the model's own G first): one row per G with
+  // the speed, the text, and the quality against the unconverted model, measured live on
+  // the tokens the unconverted model generated.
+  async compare({ prompt, params, groups, method, seed }) {
+    const restore = requireSession().info().n_kv_heads;
+    let reference = null;
+    try {
+      for (const g of groups) {
+        if (stopRequested) break;
+        session.setGroups(g, method, seed);
+        const { text, stats, ids } = await generate(prompt, params, () => {});
+        if (!stats) break; // the GPU was lost
+        reference ??= ids;
+        const quality = reference.length >= 2 ? session.qualityVsBase(Uint32Array.from(reference)) : null;
+        post({ type: 'compareRow', g, text, stats, quality });
+      }
+    } finally {
+      session.setGroups(restore, method, seed);
+      post({ type: 'finished', what: 'compare', info: session.info() });
+    }
+  },
+
+  // Decode tokens/s against context length for each G, on a synthetic KV cache.
+  async sweep({ groups, contexts, steps, method, seed }) {
+    const restore = requireSession().info().n_kv_heads;
+    try {
+      for (const g of groups) {
+        session.setGroups(g, method, seed);
+        for (const ctx of contexts) {
+          if (stopRequested) return;
+          if (ctx + steps > session.info().capacity) continue;
+          post({ type: 'sweepPoint', g, ctx, tokS: await onGpuFailure(() => session.decodeSpeed(ctx, steps)) });
+          await tick();
+        }
+      }
+    } finally {
+      session.setGroups(restore, method, seed);
+      post({ type: 'finished', what: 'sweep', info: session.info() });
+    }
+  },
+};
+
+function requireSession() {
+  if (!session) throw new Error('no model is loaded yet');
+  return session;
+}
+
+// Use WebGPU when asked for and available ('auto': unless it is the browser's software
+// fallback adapter, which is slower than the CPU engine); otherwise the CPU, saying why.
+async function applyBackend() {
+  const gpu = webgpu.available && (wantBackend === 'webgpu' || (wantBackend === 'auto' && !webgpu.software));
+  if (gpu && !session.usesGpu()) {
+    try {
+      const name = await session.useGpu();
+      post({ type: 'backend', gpu: true, reason: name });
+    } catch (e) {
+      post({ type: 'backend', gpu: false, reason: `WebGPU could not run this model: ${e.message}` });
+    }
+  } else if (!gpu) {
+    session.useCpu();
+    const reason = wantBackend === 'cpu' ? 'CPU chosen'
+      : webgpu.available ? 'WebGPU here is a software fallback adapter, slower than the CPU engine (choose WebGPU to use it anyway)'
+      : `WebGPU unavailable: ${webgpu.reason}`;
+    post({ type: 'backend', gpu: false, reason });
+  }
+}
+
+// Run f on the GPU; if the GPU fails (device lost, out of memory), switch to the CPU,
+// tell the page, and rethrow so the request reports the error.
+async function onGpuFailure(f) {
+  const onGpu = session.usesGpu();
+  try {
+    return await f();
+  } catch (e) {
+    if (onGpu) {
+      session.useCpu();
+      post({ type: 'gpuLost', message: e?.message ?? String(e), info: session.info() });
+    }
+    throw e;
+  }
+}
+
+// Generate on the backend in use; onToken(text, stats) for each token. On the CPU,
+// start, then take tokens in time slices, yielding between them. On WebGPU the engine
+// awaits the GPU every token, so messages (Stop) arrive meanwhile; there are no
+// per-token statistics.
+async function generate(prompt, params, onToken) {
+  let text = '';
+  const ids = [];
+  if (requireSession().usesGpu()) {
+    try {
+      const stats = await onGpuFailure(() =>
+        session.generate(prompt, params, (piece, id) => {
+          text += piece;
+          if (id !== undefined) ids.push(id);
+          onToken(piece, null);
+          return !stopRequested;
+        }));
+      return { text, stats, ids };
+    } catch (e) {
+      if (session.usesGpu()) throw e;
+      // The GPU was lost: the text so far stays; the page continues on the CPU.
+      return { text, stats: null, ids };
+    }
+  }
+  session.start(prompt, params);
+  for (;;) {
+    const sliceEnd = performance.now() + SLICE_MS;
+    do {
+      if (stopRequested) session.stop();
+      const piece = session.nextToken();
+      text += piece.text;
+      if (piece.done) return { text, stats: session.stats(), ids };
+      ids.push(piece.id);
+      onToken(piece.text, session.stats());
+    } while (performance.now() < sliceEnd);
+    await tick();
+  }
+}
+
+// An error in words. A WebAssembly.RuntimeError means the module aborted: a panic (its
+// message) or, without one, an allocation that failed.
+function describe(e) {
+  if (e instanceof WebAssembly.RuntimeError) {
+    const panic = gqa.lastPanic();
+    return panic ? `internal error: ${panic}` : `out of memory (${e.message}): the model does not fit in this tab's memory`;
+  }
+  return e?.message ?? String(e);
+}
+
+self.onmessage = async ({ data }) => {
+  if (data.type === 'stop') return handlers.stop();
+  if (data.type === 'loseGpu') return devices.forEach((d) => d.destroy());
+  if (busy) return post({ type: 'error', message: 'the model is busy; press Stop first', request: data.type });
+  busy = true;
+  stopRequested = false;
+  try {
+    await handlers[data.type](data);
+  } catch (e) {
+    post({ type: 'error', message: describe(e), request: data.type, fatal: e instanceof WebAssembly.RuntimeError });
+  } finally {
+    busy = false;
+  }
+};
+
+try {
+  await init();
+  webgpu = await gqa.webgpuStatus();
+  post({ type: 'ready', simd: gqa.simdName(), webgpu });
+} catch (e) {
+  post({ type: 'error', message: `could not start the wasm module: ${e?.message ?? e}`, request: 'init' });
+}
