@@ -254,6 +254,8 @@ projection heads of each group (GQA paper, Algorithm 4). Models: a Hugging Face 
             sampler: SamplerConfig { temperature: a.temperature, top_k: a.top_k, top_p: a.top_p, seed: a.seed },
         };
         let mut stdout = std::io::stdout().lock();
+        // The prompt first, then the continuation as it streams.
+        let _ = stdout.write_all(a.prompt.as_bytes());
         session.generate(&a.prompt, &params, &mut |piece| {
             // Stop quietly if stdout is closed (e.g. piped into `head`).
             stdout.write_all(piece.as_bytes()).and_then(|_| stdout.flush()).is_ok()

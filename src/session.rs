@@ -8,7 +8,7 @@
 use serde::Serialize;
 use web_time::Instant;
 
-use crate::config::kv_cache_bytes;
+use crate::config::{kv_cache_bytes, Config};
 use crate::convert::{convert, Method};
 use crate::cpu::CpuEngine;
 use crate::error::{GqaError, Result};
@@ -116,58 +116,144 @@ pub struct Session {
     stats: Stats,
     /// The generation in progress, between `start` and its last `next_token`.
     generation: Option<Generation>,
-    /// The last token `next_token` returned (it runs on the next call).
-    last_token: u32,
 }
 
-/// A generation in progress: the sampler, the stop rules and the timers.
-struct Generation {
+/// A generation in progress: the prompt, the sampler, the stop rules and the
+/// timers, but no engine. Whoever owns the engine asks [`Generation::action`]
+/// what to do next and runs the forward passes it asks for, so the session
+/// (blocking backends) and the GPU engine (async, in the browser) follow the
+/// same rules.
+pub struct Generation {
+    prompt: Vec<u32>,
     sampler: Sampler,
     greedy: bool,
     stop_ids: Vec<u32>,
     max_tokens: usize,
-    prompt_tokens: usize,
-    prefill_s: f64,
+    started: Instant,
+    /// Seconds the prefill took, once it ran.
+    prefill_s: Option<f64>,
     decode_start: Instant,
     generated: usize,
-    /// A token sampled but not yet returned (the prefill's).
-    next: Option<u32>,
+    /// A token sampled but not yet returned.
+    pending: Option<u32>,
+    /// The last token returned: the input of the next forward pass.
+    last: [u32; 1],
 }
 
-/// What one step of a generation gave: a token, or the reason it ended.
-enum Step {
+/// What a generation needs next.
+pub enum Action<'a> {
+    /// Run these tokens through the model, then give the sampled token to
+    /// [`Generation::sampled`] ([`Generation::choose`] samples from logits).
+    Forward(&'a [u32]),
+    /// The next generated token.
     Token(u32),
+    /// The generation has ended: "length", "eos" or "context".
     End(&'static str),
 }
 
 impl Generation {
-    /// The stop rules, in order: enough tokens, full context (before running the
-    /// last token), end of sequence.
-    fn step(&mut self, backend: &mut dyn Backend, last: u32) -> Result<Step> {
-        if self.generated >= self.max_tokens {
-            return Ok(Step::End("length"));
+    /// Check the prompt (BOS included by the caller) against the KV capacity and
+    /// the sampler settings against their ranges.
+    pub fn new(config: &Config, params: &GenerateParams, prompt: &[u32], capacity: usize) -> Result<Generation> {
+        if prompt.is_empty() {
+            return Err(GqaError::Invalid("the prompt needs at least one token (BOS)".into()));
         }
-        let next = match self.next.take() {
-            Some(next) => next,
-            None if backend.pos() >= backend.capacity() => return Ok(Step::End("context")),
-            None => self.forward_and_sample(backend, &[last])?,
-        };
-        if self.stop_ids.contains(&next) {
-            return Ok(Step::End("eos"));
+        if prompt.len() > capacity {
+            return Err(GqaError::PromptTooLong { prompt: prompt.len(), context: capacity });
         }
-        self.generated += 1;
-        Ok(Step::Token(next))
+        Ok(Generation {
+            prompt: prompt.to_vec(),
+            sampler: Sampler::new(params.sampler.clone())?,
+            greedy: params.sampler.temperature == 0.0,
+            stop_ids: std::iter::once(config.bos_token_id).chain(config.eos_ids()).collect(),
+            max_tokens: params.max_tokens,
+            started: Instant::now(),
+            prefill_s: None,
+            decode_start: Instant::now(),
+            generated: 0,
+            pending: None,
+            last: [0],
+        })
     }
 
-    /// One forward pass and one sample; greedy decoding asks the backend for the
-    /// argmax only (the GPU reads back one token instead of the logits).
-    fn forward_and_sample(&mut self, backend: &mut dyn Backend, tokens: &[u32]) -> Result<u32> {
-        if self.greedy {
-            backend.forward_argmax(tokens)
-        } else {
-            Ok(self.sampler.sample(&backend.forward(tokens, Logits::Last)?))
+    /// Greedy decoding needs only the argmax (the GPU reads back one token).
+    pub fn greedy(&self) -> bool {
+        self.greedy
+    }
+
+    /// The next token from a forward pass's logits.
+    pub fn choose(&mut self, logits: &[f32]) -> u32 {
+        self.sampler.sample(logits)
+    }
+
+    /// The stop rules, in order: the prompt first; enough tokens; the end of
+    /// sequence; a full context (checked before running the last token).
+    /// `pos` and `capacity` are the engine's KV positions used and available.
+    pub fn action(&mut self, pos: usize, capacity: usize) -> Action<'_> {
+        if self.prefill_s.is_none() {
+            return Action::Forward(&self.prompt);
+        }
+        if self.generated >= self.max_tokens {
+            return Action::End("length");
+        }
+        match self.pending.take() {
+            Some(next) if self.stop_ids.contains(&next) => Action::End("eos"),
+            Some(next) => {
+                self.generated += 1;
+                self.last = [next];
+                Action::Token(next)
+            }
+            None if pos >= capacity => Action::End("context"),
+            None => Action::Forward(&self.last),
         }
     }
+
+    /// The token sampled after the forward pass that [`Generation::action`] asked for.
+    pub fn sampled(&mut self, token: u32) {
+        if self.prefill_s.is_none() {
+            self.prefill_s = Some(self.started.elapsed().as_secs_f64());
+            self.decode_start = Instant::now();
+        }
+        self.pending = Some(token);
+    }
+
+    /// The statistics so far, for an engine now at `pos` of `capacity` positions.
+    pub fn stats(&self, backend: String, model: &Model, pos: usize, capacity: usize, kv_bytes_allocated: usize, stop_reason: &str) -> Stats {
+        let config = &model.config;
+        let prefill_s = self.prefill_s.unwrap_or(0.0);
+        let decode_s = self.decode_start.elapsed().as_secs_f64();
+        // Decode speed counts the forward passes after the prefill.
+        let decode_steps = pos.saturating_sub(self.prompt.len());
+        Stats {
+            backend,
+            n_heads: config.n_heads(),
+            n_kv_heads: config.n_kv_heads(),
+            prompt_tokens: self.prompt.len(),
+            generated_tokens: self.generated,
+            prefill_ms: prefill_s * 1e3,
+            prefill_tok_s: self.prompt.len() as f64 / prefill_s.max(1e-9),
+            decode_tok_s: if decode_steps > 0 { decode_steps as f64 / decode_s.max(1e-9) } else { 0.0 },
+            context_used: pos,
+            context_max: capacity,
+            kv_bytes: kv_cache_bytes(config, config.n_kv_heads(), pos, 4),
+            kv_bytes_mha: kv_cache_bytes(config, config.n_heads(), pos, 4),
+            kv_bytes_allocated,
+            weight_bytes: model.weight_bytes(),
+            stop_reason: stop_reason.into(),
+        }
+    }
+}
+
+/// Run the forward pass a generation asked for and give it the chosen token.
+fn feed(backend: &mut dyn Backend, g: &mut Generation, tokens: &[u32]) -> Result<()> {
+    let next = if g.greedy() {
+        backend.forward_argmax(tokens)?
+    } else {
+        let logits = backend.forward(tokens, Logits::Last)?;
+        g.choose(&logits)
+    };
+    g.sampled(next);
+    Ok(())
 }
 
 impl Session {
@@ -177,7 +263,7 @@ impl Session {
                 return Err(GqaError::VocabMismatch { model: base.config.vocab_size, tokenizer: tok.vocab_size() });
             }
         }
-        Ok(Session { base, backend, tokenizer, stats: Stats::default(), generation: None, last_token: 0 })
+        Ok(Session { base, backend, tokenizer, stats: Stats::default(), generation: None })
     }
 
     /// A session on the CPU engine with a KV cache of `capacity` positions
@@ -221,48 +307,45 @@ impl Session {
     /// Worker) yields between calls, and [`Session::stop`] ends the generation early.
     pub fn start(&mut self, prompt: &[u32], params: &GenerateParams) -> Result<()> {
         self.generation = None;
-        let capacity = self.backend.capacity();
-        if prompt.is_empty() {
-            return Err(GqaError::Invalid("the prompt needs at least one token (BOS)".into()));
-        }
-        if prompt.len() > capacity {
-            return Err(GqaError::PromptTooLong { prompt: prompt.len(), context: capacity });
-        }
-        let config = &self.backend.model().config;
-        let mut generation = Generation {
-            sampler: Sampler::new(params.sampler.clone())?,
-            greedy: params.sampler.temperature == 0.0,
-            stop_ids: std::iter::once(config.bos_token_id).chain(config.eos_ids()).collect(),
-            max_tokens: params.max_tokens,
-            prompt_tokens: prompt.len(),
-            prefill_s: 0.0,
-            decode_start: Instant::now(),
-            generated: 0,
-            next: None,
-        };
+        let mut g = Generation::new(&self.backend.model().config, params, prompt, self.backend.capacity())?;
         self.backend.reset();
-        let start = Instant::now();
-        generation.next = Some(generation.forward_and_sample(self.backend.as_mut(), prompt)?);
-        generation.prefill_s = start.elapsed().as_secs_f64();
-        generation.decode_start = Instant::now();
-        self.generation = Some(generation);
-        self.update_stats("running");
-        Ok(())
+        // The prefill runs here, so its time is measured apart from decoding.
+        let prompt = g.prompt.clone();
+        let prefill = feed(self.backend.as_mut(), &mut g, &prompt);
+        self.generation = Some(g);
+        match prefill {
+            Ok(()) => {
+                self.update_stats("running");
+                Ok(())
+            }
+            Err(e) => {
+                self.finish("error");
+                Err(e)
+            }
+        }
     }
 
     /// The next generated token, or `None` when the generation has ended (length,
     /// end of sequence, full context, stopped; see `stats().stop_reason`).
     pub fn next_token(&mut self) -> Result<Option<u32>> {
         let Some(mut g) = self.generation.take() else { return Ok(None) };
-        let step = g.step(self.backend.as_mut(), self.last_token);
+        let result = loop {
+            let tokens = match g.action(self.backend.pos(), self.backend.capacity()) {
+                Action::Token(id) => break Ok(Ok(id)),
+                Action::End(reason) => break Ok(Err(reason)),
+                Action::Forward(tokens) => tokens.to_vec(),
+            };
+            if let Err(e) = feed(self.backend.as_mut(), &mut g, &tokens) {
+                break Err(e);
+            }
+        };
         self.generation = Some(g);
-        match step {
-            Ok(Step::Token(id)) => {
-                self.last_token = id;
+        match result {
+            Ok(Ok(id)) => {
                 self.update_stats("running");
                 Ok(Some(id))
             }
-            Ok(Step::End(reason)) => Ok(self.finish(reason)),
+            Ok(Err(reason)) => Ok(self.finish(reason)),
             Err(e) => {
                 self.finish("error");
                 Err(e)
@@ -290,28 +373,8 @@ impl Session {
 
     fn update_stats(&mut self, stop_reason: &str) {
         let Some(g) = &self.generation else { return };
-        let config = &self.backend.model().config;
-        let used = self.backend.pos();
-        let decode_s = g.decode_start.elapsed().as_secs_f64();
-        // Decode speed counts the forward passes after the prefill.
-        let decode_steps = used - g.prompt_tokens;
-        self.stats = Stats {
-            backend: self.backend.name(),
-            n_heads: config.n_heads(),
-            n_kv_heads: config.n_kv_heads(),
-            prompt_tokens: g.prompt_tokens,
-            generated_tokens: g.generated,
-            prefill_ms: g.prefill_s * 1e3,
-            prefill_tok_s: g.prompt_tokens as f64 / g.prefill_s.max(1e-9),
-            decode_tok_s: if decode_steps > 0 { decode_steps as f64 / decode_s.max(1e-9) } else { 0.0 },
-            context_used: used,
-            context_max: self.backend.capacity(),
-            kv_bytes: kv_cache_bytes(config, config.n_kv_heads(), used, 4),
-            kv_bytes_mha: kv_cache_bytes(config, config.n_heads(), used, 4),
-            kv_bytes_allocated: self.backend.kv_bytes_allocated(),
-            weight_bytes: self.backend.model().weight_bytes(),
-            stop_reason: stop_reason.into(),
-        };
+        let b = &self.backend;
+        self.stats = g.stats(b.name(), b.model(), b.pos(), b.capacity(), b.kv_bytes_allocated(), stop_reason);
     }
 
     /// Generate from prompt token ids (BOS included by the caller). `on_token`

@@ -30,8 +30,10 @@ pub enum Kernel {
 impl Kernel {
     fn source(self) -> &'static str {
         match self {
-            Kernel::Matvec => include_str!("../../shaders/matvec.wgsl"),
-            Kernel::MatvecSubgroup => include_str!("../../shaders/matvec_subgroup.wgsl"),
+            Kernel::Matvec => concat!(include_str!("../../shaders/matvec_common.wgsl"), include_str!("../../shaders/matvec.wgsl")),
+            Kernel::MatvecSubgroup => {
+                concat!(include_str!("../../shaders/matvec_common.wgsl"), include_str!("../../shaders/matvec_subgroup.wgsl"))
+            }
             Kernel::Matmul => include_str!("../../shaders/matmul.wgsl"),
             Kernel::RmsNorm => include_str!("../../shaders/rms_norm.wgsl"),
             Kernel::Rope => include_str!("../../shaders/rope.wgsl"),
