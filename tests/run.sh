@@ -20,8 +20,8 @@ t() { "$@" 2>&1 | tee -a "$LOG"; }
 rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || true
 RUSTFLAGS="-C target-feature=+simd128" cargo build --quiet --lib --target wasm32-unknown-unknown
 
-# All native tests.
-t cargo test
+# All native tests, training included (candle, CPU).
+t cargo test --features train
 
 # The browser demo. Debian's Chromium and chromedriver (never a downloaded browser).
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
