@@ -83,7 +83,9 @@ impl CpuEngine {
         let (n_heads, n_kv_heads, hd) = (c.n_heads(), c.n_kv_heads(), c.head_dim());
         let (q_dim, kv_dim, ffn) = (n_heads * hd, n_kv_heads * hd, c.intermediate_size);
         let eps = c.rms_norm_eps;
+        // RoPE angles of each new position, computed once for all layers.
         let rope = Rope::new(hd, c.rope_theta);
+        let angles: Vec<_> = (0..t_new).map(|t| rope.angles(self.pos + t)).collect();
 
         // x: (T, dim) the residual stream, starting from the token embeddings.
         let mut x = vec![0.0f32; t_new * dim];
@@ -104,8 +106,8 @@ impl CpuEngine {
             matmul(&block.attn.wv, &xb, t_new, &mut v); // (T, G*hd)
             for t in 0..t_new {
                 let pos = self.pos + t;
-                rope.apply(&mut q[t * q_dim..(t + 1) * q_dim], pos);
-                rope.apply(&mut k[t * kv_dim..(t + 1) * kv_dim], pos);
+                Rope::apply(&mut q[t * q_dim..(t + 1) * q_dim], &angles[t]);
+                Rope::apply(&mut k[t * kv_dim..(t + 1) * kv_dim], &angles[t]);
                 self.cache.store(layer, pos, &k[t * kv_dim..(t + 1) * kv_dim], &v[t * kv_dim..(t + 1) * kv_dim]);
             }
             for t in 0..t_new {
@@ -224,6 +226,7 @@ fn silu(x: f32) -> f32 {
 
 /// Rotary position embedding in Hugging Face's rotate_half layout: within each
 /// head, element i pairs with element i + hd/2 and rotates by pos * theta^(-2i/hd).
+/// The one home of the angles: the GPU engine and the training model use them too.
 pub struct Rope {
     inv_freq: Vec<f32>, // (hd/2)
 }
@@ -234,11 +237,14 @@ impl Rope {
         Rope { inv_freq }
     }
 
-    /// Rotate every head (of inv_freq.len() * 2 elements) of `x` in place.
-    pub fn apply(&self, x: &mut [f32], pos: usize) {
-        let half = self.inv_freq.len();
-        let (cos, sin): (Vec<f32>, Vec<f32>) =
-            self.inv_freq.iter().map(|f| (pos as f32 * f).cos()).zip(self.inv_freq.iter().map(|f| (pos as f32 * f).sin())).unzip();
+    /// cos and sin of every pair's angle at `pos`: (hd/2) each.
+    pub fn angles(&self, pos: usize) -> (Vec<f32>, Vec<f32>) {
+        self.inv_freq.iter().map(|f| ((pos as f32 * f).cos(), (pos as f32 * f).sin())).unzip()
+    }
+
+    /// Rotate every head of `x` in place by the angles of one position.
+    pub fn apply(x: &mut [f32], (cos, sin): &(Vec<f32>, Vec<f32>)) {
+        let half = cos.len();
         for head in x.chunks_exact_mut(2 * half) {
             let (a, b) = head.split_at_mut(half);
             for i in 0..half {

@@ -375,17 +375,12 @@ impl GpuEngine {
             None => None,
         };
 
-        // RoPE angles exactly as the CPU engine computes them (cpu::Rope).
-        let half = dims.hd / 2;
-        let inv_freq: Vec<f32> =
-            (0..half).map(|i| 1.0 / c.rope_theta.powf((2 * i) as f32 / dims.hd as f32)).collect();
-        let mut table = Vec::with_capacity(dims.capacity * half * 2);
+        // RoPE angles of every position, from the CPU engine's Rope: (capacity, hd/2) of (cos, sin).
+        let rope = crate::cpu::Rope::new(dims.hd, c.rope_theta);
+        let mut table = Vec::with_capacity(dims.capacity * dims.hd);
         for pos in 0..dims.capacity {
-            for f in &inv_freq {
-                let angle = pos as f32 * f;
-                table.push(angle.cos());
-                table.push(angle.sin());
-            }
+            let (cos, sin) = rope.angles(pos);
+            table.extend(cos.iter().zip(&sin).flat_map(|(c, s)| [*c, *s]));
         }
 
         let b = self.options.max_batch as u64;

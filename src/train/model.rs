@@ -187,16 +187,15 @@ struct Rope {
 
 impl Rope {
     fn new(hd: usize, theta: f32, t: usize, dev: &Device) -> Result<Rope> {
-        let half = hd / 2;
+        // The engine's angles (cpu::Rope), each pair's repeated for both halves of a head.
+        let rope = crate::cpu::Rope::new(hd, theta);
         let mut cos = Vec::with_capacity(t * hd);
         let mut sin = Vec::with_capacity(t * hd);
         for pos in 0..t {
-            for col in 0..hd {
-                let i = col % half;
-                let inv_freq = 1.0 / theta.powf((2 * i) as f32 / hd as f32);
-                let angle = pos as f32 * inv_freq;
-                cos.push(angle.cos());
-                sin.push(angle.sin());
+            let (c, s) = rope.angles(pos);
+            for _ in 0..2 {
+                cos.extend_from_slice(&c);
+                sin.extend_from_slice(&s);
             }
         }
         Ok(Rope { cos: Tensor::from_vec(cos, (t, hd), dev)?, sin: Tensor::from_vec(sin, (t, hd), dev)? })
