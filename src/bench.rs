@@ -118,6 +118,8 @@ pub fn run(
     // step_times[g][c]: one median step time per round.
     let mut step_times = vec![vec![Vec::new(); contexts.len()]; groups.len()];
     let mut convert_ms = vec![Vec::new(); groups.len()];
+    // Per G: the converted config and the weight bytes a step streams.
+    let mut shapes = Vec::with_capacity(groups.len());
     let (mut copy, mut read) = (Vec::new(), Vec::new());
     let mut done = 0;
     for _ in 0..rounds {
@@ -128,6 +130,9 @@ pub fn run(
             let start = Instant::now();
             let model = convert(base, g, Method::Mean, 0)?;
             convert_ms[gi].push(start.elapsed().as_secs_f64() * 1e3);
+            if shapes.len() == gi {
+                shapes.push((model.config.clone(), model.weight_bytes_per_token()));
+            }
             let vocab = model.config.vocab_size;
             backend.set_model(model)?;
             for (ci, &ctx) in contexts.iter().enumerate() {
@@ -149,8 +154,7 @@ pub fn run(
     let bandwidth = Bandwidth { copy: median(&mut copy), read: median(&mut read) };
     let mut rows = Vec::new();
     for (gi, &g) in groups.iter().enumerate() {
-        let model = convert(base, g, Method::Mean, 0)?;
-        let (config, weight_bytes) = (&model.config, model.weight_bytes_per_token());
+        let (config, weight_bytes) = (&shapes[gi].0, shapes[gi].1);
         for (ci, &ctx) in contexts.iter().enumerate() {
             let tok_s = 1.0 / median(&mut step_times[gi][ci]);
             // The cache is read at the average timed position.

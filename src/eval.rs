@@ -2,12 +2,13 @@
 //! unconverted model, the KL divergence and top-1 agreement of the next-token
 //! distributions (how much converting to G changed the model).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{GqaError, Result};
 use crate::session::{Backend, Logits};
 
-#[derive(Clone, Debug, Default, Serialize)]
+/// Also the cached evaluation of each trained variant (train/recipe.rs).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct EvalReport {
     /// Tokens scored (each predicted from the ones before it).
     pub tokens: usize,

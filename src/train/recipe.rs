@@ -26,7 +26,7 @@ use crate::bench;
 use crate::config::Config;
 use crate::convert::{convert, Method};
 use crate::error::{GqaError, Result};
-use crate::eval::evaluate;
+use crate::eval::{evaluate, EvalReport};
 use crate::hf;
 use crate::model::Model;
 use crate::sampler::SamplerConfig;
@@ -88,20 +88,10 @@ pub struct VariantResult {
     pub train_steps: usize,
     pub train_tokens: usize,
     pub train_wall_s: f64,
-    pub eval: Scores,
+    pub eval: EvalReport,
     pub nats_per_byte: f64,
     pub decode_tok_s_ctx256: f64,
     pub decode_tok_s_ctx2048: f64,
-}
-
-/// The numbers of [`crate::eval::EvalReport`], cached per variant in the work folder.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Scores {
-    pub tokens: usize,
-    pub nats_per_token: f64,
-    pub perplexity: f64,
-    pub kl_vs_base: Option<f64>,
-    pub top1_agreement: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -323,7 +313,7 @@ fn result(
     speed: &[(usize, f64, f64)],
 ) -> Result<VariantResult> {
     let path = args.work.join("eval").join(format!("{name}.json"));
-    let eval: Scores = match std::fs::read_to_string(&path) {
+    let eval: EvalReport = match std::fs::read_to_string(&path) {
         Ok(text) => serde_json::from_str(&text).map_err(|e| GqaError::Invalid(format!("{}: {e}", path.display())))?,
         Err(_) => {
             eprintln!("evaluating {name} on {} tokens of val.txt ...", ids.len() - 1);
@@ -333,15 +323,8 @@ fn result(
             let with_base = variant.is_some();
             let report = evaluate(m.backend(), with_base.then(|| b.backend()), ids, args.seq_len, &mut |_, _| {})?;
             std::fs::create_dir_all(path.parent().expect("has parent")).map_err(|e| GqaError::io(path.display(), e))?;
-            let scores = Scores {
-                tokens: report.tokens,
-                nats_per_token: report.nats_per_token,
-                perplexity: report.perplexity,
-                kl_vs_base: report.kl_vs_base,
-                top1_agreement: report.top1_agreement,
-            };
-            write_json(&path, &scores)?;
-            scores
+            write_json(&path, &report)?;
+            report
         }
     };
     let g = model.config.n_kv_heads();
