@@ -10,7 +10,7 @@ use crate::config::kv_cache_bytes;
 use crate::convert::{convert, Method};
 use crate::error::{GqaError, Result};
 use crate::model::Model;
-use crate::session::{Backend, Logits};
+use crate::backend::{Backend, Logits};
 
 pub use crate::presets::{preset, PRESETS};
 

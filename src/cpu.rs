@@ -9,7 +9,8 @@ use crate::error::{GqaError, Result};
 use crate::kernels::{attention_scores, attention_values, axpy, exp_shifted_sum, matmul, par_map};
 use crate::kv_cache::KvCache;
 use crate::model::Model;
-use crate::session::Logits;
+use crate::backend::{Backend, Logits};
+use crate::rope::Rope;
 
 pub struct CpuEngine {
     model: Model,
@@ -144,6 +145,39 @@ impl CpuEngine {
     }
 }
 
+impl Backend for CpuEngine {
+    fn name(&self) -> String {
+        format!("cpu ({})", crate::kernels::simd_name())
+    }
+    fn model(&self) -> &Model {
+        CpuEngine::model(self)
+    }
+    fn set_model(&mut self, model: Model) -> Result<()> {
+        CpuEngine::set_model(self, model)
+    }
+    fn forward(&mut self, tokens: &[u32], which: Logits) -> Result<Vec<f32>> {
+        CpuEngine::forward(self, tokens, which)
+    }
+    fn pos(&self) -> usize {
+        CpuEngine::pos(self)
+    }
+    fn capacity(&self) -> usize {
+        self.cache.capacity()
+    }
+    fn reset(&mut self) {
+        CpuEngine::reset(self)
+    }
+    fn fill_synthetic(&mut self, len: usize, seed: u64) -> Result<()> {
+        CpuEngine::fill_synthetic(self, len, seed)
+    }
+    fn kv_bytes_allocated(&self) -> usize {
+        self.cache.bytes()
+    }
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+}
+
 /// Positions one attention task covers; longer contexts are split into chunks
 /// that run in parallel and are merged by their softmax maxima and sums.
 const ATTENTION_CHUNK: usize = 256;
@@ -222,36 +256,4 @@ fn add_into(x: &mut [f32], y: &[f32]) {
 
 fn silu(x: f32) -> f32 {
     x / (1.0 + (-x).exp())
-}
-
-/// Rotary position embedding in Hugging Face's rotate_half layout: within each
-/// head, element i pairs with element i + hd/2 and rotates by pos * theta^(-2i/hd).
-/// The one home of the angles: the GPU engine and the training model use them too.
-pub struct Rope {
-    inv_freq: Vec<f32>, // (hd/2)
-}
-
-impl Rope {
-    pub fn new(head_dim: usize, theta: f32) -> Rope {
-        let inv_freq = (0..head_dim / 2).map(|i| 1.0 / theta.powf((2 * i) as f32 / head_dim as f32)).collect();
-        Rope { inv_freq }
-    }
-
-    /// cos and sin of every pair's angle at `pos`: (hd/2) each.
-    pub fn angles(&self, pos: usize) -> (Vec<f32>, Vec<f32>) {
-        self.inv_freq.iter().map(|f| ((pos as f32 * f).cos(), (pos as f32 * f).sin())).unzip()
-    }
-
-    /// Rotate every head of `x` in place by the angles of one position.
-    pub fn apply(x: &mut [f32], (cos, sin): &(Vec<f32>, Vec<f32>)) {
-        let half = cos.len();
-        for head in x.chunks_exact_mut(2 * half) {
-            let (a, b) = head.split_at_mut(half);
-            for i in 0..half {
-                let (x1, x2) = (a[i], b[i]);
-                a[i] = x1 * cos[i] - x2 * sin[i];
-                b[i] = x2 * cos[i] + x1 * sin[i];
-            }
-        }
-    }
 }

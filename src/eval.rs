@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{GqaError, Result};
-use crate::session::{Backend, Logits};
+use crate::backend::{Backend, Logits};
 
 /// Also the cached evaluation of each trained variant (train/recipe.rs).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

@@ -4,11 +4,13 @@
 //!
 //! The same engine runs natively (the `gqa` CLI) and in the browser (wasm32).
 
+pub mod backend;
 pub mod config;
 pub mod convert;
 pub mod cpu;
 pub mod error;
 pub mod eval;
+pub mod generation;
 pub mod gpu;
 pub mod hf;
 pub mod kernels;
@@ -18,6 +20,7 @@ pub mod loader;
 pub mod model;
 pub mod presets;
 pub mod rng;
+pub mod rope;
 pub mod sampler;
 pub mod session;
 pub mod tensor;

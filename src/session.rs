@@ -1,112 +1,14 @@
 //! The session API every front end uses (CLI, bench, the page): a base model,
 //! the G it is converted to, a backend that runs it, and generation with
 //! streaming callbacks and statistics.
-//!
-//! [`Backend`] is the seam between the session and an engine: the CPU engine
-//! implements it here; the GPU engine implements the same trait.
 
-use serde::Serialize;
-use web_time::Instant;
-
-use crate::config::{kv_cache_bytes, Config};
+use crate::backend::{open_async, Backend, BackendKind, Logits};
 use crate::convert::{convert, Method};
 use crate::cpu::CpuEngine;
 use crate::error::{GqaError, Result};
+use crate::generation::{Action, GenerateParams, Generation, Stats};
 use crate::model::Model;
-use crate::sampler::{Sampler, SamplerConfig};
 use crate::tokenizer::{TextStream, Tokenizer};
-
-/// Which logits a forward pass returns.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Logits {
-    /// Only the last token's: (vocab).
-    Last,
-    /// Every new token's: (T x vocab), for evaluation.
-    All,
-}
-
-/// An engine that runs one model with a KV cache.
-pub trait Backend {
-    fn name(&self) -> String;
-    fn model(&self) -> &Model;
-    /// Replace the model (e.g. another G); the KV cache is reallocated and cleared.
-    fn set_model(&mut self, model: Model) -> Result<()>;
-    /// Run new tokens at the current position, appending to the KV cache.
-    fn forward(&mut self, tokens: &[u32], which: Logits) -> Result<Vec<f32>>;
-    /// Run new tokens and return the greedy next token (argmax of the last logits).
-    /// The GPU engine computes it there and reads back only the token.
-    fn forward_argmax(&mut self, tokens: &[u32]) -> Result<u32> {
-        Ok(crate::sampler::argmax(&self.forward(tokens, Logits::Last)?))
-    }
-    /// Positions in the KV cache.
-    fn pos(&self) -> usize;
-    /// Positions the KV cache can hold.
-    fn capacity(&self) -> usize;
-    fn reset(&mut self);
-    /// Fill the first `len` positions with random keys/values (benchmarks).
-    fn fill_synthetic(&mut self, len: usize, seed: u64) -> Result<()>;
-    /// Bytes the KV cache has allocated.
-    fn kv_bytes_allocated(&self) -> usize;
-}
-
-impl Backend for CpuEngine {
-    fn name(&self) -> String {
-        format!("cpu ({})", crate::kernels::simd_name())
-    }
-    fn model(&self) -> &Model {
-        CpuEngine::model(self)
-    }
-    fn set_model(&mut self, model: Model) -> Result<()> {
-        CpuEngine::set_model(self, model)
-    }
-    fn forward(&mut self, tokens: &[u32], which: Logits) -> Result<Vec<f32>> {
-        CpuEngine::forward(self, tokens, which)
-    }
-    fn pos(&self) -> usize {
-        CpuEngine::pos(self)
-    }
-    fn capacity(&self) -> usize {
-        self.cache().capacity()
-    }
-    fn reset(&mut self) {
-        CpuEngine::reset(self)
-    }
-    fn fill_synthetic(&mut self, len: usize, seed: u64) -> Result<()> {
-        CpuEngine::fill_synthetic(self, len, seed)
-    }
-    fn kv_bytes_allocated(&self) -> usize {
-        self.cache().bytes()
-    }
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct GenerateParams {
-    /// Tokens to generate at most.
-    pub max_tokens: usize,
-    pub sampler: SamplerConfig,
-}
-
-/// What the last generation did and cost; plain data for the CLI's `--json` and the page.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct Stats {
-    pub backend: String,
-    pub n_heads: usize,
-    pub n_kv_heads: usize,
-    pub prompt_tokens: usize,
-    pub generated_tokens: usize,
-    pub prefill_ms: f64,
-    pub prefill_tok_s: f64,
-    pub decode_tok_s: f64,
-    pub context_used: usize,
-    pub context_max: usize,
-    /// KV cache bytes at the context used, for this G and for MHA (G = H), f32.
-    pub kv_bytes: usize,
-    pub kv_bytes_mha: usize,
-    pub kv_bytes_allocated: usize,
-    pub weight_bytes: usize,
-    /// "length", "eos", "context" or "stopped".
-    pub stop_reason: String,
-}
 
 pub struct Session {
     /// The model as loaded: every conversion starts from it.
@@ -116,132 +18,6 @@ pub struct Session {
     stats: Stats,
     /// The generation in progress, between `start` and its last `next_token`.
     generation: Option<Generation>,
-}
-
-/// A generation in progress: the prompt, the sampler, the stop rules and the
-/// timers, but no engine. Whoever owns the engine asks [`Generation::action`]
-/// what to do next and runs the forward passes it asks for, so the session
-/// (blocking backends) and the GPU engine (async, in the browser) follow the
-/// same rules.
-pub struct Generation {
-    prompt: Vec<u32>,
-    sampler: Sampler,
-    greedy: bool,
-    stop_ids: Vec<u32>,
-    max_tokens: usize,
-    started: Instant,
-    /// Seconds the prefill took, once it ran.
-    prefill_s: Option<f64>,
-    decode_start: Instant,
-    generated: usize,
-    /// A token sampled but not yet returned.
-    pending: Option<u32>,
-    /// The last token returned: the input of the next forward pass.
-    last: [u32; 1],
-}
-
-/// What a generation needs next.
-pub enum Action<'a> {
-    /// Run these tokens through the model, then give the sampled token to
-    /// [`Generation::sampled`] ([`Generation::choose`] samples from logits).
-    Forward(&'a [u32]),
-    /// The next generated token.
-    Token(u32),
-    /// The generation has ended: "length", "eos" or "context".
-    End(&'static str),
-}
-
-impl Generation {
-    /// Check the prompt (BOS included by the caller) against the KV capacity and
-    /// the sampler settings against their ranges.
-    pub fn new(config: &Config, params: &GenerateParams, prompt: &[u32], capacity: usize) -> Result<Generation> {
-        if prompt.is_empty() {
-            return Err(GqaError::Invalid("the prompt needs at least one token (BOS)".into()));
-        }
-        if prompt.len() > capacity {
-            return Err(GqaError::PromptTooLong { prompt: prompt.len(), context: capacity });
-        }
-        Ok(Generation {
-            prompt: prompt.to_vec(),
-            sampler: Sampler::new(params.sampler.clone())?,
-            greedy: params.sampler.temperature == 0.0,
-            stop_ids: std::iter::once(config.bos_token_id).chain(config.eos_ids()).collect(),
-            max_tokens: params.max_tokens,
-            started: Instant::now(),
-            prefill_s: None,
-            decode_start: Instant::now(),
-            generated: 0,
-            pending: None,
-            last: [0],
-        })
-    }
-
-    /// Greedy decoding needs only the argmax (the GPU reads back one token).
-    pub fn greedy(&self) -> bool {
-        self.greedy
-    }
-
-    /// The next token from a forward pass's logits.
-    pub fn choose(&mut self, logits: &[f32]) -> u32 {
-        self.sampler.sample(logits)
-    }
-
-    /// The stop rules, in order: the prompt first; enough tokens; the end of
-    /// sequence; a full context (checked before running the last token).
-    /// `pos` and `capacity` are the engine's KV positions used and available.
-    pub fn action(&mut self, pos: usize, capacity: usize) -> Action<'_> {
-        if self.prefill_s.is_none() {
-            return Action::Forward(&self.prompt);
-        }
-        if self.generated >= self.max_tokens {
-            return Action::End("length");
-        }
-        match self.pending.take() {
-            Some(next) if self.stop_ids.contains(&next) => Action::End("eos"),
-            Some(next) => {
-                self.generated += 1;
-                self.last = [next];
-                Action::Token(next)
-            }
-            None if pos >= capacity => Action::End("context"),
-            None => Action::Forward(&self.last),
-        }
-    }
-
-    /// The token sampled after the forward pass that [`Generation::action`] asked for.
-    pub fn sampled(&mut self, token: u32) {
-        if self.prefill_s.is_none() {
-            self.prefill_s = Some(self.started.elapsed().as_secs_f64());
-            self.decode_start = Instant::now();
-        }
-        self.pending = Some(token);
-    }
-
-    /// The statistics so far, for an engine now at `pos` of `capacity` positions.
-    pub fn stats(&self, backend: String, model: &Model, pos: usize, capacity: usize, kv_bytes_allocated: usize, stop_reason: &str) -> Stats {
-        let config = &model.config;
-        let prefill_s = self.prefill_s.unwrap_or(0.0);
-        let decode_s = self.decode_start.elapsed().as_secs_f64();
-        // Decode speed counts the forward passes after the prefill.
-        let decode_steps = pos.saturating_sub(self.prompt.len());
-        Stats {
-            backend,
-            n_heads: config.n_heads(),
-            n_kv_heads: config.n_kv_heads(),
-            prompt_tokens: self.prompt.len(),
-            generated_tokens: self.generated,
-            prefill_ms: prefill_s * 1e3,
-            prefill_tok_s: self.prompt.len() as f64 / prefill_s.max(1e-9),
-            decode_tok_s: if decode_steps > 0 { decode_steps as f64 / decode_s.max(1e-9) } else { 0.0 },
-            context_used: pos,
-            context_max: capacity,
-            kv_bytes: kv_cache_bytes(config, config.n_kv_heads(), pos, 4),
-            kv_bytes_mha: kv_cache_bytes(config, config.n_heads(), pos, 4),
-            kv_bytes_allocated,
-            weight_bytes: model.weight_bytes(),
-            stop_reason: stop_reason.into(),
-        }
-    }
 }
 
 /// Run the forward pass a generation asked for and give it the chosen token.
@@ -272,6 +48,36 @@ impl Session {
         let capacity = capacity.unwrap_or(base.config.max_position_embeddings);
         let engine = CpuEngine::new(base.clone(), capacity)?;
         Session::new(base, tokenizer, Box::new(engine))
+    }
+
+    /// A session on `kind` (see [`open_async`]); the string says why it fell back to the CPU.
+    pub async fn open_async(
+        kind: BackendKind,
+        base: Model,
+        tokenizer: Option<Tokenizer>,
+        capacity: Option<usize>,
+    ) -> Result<(Session, Option<String>)> {
+        let capacity = capacity.unwrap_or(base.config.max_position_embeddings);
+        let opened = open_async(kind, base.clone(), capacity).await?;
+        Ok((Session::new(base, tokenizer, opened.backend)?, opened.fallback))
+    }
+
+    /// [`Session::open_async`], blocking (native front ends).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn open(
+        kind: BackendKind,
+        base: Model,
+        tokenizer: Option<Tokenizer>,
+        capacity: Option<usize>,
+    ) -> Result<(Session, Option<String>)> {
+        pollster::block_on(Session::open_async(kind, base, tokenizer, capacity))
+    }
+
+    /// Run on another backend from now on (it must run this session's current
+    /// model); a generation in progress ends.
+    pub fn set_backend(&mut self, backend: Box<dyn Backend>) {
+        self.generation = None;
+        self.backend = backend;
     }
 
     pub fn base(&self) -> &Model {
@@ -310,7 +116,7 @@ impl Session {
         let mut g = Generation::new(&self.backend.model().config, params, prompt, self.backend.capacity())?;
         self.backend.reset();
         // The prefill runs here, so its time is measured apart from decoding.
-        let prompt = g.prompt.clone();
+        let prompt = g.prompt().to_vec();
         let prefill = feed(self.backend.as_mut(), &mut g, &prompt);
         self.generation = Some(g);
         match prefill {

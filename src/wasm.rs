@@ -14,13 +14,15 @@ use web_time::Instant;
 
 use crate::config::{divisors, kv_cache_bytes};
 use crate::convert::Method;
+use crate::backend::{open_async, Backend, BackendKind, Logits};
 use crate::cpu::CpuEngine;
 use crate::error::GqaError;
 use crate::eval::evaluate;
-use crate::gpu::{GpuContext, GpuEngine, GpuOptions};
+use crate::generation::{GenerateParams, Stats};
+use crate::gpu::GpuEngine;
 use crate::model::Model;
 use crate::sampler::SamplerConfig;
-use crate::session::{GenerateParams, Logits, Session, Stats};
+use crate::session::Session;
 use crate::tensor::DType;
 use crate::tokenizer::{TextStream, Tokenizer};
 
@@ -135,12 +137,10 @@ struct Piece {
 
 #[wasm_bindgen(js_name = Session)]
 pub struct WebSession {
-    /// The base model, the tokenizer, the CPU engine and its step-wise generation.
+    /// The base model, the tokenizer, the engine in use (the CPU engine, or the
+    /// WebGPU engine, whose generation is async) and the step-wise generation.
     session: Session,
-    /// The WebGPU engine, when it is the backend in use (it runs the session's
-    /// current model; generation on it is async).
-    gpu: Option<GpuEngine>,
-    /// Statistics of the last generation on the GPU.
+    /// Statistics of the last generation on the GPU (it runs outside the session).
     gpu_stats: Option<Stats>,
     stream: Option<TextStream>,
 }
@@ -189,7 +189,7 @@ impl WebSession {
         let context = model.config.max_position_embeddings;
         let capacity = capacity.unwrap_or(context).min(context);
         let session = Session::cpu(model, tokenizer, Some(capacity)).map_err(js_error)?;
-        Ok(WebSession { session, gpu: None, gpu_stats: None, stream: None })
+        Ok(WebSession { session, gpu_stats: None, stream: None })
     }
 
     /// The model and current G, as a plain object (see `Info`).
@@ -197,10 +197,7 @@ impl WebSession {
         let base_kv_heads = self.session.base().config.n_kv_heads();
         let has_tokenizer = self.session.tokenizer().is_some();
         let backend = self.session.backend();
-        let (mut name, capacity) = (backend.name(), backend.capacity());
-        if let Some(gpu) = &self.gpu {
-            name = gpu.name();
-        }
+        let (name, capacity) = (backend.name(), backend.capacity());
         let model = self.session.model();
         let c = &model.config;
         to_js(&Info {
@@ -229,11 +226,7 @@ impl WebSession {
     pub fn set_groups(&mut self, groups: usize, method: &str, seed: u32) -> Result<(), JsError> {
         let method: Method = method.parse().map_err(js_error)?;
         self.stream = None;
-        self.session.set_groups(groups, method, seed as u64).map_err(js_error)?;
-        if let Some(gpu) = self.gpu.as_mut() {
-            gpu.set_model(self.session.model().clone()).map_err(js_error)?;
-        }
-        Ok(())
+        self.session.set_groups(groups, method, seed as u64).map_err(js_error)
     }
 
     /// Run on WebGPU from now on. Resolves to the adapter's description; rejects with
@@ -241,32 +234,46 @@ impl WebSession {
     /// (the CPU engine stays in use).
     #[wasm_bindgen(js_name = useGpu)]
     pub async fn use_gpu(&mut self) -> Result<String, JsError> {
-        let ctx = GpuContext::new().await.map_err(js_error)?;
         let capacity = self.session.backend().capacity();
-        let engine = GpuEngine::with_context(ctx, self.session.model().clone(), capacity, GpuOptions::default())
-            .map_err(js_error)?;
-        let name = engine.name();
-        self.gpu = Some(engine);
+        let opened = open_async(BackendKind::Gpu, self.session.model().clone(), capacity).await.map_err(js_error)?;
+        if let Some(why) = opened.fallback {
+            return Err(JsError::new(&why));
+        }
+        let name = opened.backend.name();
+        self.stream = None;
+        self.session.set_backend(opened.backend);
         Ok(name)
     }
 
     /// Run on the CPU engine (WASM SIMD) from now on, e.g. after the GPU was lost.
     #[wasm_bindgen(js_name = useCpu)]
-    pub fn use_cpu(&mut self) {
-        self.gpu = None;
+    pub fn use_cpu(&mut self) -> Result<(), JsError> {
+        if self.uses_gpu() {
+            let capacity = self.session.backend().capacity();
+            let engine = CpuEngine::new(self.session.model().clone(), capacity).map_err(js_error)?;
+            self.stream = None;
+            self.gpu_stats = None;
+            self.session.set_backend(Box::new(engine));
+        }
+        Ok(())
     }
 
     /// Whether the WebGPU engine is in use.
     #[wasm_bindgen(js_name = usesGpu)]
-    pub fn uses_gpu(&self) -> bool {
-        self.gpu.is_some()
+    pub fn uses_gpu(&mut self) -> bool {
+        self.gpu().is_some()
+    }
+
+    /// The WebGPU engine, when it is the backend in use.
+    fn gpu(&mut self) -> Option<&mut GpuEngine> {
+        self.session.backend().as_any_mut().downcast_mut::<GpuEngine>()
     }
 
     /// Start generating from `prompt` (BOS is added) with `params`
     /// ({maxTokens, temperature, topP, topK, seed}): runs the prefill.
     /// On the CPU engine only; on WebGPU use `generate`.
     pub fn start(&mut self, prompt: &str, params: JsValue) -> Result<(), JsError> {
-        if self.gpu.is_some() {
+        if self.uses_gpu() {
             return Err(JsError::new("start/nextToken run on the CPU engine; on WebGPU use generate"));
         }
         let params = generate_params(params)?;
@@ -332,7 +339,7 @@ impl WebSession {
                 }
             }
         };
-        match self.gpu.as_mut() {
+        match self.gpu() {
             Some(gpu) => {
                 let (_, stats) = gpu.generate_ids_async(&ids, &params, &mut emit).await.map_err(js_error)?;
                 self.gpu_stats = Some(stats);
@@ -360,28 +367,36 @@ impl WebSession {
 
     /// The statistics of the current or last generation, as a plain object.
     pub fn stats(&self) -> Result<JsValue, JsError> {
-        match (&self.gpu, &self.gpu_stats) {
-            (Some(_), Some(stats)) => to_js(stats),
-            _ => to_js(self.session.stats()),
+        match &self.gpu_stats {
+            Some(stats) => to_js(stats),
+            None => to_js(self.session.stats()),
         }
     }
 
     /// How much converting to the current G changed the model, on `ids` (e.g. text the
     /// unconverted model generated): perplexity, and KL divergence and top-1 agreement
     /// against the unconverted model, as a plain object (see `eval::EvalReport`).
-    /// Runs on the CPU engine, with a second engine for the unconverted model.
+    /// Runs on the CPU engine (a copy of it while WebGPU is in use), with a second
+    /// engine for the unconverted model.
     #[wasm_bindgen(js_name = qualityVsBase)]
     pub fn quality_vs_base(&mut self, ids: Vec<u32>) -> Result<JsValue, JsError> {
         let window = ids.len().clamp(2, self.session.backend().capacity());
         let mut base = CpuEngine::new(self.session.base().clone(), window).map_err(js_error)?;
-        let report = evaluate(self.session.backend(), Some(&mut base), &ids, window, &mut |_, _| {}).map_err(js_error)?;
+        let mut cpu_copy;
+        let model: &mut dyn Backend = if self.uses_gpu() {
+            cpu_copy = CpuEngine::new(self.session.model().clone(), window).map_err(js_error)?;
+            &mut cpu_copy
+        } else {
+            self.session.backend()
+        };
+        let report = evaluate(model, Some(&mut base), &ids, window, &mut |_, _| {}).map_err(js_error)?;
         to_js(&report)
     }
 
     /// The last position's logits after running `tokens` from an empty cache, on the
     /// backend in use (tests).
     pub async fn logits(&mut self, tokens: Vec<u32>) -> Result<Vec<f32>, JsError> {
-        match self.gpu.as_mut() {
+        match self.gpu() {
             Some(gpu) => {
                 gpu.reset();
                 gpu.forward_async(&tokens, Logits::Last).await.map_err(js_error)
@@ -406,7 +421,7 @@ impl WebSession {
         }
         let token = |i: usize| (i % 7) as u32 + 1;
         let start;
-        match self.gpu.as_mut() {
+        match self.gpu() {
             Some(gpu) => {
                 gpu.reset();
                 gpu.fill_synthetic(context, 7).map_err(js_error)?;

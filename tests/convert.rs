@@ -6,7 +6,7 @@ use common::{max_abs_diff, small_config, test_model};
 use gqa::convert::{convert, Method};
 use gqa::cpu::CpuEngine;
 use gqa::model::Model;
-use gqa::session::Logits;
+use gqa::backend::Logits;
 use gqa::tensor::{DType, Matrix};
 
 fn logits(model: Model, toks: &[u32]) -> Vec<f32> {

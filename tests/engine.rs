@@ -4,7 +4,7 @@ mod common;
 
 use common::{max_abs_diff, reference_logits, small_config, test_model};
 use gqa::cpu::CpuEngine;
-use gqa::session::Logits;
+use gqa::backend::Logits;
 use gqa::tensor::DType;
 
 fn tokens(n: usize, vocab: usize) -> Vec<u32> {

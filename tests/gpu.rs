@@ -17,7 +17,7 @@ use gqa::cpu::CpuEngine;
 use gqa::gpu::{GpuContext, GpuEngine, GpuOptions};
 use gqa::model::Model;
 use gqa::sampler::argmax;
-use gqa::session::{Backend, Logits};
+use gqa::backend::{Backend, Logits};
 use gqa::tensor::DType;
 
 /// A device, or None (and the SKIPPED line) when there is no adapter.
@@ -290,7 +290,7 @@ fn stories260k_matches_cpu_and_reference_text() {
 
     gpu.set_model(base.clone()).unwrap();
     let mut session = gqa::session::Session::new(base, tokenizer, Box::new(gpu)).unwrap();
-    let params = gqa::session::GenerateParams { max_tokens: 256, sampler: Default::default() };
+    let params = gqa::generation::GenerateParams { max_tokens: 256, sampler: Default::default() };
     let text = session.generate("", &params, &mut |_| true).unwrap();
     let expected = std::fs::read_to_string(expected_path).unwrap();
     assert_eq!(text.trim_end(), expected.trim_end(), "GPU greedy text differs from greedy_256.txt");
@@ -306,7 +306,7 @@ fn async_generate_matches_session() {
     let mut session = gqa::session::Session::new(model, None, Box::new(gpu)).unwrap();
     let prompt = [1u32, 7, 9];
     for sampler in [Default::default(), gqa::sampler::SamplerConfig { temperature: 0.9, top_p: 0.9, top_k: 0, seed: 3 }] {
-        let params = gqa::session::GenerateParams { max_tokens: 20, sampler };
+        let params = gqa::generation::GenerateParams { max_tokens: 20, sampler };
         let mut streamed = Vec::new();
         let ids = session.generate_ids(&prompt, &params, &mut |id| {
             streamed.push(id);

@@ -6,7 +6,8 @@ mod common;
 use common::{small_config, test_model};
 use gqa::convert::Method;
 use gqa::sampler::SamplerConfig;
-use gqa::session::{GenerateParams, Session};
+use gqa::generation::GenerateParams;
+use gqa::session::Session;
 
 fn params(n: usize, temperature: f32, seed: u64) -> GenerateParams {
     GenerateParams { max_tokens: n, sampler: SamplerConfig { temperature, top_k: 0, top_p: 0.95, seed } }

@@ -10,7 +10,7 @@ use gqa::config::Config;
 use gqa::cpu::CpuEngine;
 use gqa::hf;
 use gqa::model::Model;
-use gqa::session::Logits;
+use gqa::backend::Logits;
 use gqa::tensor::DType;
 use gqa::train::data::TokenStream;
 use gqa::train::model::TrainModel;
@@ -212,7 +212,8 @@ fn bpe_tokenizer_round_trips_with_special_tokens_first() {
 #[test]
 fn shipped_models_agree_with_results_json() {
     use gqa::sampler::SamplerConfig;
-    use gqa::session::{GenerateParams, Session};
+    use gqa::generation::GenerateParams;
+    use gqa::session::Session;
     use gqa::train::recipe::Results;
 
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("www/models");

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use gqa::cpu::CpuEngine;
 use gqa::model::Model;
-use gqa::session::Logits;
+use gqa::backend::Logits;
 use gqa::tensor::DType;
 
 /// Token sequences whose last logits are compared (shared with tests/web_node.rs).

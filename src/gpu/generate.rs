@@ -1,11 +1,12 @@
 //! Generation on the GPU engine without blocking, for the browser page (where the
-//! synchronous [`Backend`](crate::session::Backend) calls cannot wait on the GPU),
-//! driving the session's [`Generation`]: the same stop rules and statistics. Greedy decoding
+//! synchronous [`Backend`](crate::backend::Backend) calls cannot wait on the GPU),
+//! driving the same [`Generation`] as the session: the same stop rules and statistics. Greedy decoding
 //! reads back one token per step (argmax on the GPU); sampling reads back the logits.
 
 use super::engine::GpuEngine;
 use crate::error::Result;
-use crate::session::{Action, GenerateParams, Generation, Logits, Stats};
+use crate::backend::Logits;
+use crate::generation::{Action, GenerateParams, Generation, Stats};
 
 impl GpuEngine {
     /// Run the prompt (BOS included by the caller), then generate up to

@@ -4,39 +4,22 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::context::GpuContext;
-use super::engine::{GpuEngine, GpuOptions, Timing};
-use super::BackendKind;
+use super::{GpuEngine, Timing};
+use crate::backend::{open, Backend, BackendKind, Opened};
 use crate::bench::BenchRow;
 use crate::error::Result;
 use crate::model::Model;
-use crate::session::Backend;
-
-/// A backend, why it fell back to the CPU (if it did), and the GPU's timing record.
-pub type BenchBackend = (Box<dyn Backend>, Option<String>, Option<Arc<Mutex<Timing>>>);
 
 /// A backend of `kind` for benchmarks, the reason it fell back to the CPU (if it
 /// did), and on the GPU the handle on its timing record.
-pub fn bench_backend(
-    kind: BackendKind,
-    model: Model,
-    capacity: usize,
-) -> Result<BenchBackend> {
-    if kind == BackendKind::Gpu {
-        match pollster::block_on(GpuContext::new()) {
-            Ok(ctx) => {
-                let engine = GpuEngine::with_context(ctx, model, capacity, GpuOptions::default())?;
-                let timing = engine.timing_handle();
-                return Ok((Box::new(engine), None, Some(timing)));
-            }
-            Err(e) => {
-                let why = format!("GPU backend unavailable, using the CPU: {e}");
-                return Ok((Box::new(crate::cpu::CpuEngine::new(model, capacity)?), Some(why), None));
-            }
-        }
-    }
-    Ok((Box::new(crate::cpu::CpuEngine::new(model, capacity)?), None, None))
+pub fn bench_backend(kind: BackendKind, model: Model, capacity: usize) -> Result<BenchBackend> {
+    let Opened { mut backend, fallback } = open(kind, model, capacity)?;
+    let timing = backend.as_any_mut().downcast_mut::<GpuEngine>().map(|gpu| gpu.timing_handle());
+    Ok((backend, fallback, timing))
 }
+
+/// A backend, why it fell back to the CPU (if it did), and the GPU's timing record.
+pub type BenchBackend = (Box<dyn Backend>, Option<String>, Option<Arc<Mutex<Timing>>>);
 
 /// One `Timing` per bench row (the forward passes of that case): a Markdown table of
 /// wall and kernel time per forward and the share of time spent outside kernels.

@@ -187,8 +187,8 @@ struct Rope {
 
 impl Rope {
     fn new(hd: usize, theta: f32, t: usize, dev: &Device) -> Result<Rope> {
-        // The engine's angles (cpu::Rope), each pair's repeated for both halves of a head.
-        let rope = crate::cpu::Rope::new(hd, theta);
+        // The engine's angles (rope::Rope), each pair's repeated for both halves of a head.
+        let rope = crate::rope::Rope::new(hd, theta);
         let mut cos = Vec::with_capacity(t * hd);
         let mut sin = Vec::with_capacity(t * hd);
         for pos in 0..t {

@@ -30,7 +30,8 @@ use crate::eval::{evaluate, EvalReport};
 use crate::hf;
 use crate::model::Model;
 use crate::sampler::SamplerConfig;
-use crate::session::{GenerateParams, Session};
+use crate::generation::GenerateParams;
+use crate::session::Session;
 use crate::tensor::DType;
 use crate::tokenizer::Tokenizer;
 

@@ -1,0 +1,69 @@
+//! The seam between a session and an engine: the [`Backend`] trait, which the CPU
+//! engine (cpu.rs) and the GPU engine (gpu/) implement, and [`open`](open::open),
+//! the one place that chooses an engine for a front end.
+//!
+//! Dependencies run one way: engines implement this trait; generation and the
+//! session drive it; front ends (CLI, bench, the page) open one.
+
+pub mod open;
+
+use crate::error::{GqaError, Result};
+use crate::model::Model;
+
+pub use open::{open_async, Opened};
+#[cfg(not(target_arch = "wasm32"))]
+pub use open::open;
+
+/// Which logits a forward pass returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Logits {
+    /// Only the last token's: (vocab).
+    Last,
+    /// Every new token's: (T x vocab), for evaluation.
+    All,
+}
+
+/// Which engine a front end asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendKind {
+    Cpu,
+    Gpu,
+}
+
+impl std::str::FromStr for BackendKind {
+    type Err = GqaError;
+    fn from_str(s: &str) -> Result<BackendKind> {
+        match s {
+            "cpu" => Ok(BackendKind::Cpu),
+            "gpu" => Ok(BackendKind::Gpu),
+            _ => Err(GqaError::Invalid(format!("unknown backend '{s}': use cpu or gpu"))),
+        }
+    }
+}
+
+/// An engine that runs one model with a KV cache.
+pub trait Backend {
+    fn name(&self) -> String;
+    fn model(&self) -> &Model;
+    /// Replace the model (e.g. another G); the KV cache is reallocated and cleared.
+    fn set_model(&mut self, model: Model) -> Result<()>;
+    /// Run new tokens at the current position, appending to the KV cache.
+    fn forward(&mut self, tokens: &[u32], which: Logits) -> Result<Vec<f32>>;
+    /// Run new tokens and return the greedy next token (argmax of the last logits).
+    /// The GPU engine computes it there and reads back only the token.
+    fn forward_argmax(&mut self, tokens: &[u32]) -> Result<u32> {
+        Ok(crate::sampler::argmax(&self.forward(tokens, Logits::Last)?))
+    }
+    /// Positions in the KV cache.
+    fn pos(&self) -> usize;
+    /// Positions the KV cache can hold.
+    fn capacity(&self) -> usize;
+    fn reset(&mut self);
+    /// Fill the first `len` positions with random keys/values (benchmarks).
+    fn fill_synthetic(&mut self, len: usize, seed: u64) -> Result<()>;
+    /// Bytes the KV cache has allocated.
+    fn kv_bytes_allocated(&self) -> usize;
+    /// The engine itself, for front ends that need more than this trait (the page
+    /// drives the GPU engine's async methods; bench reads its kernel timing).
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any;
+}

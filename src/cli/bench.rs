@@ -1,0 +1,133 @@
+//! `gqa bench`: decode tokens/s for every G at several contexts, against this
+//! machine's memory bandwidth.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use gqa::backend::BackendKind;
+use gqa::bench::{self, BenchReport};
+use gqa::config::{divisors, kv_cache_bytes};
+use gqa::model::Model;
+use gqa::tensor::DType;
+use gqa::{loader, GqaError, Result};
+
+use super::{bar, human_bytes, parse_dtype};
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// A random-weight shape: tiny, 15m, 110m, 500m, 1b (ignored with --model or --dim).
+    #[arg(long, default_value = "15m")]
+    pub preset: String,
+    /// A real model instead of random weights.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Explicit shape instead of a preset: hidden size ...
+    #[arg(long, requires_all = ["layers", "heads"])]
+    pub dim: Option<usize>,
+    /// ... layers ...
+    #[arg(long)]
+    pub layers: Option<usize>,
+    /// ... query heads H ...
+    #[arg(long)]
+    pub heads: Option<usize>,
+    /// ... MLP size (default 8/3 x dim, rounded up to a multiple of 32) ...
+    #[arg(long)]
+    pub ffn: Option<usize>,
+    /// ... and vocabulary size.
+    #[arg(long, default_value_t = 4096)]
+    pub vocab: usize,
+    /// Context lengths to decode at.
+    #[arg(long, value_delimiter = ',', default_values_t = [128, 512, 2048])]
+    pub contexts: Vec<usize>,
+    /// G values (default: every divisor of H).
+    #[arg(long, value_delimiter = ',')]
+    pub groups: Option<Vec<usize>>,
+    /// Weights in memory: f32 or f16.
+    #[arg(long, value_parser = parse_dtype, default_value = "f32")]
+    pub dtype: DType,
+    /// Decode steps timed per case in each round (median taken).
+    #[arg(long, default_value_t = 24)]
+    pub steps: usize,
+    /// Interleaved rounds over all cases (median over rounds reported).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Engine: cpu, or gpu (wgpu; without a GPU adapter it says why and uses the CPU).
+    #[arg(long, default_value = "cpu")]
+    pub backend: BackendKind,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: BenchArgs) -> Result<()> {
+    if let Some(t) = a.threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(t)
+            .build_global()
+            .map_err(|e| GqaError::Invalid(format!("cannot start {t} threads: {e}")))?;
+    }
+    let base = match (&a.model, a.dim) {
+        (Some(path), _) => loader::load(path, None)?.0.to_dtype(a.dtype),
+        (None, Some(dim)) => {
+            let ffn = a.ffn.unwrap_or_else(|| (dim * 8 / 3).div_ceil(32) * 32);
+            let heads = a.heads.unwrap_or(8);
+            let ctx = a.contexts.iter().copied().max().unwrap_or(2048);
+            let config = gqa::Config::new(dim, ffn, a.layers.unwrap_or(1), heads, heads, a.vocab, ctx);
+            Model::random(&config, 1, a.dtype)?
+        }
+        (None, None) => Model::random(&bench::preset(&a.preset)?, 1, a.dtype)?,
+    };
+    let groups = a.groups.clone().unwrap_or_else(|| divisors(base.config.n_kv_heads()));
+    let capacity = a.contexts.iter().copied().max().unwrap_or(1);
+    if capacity > base.config.max_position_embeddings {
+        return Err(GqaError::PromptTooLong { prompt: capacity, context: base.config.max_position_embeddings });
+    }
+    eprintln!(
+        "measuring memory bandwidth; then {} G x {} contexts on {:.1}M params ({:?}) ...",
+        groups.len(),
+        a.contexts.len(),
+        base.config.n_params() as f64 / 1e6,
+        a.dtype
+    );
+    let (mut backend, fallback, gpu_timing) = gqa::gpu::report::bench_backend(a.backend, base.clone(), capacity)?;
+    if let Some(why) = fallback {
+        eprintln!("{why}");
+    }
+    let mut timings = Vec::new();
+    let bar = bar((a.rounds * groups.len() * a.contexts.len()) as u64, "cases");
+    let (bandwidth, rows) = bench::run(backend.as_mut(), &base, &groups, &a.contexts, a.steps, a.rounds, &mut |d, _| {
+        bar.set_position(d as u64);
+        if let Some(t) = &gpu_timing {
+            timings.push(std::mem::take(&mut *t.lock().unwrap()));
+        }
+    })?;
+    bar.finish_and_clear();
+    let report = BenchReport {
+        backend: backend.name(),
+        threads: rayon::current_num_threads(),
+        params: base.config.n_params(),
+        dtype: format!("{:?}", a.dtype).to_lowercase(),
+        copy_gb_s: bandwidth.copy / 1e9,
+        read_gb_s: bandwidth.read / 1e9,
+        rows,
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
+    } else {
+        print!("{}", bench::markdown(&report));
+        if gpu_timing.is_some() {
+            print!("{}", gqa::gpu::report::timing_markdown(&report.rows, &timings));
+        }
+        let c = &base.config;
+        println!(
+            "\nKV cache at context {}: MHA {} vs MQA {}",
+            capacity,
+            human_bytes(kv_cache_bytes(c, c.n_heads(), capacity, 4)),
+            human_bytes(kv_cache_bytes(c, 1, capacity, 4))
+        );
+    }
+    Ok(())
+}

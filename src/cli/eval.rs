@@ -1,0 +1,78 @@
+//! `gqa eval`: perplexity over a text file, optionally against the unconverted model.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use gqa::bench;
+use gqa::eval::evaluate;
+use gqa::session::Session;
+use gqa::{loader, Result};
+
+use super::{bar, need_tokenizer, open, ModelArgs};
+
+#[derive(Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Plain text file to score.
+    #[arg(long)]
+    pub text: PathBuf,
+    /// Window length in tokens (default: the model's context); windows advance by half.
+    #[arg(long)]
+    pub window: Option<usize>,
+    /// Score only the first N tokens of the text.
+    #[arg(long)]
+    pub max_tokens: Option<usize>,
+    /// Also compare with the unconverted model: KL divergence and top-1 agreement.
+    #[arg(long)]
+    pub vs_base: bool,
+    /// Seed for the `random` method.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: EvalArgs) -> Result<()> {
+    let (base, tokenizer) = open(&a.model)?;
+    let tokenizer = need_tokenizer(tokenizer, &a.model.model)?;
+    let text = loader::read_text(&a.text)?;
+    let mut ids = vec![base.config.bos_token_id];
+    ids.extend(tokenizer.encode(&text)?);
+    if let Some(n) = a.max_tokens {
+        ids.truncate(n + 1);
+    }
+    let window = a.window.unwrap_or(base.config.max_position_embeddings);
+    let groups = a.model.groups.unwrap_or(base.config.n_kv_heads());
+    let capacity = window.min(base.config.max_position_embeddings);
+    let mut model = Session::cpu(base.clone(), None, Some(capacity))?;
+    model.set_groups(groups, a.model.method, a.seed)?;
+    let mut reference = if a.vs_base { Some(Session::cpu(base.clone(), None, Some(capacity))?) } else { None };
+    let bar = bar(ids.len() as u64 - 1, "tokens");
+    let report = evaluate(
+        model.backend(),
+        reference.as_mut().map(|r| r.backend()),
+        &ids,
+        window,
+        &mut |done, _| bar.set_position(done as u64),
+    )?;
+    bar.finish_and_clear();
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
+    } else {
+        println!(
+            "{} (G = {}, {}): {} tokens, {:.4} nats/token, perplexity {:.3}",
+            bench::label(base.config.n_heads(), groups),
+            groups,
+            a.model.method,
+            report.tokens,
+            report.nats_per_token,
+            report.perplexity
+        );
+        if let (Some(kl), Some(top1)) = (report.kl_vs_base, report.top1_agreement) {
+            println!("vs the unconverted model: KL {:.5} nats/token, top-1 agreement {:.2}%", kl, top1 * 100.0);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,131 @@
+//! The `gqa` command line: the arguments shared by every command, the dispatch,
+//! and small helpers; one file per command beside this one.
+
+mod bench;
+mod convert;
+mod eval;
+mod generate;
+#[cfg(feature = "train")]
+mod train;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use gqa::convert::Method;
+use gqa::model::Model;
+use gqa::tensor::DType;
+use gqa::tokenizer::Tokenizer;
+use gqa::{loader, GqaError, Result};
+
+#[derive(Parser)]
+#[command(
+    name = "gqa",
+    version,
+    about = "See Grouped-Query Attention: run a Llama-style model with G key/value heads",
+    long_about = "Run a Llama-style decoder with G key/value heads for its H query heads \
+(MHA: G = H, GQA: 1 < G < H, MQA: G = 1). A model is converted to G by pooling the key/value \
+projection heads of each group (GQA paper, Algorithm 4). Models: a Hugging Face folder \
+(config.json, model.safetensors, tokenizer.json) or a llama2.c checkpoint (.bin + tokenizer.bin)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Stream generated text to stdout; speed and KV-cache memory go to stderr.
+    Generate(generate::GenerateArgs),
+    /// Convert a model to G key/value heads and write a Hugging Face folder.
+    Convert(convert::ConvertArgs),
+    /// Perplexity over a text file, optionally compared with the unconverted model.
+    Eval(eval::EvalArgs),
+    /// Decode tokens/s for every G at several contexts, against this machine's memory bandwidth.
+    Bench(bench::BenchArgs),
+    /// Train the model family: MHA base, converted and uptrained GQA variants, results table.
+    #[cfg(feature = "train")]
+    Train(train::TrainArgs),
+}
+
+#[derive(Args)]
+pub struct ModelArgs {
+    /// A Hugging Face folder, a model.safetensors (config.json beside it), or a llama2.c .bin.
+    #[arg(long, short)]
+    pub model: PathBuf,
+    /// Tokenizer file: tokenizer.json, or a llama2.c tokenizer.bin
+    /// (default: found beside the model).
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Key/value heads G; must divide the model's key/value heads (default: keep them).
+    #[arg(long, short)]
+    pub groups: Option<usize>,
+    /// How to build each grouped key/value head: mean, first or random.
+    #[arg(long, default_value = "mean")]
+    pub method: Method,
+    /// Weights in memory: f32 or f16 (default: as stored, bf16 -> f32).
+    #[arg(long, value_parser = parse_dtype)]
+    pub dtype: Option<DType>,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Generate(a) => generate::run(a),
+        Command::Convert(a) => convert::run(a),
+        Command::Eval(a) => eval::run(a),
+        Command::Bench(a) => bench::run(a),
+        #[cfg(feature = "train")]
+        Command::Train(a) => train::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The model as loaded (dtype applied) and its tokenizer.
+pub fn open(args: &ModelArgs) -> Result<(Model, Option<Tokenizer>)> {
+    let (model, tokenizer) = loader::load(&args.model, args.tokenizer.as_deref())?;
+    let model = match args.dtype {
+        Some(d) => model.to_dtype(d),
+        None => model,
+    };
+    Ok((model, tokenizer))
+}
+
+pub fn need_tokenizer(t: Option<Tokenizer>, model: &Path) -> Result<Tokenizer> {
+    t.ok_or_else(|| {
+        GqaError::Tokenizer(format!(
+            "no tokenizer found beside {}; pass --tokenizer (tokenizer.json or llama2.c tokenizer.bin)",
+            model.display()
+        ))
+    })
+}
+
+pub fn parse_dtype(s: &str) -> std::result::Result<DType, String> {
+    DType::parse(s).ok_or_else(|| format!("unknown dtype '{s}': use f32 or f16"))
+}
+
+pub fn bar(len: u64, unit: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(&format!("{{bar:40}} {{pos}}/{{len}} {unit} [{{elapsed_precise}}, eta {{eta}}]"))
+            .expect("valid template"),
+    );
+    bar
+}
+
+pub fn human_bytes(b: usize) -> String {
+    match b {
+        b if b >= 1 << 30 => format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64),
+        b if b >= 1 << 20 => format!("{:.2} MiB", b as f64 / (1u64 << 20) as f64),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{b} B"),
+    }
+}

@@ -1,0 +1,172 @@
+//! Recording a forward pass: the CPU engine's forward pass (cpu.rs) as a list of
+//! dispatches (kernel, buffers, parameters, workgroup counts) over the resident
+//! buffers, which submit.rs turns into one compute pass.
+//!
+//! ```text
+//! embed -> L x [ rms_norm -> q,k,v (matvec | matmul) -> rope(q), rope(k) -> kv_store
+//!                -> attention (G x splits x T workgroups) -> attention_merge -> wo -> add
+//!                rms_norm -> gate, up -> swiglu -> down -> add ]
+//!       -> rms_norm -> lm head (matvec) -> argmax | logits read back
+//! ```
+
+use super::memory::GpuBuffer;
+use super::pipelines::{variant, Kernel, Variant};
+use super::resident::{Resident, ATTENTION_SPLIT};
+use super::weights::{pad_cols, GpuMatrix};
+use crate::tensor::DType;
+
+/// One dispatch: a kernel, its buffers (bindings 1..), parameters and workgroup counts.
+pub struct Op {
+    pub kernel: Kernel,
+    pub variant: Variant,
+    pub buffers: Vec<wgpu::Buffer>,
+    pub params: [u32; 16],
+    pub groups: [u32; 3],
+}
+
+/// What a submission reads back.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Want {
+    Nothing,
+    Argmax,
+    Logits { rows: usize },
+}
+
+/// The dispatches of one forward pass over `t_new` tokens (already in `res.tokens`)
+/// at position `pos`.
+pub fn record(res: &Resident, pos: usize, t_new: usize, want: Want, kv_dtype: DType, subgroups: bool) -> Vec<Op> {
+    let d = &res.dims;
+    let pos0 = pos as u32;
+    let kv_variant = variant(DType::F32, kv_dtype);
+    let plain = Variant { weights_f16: false, kv_f16: false };
+    let mut ops = Vec::new();
+    let op = &mut ops;
+    let n = t_new as u32;
+
+    // x = embed[tokens]: one dispatch per part of the table.
+    for part in &res.embed.parts {
+        push(
+            op,
+            Kernel::Embed,
+            variant(res.embed.dtype, DType::F32),
+            &[&res.tokens, &part.buffer, &res.x],
+            &[d.dim as u32, res.embed.row_u32s() as u32, part.row0 as u32, part.rows as u32, d.dim_pad as u32],
+            [ceil_div(d.dim, 64), n, 1],
+        );
+    }
+
+    let eps = d.eps.to_bits();
+    let half = (d.hd / 2) as u32;
+    let n_splits = (pos + t_new).div_ceil(ATTENTION_SPLIT) as u32;
+    let scale = (1.0 / (d.hd as f32).sqrt()).to_bits();
+    for layer in &res.layers {
+        // ---- attention: x += wo(attention(rope(wq xb), rope(wk xb), wv xb)) ----
+        push(op, Kernel::RmsNorm, plain, &[&res.x, &layer.input_norm, &res.xb], &[d.dim as u32, d.dim_pad as u32, 0, eps], [n, 1, 1]);
+        linear(op, subgroups, &layer.wq, &res.xb, &res.q, d.q_pad, t_new); // (T, H*hd)
+        linear(op, subgroups, &layer.wk, &res.xb, &res.k, d.kv_pad, t_new); // (T, G*hd)
+        linear(op, subgroups, &layer.wv, &res.xb, &res.v, d.kv_pad, t_new); // (T, G*hd)
+        for (buf, heads, stride) in [(&res.q, d.n_heads, d.q_pad), (&res.k, d.n_kv_heads, d.kv_pad)] {
+            push(
+                op,
+                Kernel::Rope,
+                plain,
+                &[&res.rope_table, buf],
+                &[n, heads as u32, half, stride as u32, pos0],
+                [ceil_div(t_new * heads * d.hd / 2, 64), 1, 1],
+            );
+        }
+        push(
+            op,
+            Kernel::KvStore,
+            kv_variant,
+            &[&res.k, &res.v, &layer.k_cache, &layer.v_cache],
+            &[n, d.n_kv_heads as u32, d.hd as u32, d.kv_pad as u32, pos0, d.capacity as u32],
+            [ceil_div(t_new * d.n_kv_heads * d.hd / 2, 64), 1, 1],
+        );
+        push(
+            op,
+            Kernel::Attention,
+            kv_variant,
+            &[&res.q, &layer.k_cache, &layer.v_cache, &res.partial],
+            &[
+                d.group as u32,
+                d.hd as u32,
+                d.capacity as u32,
+                pos0,
+                d.q_pad as u32,
+                ATTENTION_SPLIT as u32,
+                n_splits,
+                d.tile as u32,
+                d.n_heads as u32,
+                scale,
+                d.lanes_h as u32,
+                d.lanes_p as u32,
+            ],
+            [d.n_kv_heads as u32, n_splits, n],
+        );
+        push(
+            op,
+            Kernel::AttentionMerge,
+            plain,
+            &[&res.partial, &res.att],
+            &[d.n_heads as u32, n_splits, d.hd as u32, d.q_pad as u32],
+            [d.n_heads as u32, n, 1],
+        );
+        linear(op, subgroups, &layer.wo, &res.att, &res.proj, d.dim_pad, t_new); // (T, dim)
+        push(op, Kernel::Add, plain, &[&res.x, &res.proj], &[n * d.dim_pad as u32], [ceil_div(t_new * d.dim_pad, 256), 1, 1]);
+
+        // ---- feed-forward: x += down(silu(gate xb) * up xb) ----
+        push(op, Kernel::RmsNorm, plain, &[&res.x, &layer.post_norm, &res.xb], &[d.dim as u32, d.dim_pad as u32, 0, eps], [n, 1, 1]);
+        linear(op, subgroups, &layer.gate, &res.xb, &res.gate, d.ffn_pad, t_new); // (T, ffn)
+        linear(op, subgroups, &layer.up, &res.xb, &res.up, d.ffn_pad, t_new); // (T, ffn)
+        push(op, Kernel::Swiglu, plain, &[&res.gate, &res.up], &[n * d.ffn_pad as u32], [ceil_div(t_new * d.ffn_pad, 256), 1, 1]);
+        linear(op, subgroups, &layer.down, &res.gate, &res.proj, d.dim_pad, t_new); // (T, dim)
+        push(op, Kernel::Add, plain, &[&res.x, &res.proj], &[n * d.dim_pad as u32], [ceil_div(t_new * d.dim_pad, 256), 1, 1]);
+    }
+
+    // ---- final norm and LM head, for the rows wanted ----
+    let rows = match want {
+        Want::Nothing => return ops,
+        Want::Argmax => 1,
+        Want::Logits { rows } => rows,
+    };
+    let in_row0 = (t_new - rows) as u32;
+    push(op, Kernel::RmsNorm, plain, &[&res.x, &res.norm, &res.xb], &[d.dim as u32, d.dim_pad as u32, in_row0, eps], [rows as u32, 1, 1]);
+    let classifier = res.lm_head.as_ref().unwrap_or(&res.embed);
+    linear(op, subgroups, classifier, &res.xb, &res.logits, d.vocab, rows); // (rows, vocab)
+    if want == Want::Argmax {
+        push(op, Kernel::Argmax, plain, &[&res.logits, &res.argmax], &[d.vocab as u32, 0], [1, 1, 1]);
+    }
+    ops
+}
+
+/// Append one dispatch to `ops`.
+fn push(ops: &mut Vec<Op>, kernel: Kernel, variant: Variant, buffers: &[&GpuBuffer], params: &[u32], groups: [u32; 3]) {
+    let mut p = [0u32; 16];
+    p[..params.len()].copy_from_slice(params);
+    let buffers = buffers.iter().map(|b| wgpu::Buffer::clone(b)).collect();
+    ops.push(Op { kernel, variant, buffers, params: p, groups });
+}
+
+/// y (T, y_stride) = x (T, x_stride) W^T, part by part: matvec (or its subgroup
+/// variant) for one token, the tiled matmul for a batch of `n_tokens`.
+fn linear(ops: &mut Vec<Op>, subgroups: bool, w: &GpuMatrix, x: &GpuBuffer, y: &GpuBuffer, y_stride: usize, n_tokens: usize) {
+    let x_stride = pad_cols(w.cols);
+    let v = variant(w.dtype, DType::F32);
+    for part in &w.parts {
+        let (rows, row0) = (part.rows as u32, part.row0 as u32);
+        if n_tokens == 1 {
+            let kernel = if subgroups { Kernel::MatvecSubgroup } else { Kernel::Matvec };
+            let params = [rows, (w.row_u32s() / 4) as u32, (x_stride / 4) as u32, y_stride as u32, row0];
+            push(ops, kernel, v, &[&part.buffer, x, y], &params, [ceil_div(part.rows, 8), 1, 1]);
+        } else {
+            let params =
+                [rows, w.row_u32s() as u32, x_stride as u32, y_stride as u32, row0, n_tokens as u32, x_stride as u32];
+            push(ops, Kernel::Matmul, v, &[&part.buffer, x, y], &params, [ceil_div(part.rows, 16), ceil_div(n_tokens, 16), 1]);
+        }
+    }
+}
+
+fn ceil_div(a: usize, b: usize) -> u32 {
+    a.div_ceil(b) as u32
+}

@@ -1,0 +1,248 @@
+//! What the GPU engine keeps resident for one model: the sizes derived from its
+//! config, the uploaded weights, the KV cache of G heads, the activations and the
+//! read-back buffers, each checked against the device's limits before allocation.
+
+use super::context::GpuContext;
+use super::memory::{Allocator, GpuBuffer};
+use super::weights::{f32_bytes, pad_cols, GpuMatrix};
+use super::GpuOptions;
+use crate::config::Config;
+use crate::error::{GqaError, Result};
+use crate::model::Model;
+use crate::rng::Rng;
+use crate::tensor::DType;
+
+/// Positions one attention workgroup covers (as the CPU engine's chunks); longer
+/// contexts are split and merged by max and log-sum-exp.
+pub const ATTENTION_SPLIT: usize = 256;
+
+/// Workgroup-memory capacities of attention.wgsl (in f32), and its accumulators.
+const ATT_KV_TILE: usize = 2048;
+const ATT_SCORES: usize = 1024;
+const ATT_WG: usize = 128;
+const ATT_MAX_GROUP: usize = ATT_WG;
+const ATT_MAX_PAIRS: usize = 4096;
+
+/// Sizes derived from the config, in elements.
+#[derive(Clone, Debug)]
+pub struct Dims {
+    pub dim: usize,
+    pub dim_pad: usize,
+    pub q_pad: usize,
+    pub kv_pad: usize,
+    pub ffn_pad: usize,
+    pub vocab: usize,
+    pub hd: usize,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub group: usize,
+    pub capacity: usize,
+    pub n_splits_max: usize,
+    pub tile: usize,
+    /// attention.wgsl: invocations per query head (softmax) and per output element.
+    pub lanes_h: usize,
+    pub lanes_p: usize,
+    pub eps: f32,
+}
+
+/// The largest power of two <= n (n >= 1).
+fn floor_pow2(n: usize) -> usize {
+    1 << (usize::BITS - 1 - n.leading_zeros())
+}
+
+impl Dims {
+    pub fn new(c: &Config, capacity: usize) -> Result<Dims> {
+        let (hd, n_heads, n_kv_heads) = (c.head_dim(), c.n_heads(), c.n_kv_heads());
+        let group = c.group_size();
+        if group > ATT_MAX_GROUP || group * hd > ATT_MAX_PAIRS || hd > ATT_KV_TILE {
+            return Err(GqaError::Backend(format!(
+                "the GPU attention kernel handles group size <= {ATT_MAX_GROUP}, head_dim <= {ATT_KV_TILE} and group x head_dim <= {ATT_MAX_PAIRS}; this model has group {group}, head_dim {hd}"
+            )));
+        }
+        let tile = 128.min(ATT_KV_TILE / hd).min(ATT_SCORES / group).max(1);
+        Ok(Dims {
+            dim: c.hidden_size,
+            dim_pad: pad_cols(c.hidden_size),
+            q_pad: pad_cols(n_heads * hd),
+            kv_pad: pad_cols(n_kv_heads * hd),
+            ffn_pad: pad_cols(c.intermediate_size),
+            vocab: c.vocab_size,
+            hd,
+            n_heads,
+            n_kv_heads,
+            group,
+            capacity,
+            n_splits_max: capacity.div_ceil(ATTENTION_SPLIT),
+            tile,
+            lanes_h: (ATT_WG / group).min(8),
+            lanes_p: floor_pow2((ATT_WG / (group * hd)).max(1)),
+            eps: c.rms_norm_eps,
+        })
+    }
+}
+
+pub struct Layer {
+    pub input_norm: GpuBuffer,
+    pub wq: GpuMatrix,
+    pub wk: GpuMatrix,
+    pub wv: GpuMatrix,
+    pub wo: GpuMatrix,
+    pub post_norm: GpuBuffer,
+    pub gate: GpuMatrix,
+    pub up: GpuMatrix,
+    pub down: GpuMatrix,
+    /// (G, capacity, hd) each, f32 or packed f16.
+    pub k_cache: GpuBuffer,
+    pub v_cache: GpuBuffer,
+}
+
+/// Everything allocated for one model: weights, KV cache, activations.
+pub struct Resident {
+    pub dims: Dims,
+    pub embed: GpuMatrix,
+    /// `None`: tied to `embed`.
+    pub lm_head: Option<GpuMatrix>,
+    pub norm: GpuBuffer,
+    pub layers: Vec<Layer>,
+    pub rope_table: GpuBuffer, // (capacity, hd/2) of (cos, sin)
+    pub tokens: GpuBuffer,     // (B) u32
+    pub x: GpuBuffer,          // (B, dim_pad) residual stream
+    pub xb: GpuBuffer,         // (B, dim_pad) normed
+    pub q: GpuBuffer,          // (B, q_pad)
+    pub k: GpuBuffer,          // (B, kv_pad)
+    pub v: GpuBuffer,          // (B, kv_pad)
+    pub att: GpuBuffer,        // (B, q_pad) attention output
+    pub proj: GpuBuffer,       // (B, dim_pad) wo / down output
+    pub gate: GpuBuffer,       // (B, ffn_pad)
+    pub up: GpuBuffer,         // (B, ffn_pad)
+    pub partial: GpuBuffer,    // (B, H, n_splits_max, 2 + hd)
+    pub logits: GpuBuffer,     // (B, vocab)
+    pub argmax: GpuBuffer,     // (4) u32
+    pub timestamps: GpuBuffer, // 2 x u64, resolved queries
+    pub readback: GpuBuffer,   // MAP_READ: [timestamps 16 B | argmax 16 B | logits]
+    pub params: GpuBuffer,     // one slot per dispatch
+}
+
+/// Offsets in the read-back buffer.
+pub const READ_ARGMAX: u64 = 16;
+pub const READ_LOGITS: u64 = 32;
+
+impl Resident {
+    pub fn kv_bytes(&self) -> u64 {
+        self.layers.iter().map(|l| l.k_cache.bytes() + l.v_cache.bytes()).sum()
+    }
+
+    /// Upload `m`'s weights and allocate its KV cache of `capacity` positions and the
+    /// activations for `options.max_batch` tokens, checking every buffer against the
+    /// device's binding limit first.
+    pub fn new(ctx: &GpuContext, alloc: &Allocator, m: &Model, options: &GpuOptions, capacity: usize) -> Result<Resident> {
+        let c = &m.config;
+        let dims = Dims::new(c, capacity)?;
+        let storage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
+        let vector = |name: &str, v: &[f32]| alloc.with_data(&ctx.device, name, &f32_bytes(v), storage);
+        let kv_elem = options.kv_dtype.size() as u64;
+        let kv_bytes = (dims.n_kv_heads * dims.capacity * dims.hd) as u64 * kv_elem;
+        if kv_bytes > ctx.max_binding() {
+            return Err(GqaError::Backend(format!(
+                "the KV cache of one layer (G = {} heads x {} positions x head_dim {}) is {kv_bytes} bytes, more than this GPU's max storage buffer binding of {} bytes; use a smaller context or an f16 KV cache",
+                dims.n_kv_heads,
+                dims.capacity,
+                dims.hd,
+                ctx.max_binding()
+            )));
+        }
+        let mut layers = Vec::with_capacity(m.blocks.len());
+        for (i, b) in m.blocks.iter().enumerate() {
+            let mat = |name: &str, w| GpuMatrix::upload(ctx, alloc, &format!("model.layers.{i}.{name}.weight"), w);
+            layers.push(Layer {
+                input_norm: vector("input_norm", &b.input_norm),
+                wq: mat("self_attn.q_proj", &b.attn.wq)?,
+                wk: mat("self_attn.k_proj", &b.attn.wk)?,
+                wv: mat("self_attn.v_proj", &b.attn.wv)?,
+                wo: mat("self_attn.o_proj", &b.attn.wo)?,
+                post_norm: vector("post_attention_norm", &b.post_attention_norm),
+                gate: mat("mlp.gate_proj", &b.mlp.gate)?,
+                up: mat("mlp.up_proj", &b.mlp.up)?,
+                down: mat("mlp.down_proj", &b.mlp.down)?,
+                k_cache: alloc.zeroed(&ctx.device, "k_cache", kv_bytes, storage),
+                v_cache: alloc.zeroed(&ctx.device, "v_cache", kv_bytes, storage),
+            });
+        }
+        let embed = GpuMatrix::upload(ctx, alloc, "model.embed_tokens.weight", &m.embed)?;
+        let lm_head = match &m.lm_head {
+            Some(h) => Some(GpuMatrix::upload(ctx, alloc, "lm_head.weight", h)?),
+            None => None,
+        };
+
+        // RoPE angles of every position, from the CPU engine's Rope: (capacity, hd/2) of (cos, sin).
+        let rope = crate::rope::Rope::new(dims.hd, c.rope_theta);
+        let mut table = Vec::with_capacity(dims.capacity * dims.hd);
+        for pos in 0..dims.capacity {
+            let (cos, sin) = rope.angles(pos);
+            table.extend(cos.iter().zip(&sin).flat_map(|(c, s)| [*c, *s]));
+        }
+
+        let b = options.max_batch as u64;
+        let act = |name: &str, width: usize| alloc.zeroed(&ctx.device, name, b * width as u64 * 4, storage);
+        let zeroed = |name: &str, bytes: u64, usage| alloc.zeroed(&ctx.device, name, bytes, usage);
+        let read_bytes = READ_LOGITS + b * dims.vocab as u64 * 4;
+        for (name, bytes) in [
+            ("logits", b * dims.vocab as u64 * 4),
+            ("attention partials", b * (dims.n_heads * dims.n_splits_max * (2 + dims.hd)) as u64 * 4),
+        ] {
+            if bytes > ctx.max_binding() {
+                return Err(GqaError::Backend(format!(
+                    "the {name} buffer for {b} tokens per batch is {bytes} bytes, more than this GPU's max storage buffer binding of {} bytes; use a smaller max_batch",
+                    ctx.max_binding()
+                )));
+            }
+        }
+        Ok(Resident {
+            embed,
+            lm_head,
+            norm: vector("norm", &m.norm),
+            layers,
+            rope_table: vector("rope_table", &table),
+            tokens: zeroed("tokens", b * 4, storage),
+            x: act("x", dims.dim_pad),
+            xb: act("xb", dims.dim_pad),
+            q: act("q", dims.q_pad),
+            k: act("k", dims.kv_pad),
+            v: act("v", dims.kv_pad),
+            att: act("att", dims.q_pad),
+            proj: act("proj", dims.dim_pad),
+            gate: act("gate", dims.ffn_pad),
+            up: act("up", dims.ffn_pad),
+            partial: act("partial", dims.n_heads * dims.n_splits_max * (2 + dims.hd)),
+            logits: act("logits", dims.vocab),
+            argmax: zeroed("argmax", 16, storage),
+            timestamps: zeroed("timestamps", 16, wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC),
+            readback: zeroed("readback", read_bytes, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST),
+            params: zeroed("params", 256 * 64, wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST),
+            dims,
+        })
+    }
+
+    /// Fill positions 0..len of the KV cache with random values (the same values the
+    /// CPU engine's `fill_synthetic` uses), for benchmarks at long context.
+    pub fn fill_synthetic(&self, queue: &wgpu::Queue, kv_dtype: DType, len: usize, seed: u64) {
+        let d = &self.dims;
+        let elem = kv_dtype.size();
+        let mut rng = Rng::new(seed);
+        for layer in &self.layers {
+            for h in 0..d.n_kv_heads {
+                let offset = (h * d.capacity * d.hd * elem) as u64;
+                for cache in [&layer.k_cache, &layer.v_cache] {
+                    let values: Vec<f32> = (0..len * d.hd).map(|_| rng.normal()).collect();
+                    let bytes = match kv_dtype {
+                        DType::F32 => f32_bytes(&values),
+                        DType::F16 => values.iter().flat_map(|v| half::f16::from_f32(*v).to_bits().to_le_bytes()).collect(),
+                    };
+                    if !bytes.is_empty() {
+                        queue.write_buffer(cache, offset, &bytes);
+                    }
+                }
+            }
+        }
+    }
+}
