@@ -1,0 +1,101 @@
+// sources.js: where models come from (the shipped family, presets, the user's files), as the worker's load sources.
+
+// Random-weight speed presets (shapes in src/presets.rs), generated in the worker from a seed.
+export const PRESETS = [
+  { name: 'tiny', label: 'tiny (random weights, ~1M)' },
+  { name: '15m', label: '15M params (random weights)' },
+  { name: '110m', label: '110M params (random weights, f16)', f16: true },
+  { name: '500m', label: '500M params (random weights, f16, ~1 GB)', f16: true },
+];
+
+// The shipped family, from the models/results.json that the training run writes beside the
+// model folders: {base: dir, uptrained: {G: dir}, variants}, or null when there is none.
+export async function discoverShipped() {
+  try {
+    const res = await fetch('models/results.json');
+    if (!res.ok) return null;
+    const results = await res.json();
+    const shipped = Object.fromEntries(results.shipped.map(([dir, run]) => [run, dir]));
+    const uptrained = {};
+    for (const [run, dir] of Object.entries(shipped)) {
+      const m = /^g(\d+)-mean-a\d+$/.exec(run);
+      if (m) uptrained[m[1]] = dir;
+    }
+    return { base: shipped.base, uptrained, variants: results.variants ?? [] };
+  } catch {
+    return null;
+  }
+}
+
+// The model picker's choices, [label, value]: 'shipped:<dir>' or 'preset:<name>'.
+export function pickerChoices(shipped) {
+  const base = shipped?.base ? [['TinyStories base model (shipped, MHA)', `shipped:${shipped.base}`]] : [];
+  return [...base, ...PRESETS.map((p) => [p.label, `preset:${p.name}`])];
+}
+
+// The shipped checkpoint for G: the uptrained one when wanted and shipped, else the base.
+export const checkpointFor = (shipped, g, uptrained) => (uptrained && shipped.uptrained[g]) || shipped.base;
+
+// The shipped quality table's evaluation of the base converted to G by `method`, before
+// uptraining (alpha 0), or null.
+export function tableQuality(shipped, g, method) {
+  const v = shipped.variants.find((r) => r.n_kv_heads === g && r.method === method && r.alpha_pct === 0);
+  return v?.eval ?? null;
+}
+
+const cache = new Map(); // fetched model files by URL, kept for switching back
+
+// A fetch that reports progress through onBytes(received, total).
+async function fetchBytes(url, onBytes = () => {}) {
+  if (cache.has(url)) return cache.get(url);
+  const res = await fetch(url);
+  if (!res.ok) throw new Error(`cannot fetch ${url}: HTTP ${res.status}`);
+  const total = Number(res.headers.get('content-length')) || 0;
+  const reader = res.body.getReader();
+  const chunks = [];
+  let received = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    received += value.length;
+    onBytes(received, total);
+  }
+  const bytes = new Uint8Array(received);
+  let at = 0;
+  for (const c of chunks) { bytes.set(c, at); at += c.length; }
+  cache.set(url, bytes);
+  return bytes;
+}
+
+// A shipped model folder (models/<dir>/), fetched once; onBytes reports the weights' progress.
+export async function shippedSource(dir, onBytes) {
+  const base = `models/${dir}/`;
+  const config = new TextDecoder().decode(await fetchBytes(base + 'config.json'));
+  const weights = await fetchBytes(base + 'model.safetensors', onBytes);
+  const tokenizer = await fetchBytes(base + 'tokenizer.json');
+  // Copies: the cached bytes stay here.
+  return { kind: 'hf', config, weights: weights.slice().buffer, tokenizer: tokenizer.slice().buffer };
+}
+
+export const presetSource = (preset, seed) => ({ kind: 'preset', name: preset.name, seed, f16: !!preset.f16 });
+
+// The user's own files: a Hugging Face set or a llama2.c pair, told apart by name.
+export async function filesSource(files) {
+  const byName = (re) => files.find((f) => re.test(f.name));
+  if (files.length === 0) throw new Error('no files were given');
+  const safetensors = byName(/\.safetensors$/i);
+  if (safetensors) {
+    const config = byName(/^config\.json$/i) ?? byName(/config.*\.json$/i);
+    if (!config) throw new Error('a .safetensors model needs its config.json: pick both files (and tokenizer.json)');
+    const tokenizer = byName(/tokenizer\.json$/i);
+    return { kind: 'hf', config: await config.text(), weights: await safetensors.arrayBuffer(), tokenizer: tokenizer ? await tokenizer.arrayBuffer() : null };
+  }
+  const bins = files.filter((f) => /\.bin$/i.test(f.name)).sort((a, b) => b.size - a.size);
+  if (bins.length === 0) {
+    throw new Error(`cannot tell what ${files.map((f) => f.name).join(', ')} is: pick config.json + model.safetensors (+ tokenizer.json), or a llama2.c .bin (+ its tokenizer .bin)`);
+  }
+  const tokenizer = bins.find((f) => /^tok/i.test(f.name)) ?? bins[1];
+  const model = bins.find((f) => f !== tokenizer) ?? bins[0];
+  return { kind: 'llama2c', weights: await model.arrayBuffer(), tokenizer: tokenizer && tokenizer !== model ? await tokenizer.arrayBuffer() : null };
+}

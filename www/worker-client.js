@@ -1,0 +1,20 @@
+// worker-client.js: starts the inference worker (worker.js), sends it requests and dispatches its replies.
+let worker = null;
+
+// Start a fresh worker, ending the one before. Each reply {type, ...} goes to
+// replies[type](reply); a crash of the worker goes to replies.crash(message).
+export function startWorker(replies) {
+  worker?.terminate();
+  worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+  worker.onmessage = ({ data }) => replies[data.type]?.(data);
+  worker.onerror = (e) => {
+    e.preventDefault();
+    replies.crash(e.message || 'unknown error');
+  };
+  return worker;
+}
+
+// Send request `type` with its fields (worker.js lists the requests); transfer: buffers to move, not copy.
+export function send(type, fields = {}, transfer = []) {
+  worker.postMessage({ type, ...fields }, transfer);
+}
