@@ -365,6 +365,13 @@ impl WebSession {
         self.session.stop();
     }
 
+    /// Before a probe reuses the KV cache: end the generation (the next `nextToken`
+    /// says done) and drop its text stream, so it never continues on other keys.
+    fn end_generation(&mut self) {
+        self.session.stop();
+        self.stream = None;
+    }
+
     /// The statistics of the current or last generation, as a plain object.
     pub fn stats(&self) -> Result<JsValue, JsError> {
         match &self.gpu_stats {
@@ -377,10 +384,19 @@ impl WebSession {
     /// unconverted model generated): perplexity, and KL divergence and top-1 agreement
     /// against the unconverted model, as a plain object (see `eval::EvalReport`).
     /// Runs on the CPU engine (a copy of it while WebGPU is in use), with a second
-    /// engine for the unconverted model.
+    /// engine for the unconverted model. Ends a generation in progress first (it
+    /// reuses the KV cache).
     #[wasm_bindgen(js_name = qualityVsBase)]
     pub fn quality_vs_base(&mut self, ids: Vec<u32>) -> Result<JsValue, JsError> {
-        let window = ids.len().clamp(2, self.session.backend().capacity());
+        self.end_generation();
+        let capacity = self.session.backend().capacity();
+        if ids.len() < 2 || capacity < 2 {
+            return Err(JsError::new(&format!(
+                "quality needs at least 2 tokens and a KV cache of at least 2 positions; got {} tokens and {capacity} positions",
+                ids.len()
+            )));
+        }
+        let window = ids.len().min(capacity);
         let mut base = CpuEngine::new(self.session.base().clone(), window).map_err(js_error)?;
         let mut cpu_copy;
         let model: &mut dyn Backend = if self.uses_gpu() {
@@ -394,8 +410,9 @@ impl WebSession {
     }
 
     /// The last position's logits after running `tokens` from an empty cache, on the
-    /// backend in use (tests).
+    /// backend in use (tests). Ends a generation in progress first.
     pub async fn logits(&mut self, tokens: Vec<u32>) -> Result<Vec<f32>, JsError> {
+        self.end_generation();
         match self.gpu() {
             Some(gpu) => {
                 gpu.reset();
@@ -411,9 +428,10 @@ impl WebSession {
 
     /// Decode speed at a given context on the backend in use: fill the cache with
     /// `context` synthetic positions, then time `steps` single-token forward passes.
-    /// Resolves to tokens/s.
+    /// Resolves to tokens/s. Ends a generation in progress first (it refills the cache).
     #[wasm_bindgen(js_name = decodeSpeed)]
     pub async fn decode_speed(&mut self, context: usize, steps: usize) -> Result<f64, JsError> {
+        self.end_generation();
         let steps = steps.max(1);
         let capacity = self.session.backend().capacity();
         if context + steps > capacity {

@@ -39,20 +39,23 @@ const SLICE_MS = 25;
 const handlers = {
   async load({ source, capacity, backend }) {
     wantBackend = backend ?? wantBackend;
-    session?.free();
-    session = null;
     const t0 = performance.now();
+    // The new session is built before the old one is freed: a file that fails to load
+    // leaves the model the page shows loaded and usable.
+    let loaded;
     if (source.kind === 'hf') {
       const tok = source.tokenizer ? new Uint8Array(source.tokenizer) : undefined;
-      session = gqa.Session.fromHf(source.config, new Uint8Array(source.weights), tok, capacity);
+      loaded = gqa.Session.fromHf(source.config, new Uint8Array(source.weights), tok, capacity);
     } else if (source.kind === 'llama2c') {
       const tok = source.tokenizer ? new Uint8Array(source.tokenizer) : undefined;
-      session = gqa.Session.fromLlama2c(new Uint8Array(source.weights), tok, capacity);
+      loaded = gqa.Session.fromLlama2c(new Uint8Array(source.weights), tok, capacity);
     } else if (source.kind === 'preset') {
-      session = gqa.Session.fromPreset(source.name, source.seed, !!source.f16, capacity);
+      loaded = gqa.Session.fromPreset(source.name, source.seed, !!source.f16, capacity);
     } else {
       throw new Error(`unknown model source '${source.kind}'`);
     }
+    session?.free();
+    session = loaded;
     await applyBackend();
     post({ type: 'loaded', info: session.info(), ms: performance.now() - t0 });
   },

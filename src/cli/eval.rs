@@ -41,7 +41,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
     let mut ids = vec![base.config.bos_token_id];
     ids.extend(tokenizer.encode(&text)?);
     if let Some(n) = a.max_tokens {
-        ids.truncate(n + 1);
+        ids.truncate(n.saturating_add(1)); // BOS + n tokens
     }
     let window = a.window.unwrap_or(base.config.max_position_embeddings);
     let groups = a.model.groups.unwrap_or(base.config.n_kv_heads());
