@@ -232,40 +232,50 @@ fn json_round_trip_encodes_identically() {
     }
 }
 
-/// Pushes `ids` one at a time; checks the pieces add up to `decode(ids)`.
-fn check_stream(tok: &Tokenizer, ids: &[u32]) {
-    let mut stream = tok.stream();
-    let mut streamed = String::new();
+/// Pushes `ids` one at a time after BOS; returns all the pieces together.
+fn streamed(tok: &Tokenizer, ids: &[u32]) -> String {
+    let mut stream = tok.stream_after(&[BOS]).unwrap();
+    let mut text = String::new();
     for &id in ids {
-        streamed += &stream.push(id).unwrap();
+        text += &stream.push(id).unwrap();
     }
-    streamed += &stream.finish().unwrap();
-    assert_eq!(streamed, tok.decode(ids).unwrap(), "ids: {ids:?}");
+    text + &stream.finish().unwrap()
 }
 
 #[test]
-fn stream_matches_decode() {
-    let Some((tok, _, val)) = load() else { return };
+fn stream_matches_run_c() {
+    let Some((tok, runc, val)) = load() else { return };
     for text in corpus(&val) {
-        check_stream(&tok, &tok.encode(&text).unwrap());
+        let ids = tok.encode(&text).unwrap();
+        assert_eq!(streamed(&tok, &ids), runc.decode_all(&ids), "text: {text:?}");
     }
+}
 
+#[test]
+fn stream_holds_back_byte_runs() {
+    let Some((tok, _, _)) = load() else { return };
     // "中" is three byte pieces: nothing is printed until the character is complete.
     let zhong: Vec<u32> = "中".bytes().map(|b| b as u32 + 3).collect();
-    let mut stream = tok.stream();
+    let mut stream = tok.stream_after(&[BOS]).unwrap();
     assert_eq!(stream.push(zhong[0]).unwrap(), "");
     assert_eq!(stream.push(zhong[1]).unwrap(), "");
     assert_eq!(stream.push(zhong[2]).unwrap(), "");
     assert_eq!(stream.push(261).unwrap(), "中 a");
     assert_eq!(stream.finish().unwrap(), "");
 
-    // Byte runs broken by BOS, invalid UTF-8, and a run that ends the stream.
+    // Byte runs broken by BOS, invalid UTF-8, and a run that ends the stream:
+    // the pieces add up to the decoding of all the ids at once.
     let a = 261;
     let b = |byte: u8| byte as u32 + 3;
-    check_stream(&tok, &[b(0xE4), BOS, b(0xB8), b(0xAD), a]);
-    check_stream(&tok, &[b(0xE4), b(0xB8), b(0xAD), b(0xE4), a, b(0xFF)]);
-    check_stream(&tok, &[a, b(0xF0), b(0x9F), b(0x99)]);
-    check_stream(&tok, &[BOS, 2, a, 0]);
+    for ids in [
+        vec![b(0xE4), BOS, b(0xB8), b(0xAD), a],
+        vec![b(0xE4), b(0xB8), b(0xAD), b(0xE4), a, b(0xFF)],
+        vec![a, b(0xF0), b(0x9F), b(0x99)],
+        vec![BOS, 2, a, 0],
+    ] {
+        let all: Vec<u32> = std::iter::once(BOS).chain(ids.iter().copied()).collect();
+        assert_eq!(streamed(&tok, &ids), tok.decode(&all).unwrap(), "ids: {ids:?}");
+    }
 }
 
 /// tokenizer.bin may list a piece twice: the first id wins (in run.c's lookup too),
