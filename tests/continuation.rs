@@ -77,21 +77,23 @@ fn check_tokenizer(tok: &Tokenizer, texts: &[&str]) {
     assert!(inside_word > 0 && before_space > 0, "cuts inside a word: {inside_word}, before a space: {before_space}");
 }
 
-fn llama2c_tokenizer() -> Option<Tokenizer> {
-    let path = common::shared("fixtures/llama2c/tok512.bin")?;
-    Some(Tokenizer::from_llama2c(&std::fs::read(path).unwrap(), 512).unwrap())
+fn llama2c_tokenizer() -> Tokenizer {
+    let path = common::shared("fixtures/llama2c/tok512.bin");
+    Tokenizer::from_llama2c(&std::fs::read(path).unwrap(), 512).unwrap()
 }
 
 #[test]
+#[cfg_attr(not(has_shared), ignore = "needs ../shared (the shared fixtures)")]
 fn llama2c_tokenizer_continues_every_prompt() {
-    let Some(tok) = llama2c_tokenizer() else { return };
+    let tok = llama2c_tokenizer();
     check_tokenizer(&tok, TEXTS);
     check_tokenizer(&tok, NON_ASCII);
 }
 
 #[test]
+#[cfg_attr(not(has_shared), ignore = "needs ../shared (the shared fixtures)")]
 fn llama2c_tokenizer_keeps_the_space_after_the_prompt() {
-    let Some(tok) = llama2c_tokenizer() else { return };
+    let tok = llama2c_tokenizer();
     let prompt: Vec<u32> = std::iter::once(BOS).chain(tok.encode("Lily and Ben").unwrap()).collect();
     let generated = tok.encode("were playing").unwrap();
     assert_eq!(stream(&tok, &prompt, &generated).concat(), " were playing");
@@ -102,8 +104,9 @@ fn llama2c_tokenizer_keeps_the_space_after_the_prompt() {
 /// A prompt ending in byte pieces ("ü" is not in tok512's vocabulary) whose run the
 /// continuation extends: held back until the character is complete.
 #[test]
+#[cfg_attr(not(has_shared), ignore = "needs ../shared (the shared fixtures)")]
 fn llama2c_tokenizer_continues_a_byte_run_of_the_prompt() {
-    let Some(tok) = llama2c_tokenizer() else { return };
+    let tok = llama2c_tokenizer();
     let byte = |b: u8| b as u32 + 3;
     let prompt: Vec<u32> = std::iter::once(BOS).chain(tok.encode("Lily said ü").unwrap()).collect();
     assert_eq!(prompt.last(), Some(&byte(0xBC)));
@@ -178,11 +181,10 @@ const RUN_C: [(&str, &str); 2] = [
 ];
 
 #[test]
+#[cfg_attr(not(has_shared), ignore = "needs ../shared (the shared fixtures)")]
 fn stories260k_continues_prompts_like_run_c() {
-    let (Some(model), Some(tok)) = (common::shared("fixtures/llama2c/stories260K.bin"), llama2c_tokenizer()) else {
-        return;
-    };
-    let model = load_llama2c(&std::fs::read(model).unwrap()).unwrap();
+    let tok = llama2c_tokenizer();
+    let model = load_llama2c(&std::fs::read(common::shared("fixtures/llama2c/stories260K.bin")).unwrap()).unwrap();
     let mut session = Session::cpu(model, Some(tok.clone()), None).unwrap();
     for (prompt, expected) in RUN_C {
         let prompt_tokens = 1 + tok.encode(prompt).unwrap().len();
