@@ -108,11 +108,15 @@ try {
       await page.selectOption('#g-select', String(g));
       await idle();
       await page.check('#uptrained');
-      await page.waitForFunction((g) => window.gqaState.info.base_kv_heads === g && !window.gqaState.busy, g, { timeout: 60_000 });
-      check(true, `G = ${g}: the uptrained checkpoint is loaded`);
+      await page.waitForFunction((g) => window.gqaState.info.base_kv_heads === g && !window.gqaState.busy, g, { timeout: 60_000 }).catch(() => {});
+      const uptrained = await state('s.info');
+      check(uptrained.base_kv_heads === g && uptrained.n_kv_heads === g,
+        `G = ${g}: the uptrained checkpoint is loaded (its own G = ${uptrained.base_kv_heads}, running G = ${uptrained.n_kv_heads})`);
       await page.uncheck('#uptrained');
-      await page.waitForFunction((g) => window.gqaState.info.base_kv_heads !== g && window.gqaState.info.n_kv_heads === g && !window.gqaState.busy, g, { timeout: 60_000 });
-      check(true, `G = ${g}: back to the base, converted to G = ${g}`);
+      await page.waitForFunction((g) => window.gqaState.info.base_kv_heads !== g && window.gqaState.info.n_kv_heads === g && !window.gqaState.busy, g, { timeout: 60_000 }).catch(() => {});
+      const converted = await state('s.info');
+      check(converted.base_kv_heads !== g && converted.n_kv_heads === g,
+        `G = ${g}: back to the base (G = ${converted.base_kv_heads}), converted to G = ${converted.n_kv_heads}`);
     }
     await page.fill('#max-tokens', '16');
     await page.click('#compare-btn');
