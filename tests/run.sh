@@ -38,7 +38,8 @@ export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
 RUSTFLAGS="-C target-feature=+simd128" t cargo test --target wasm32-unknown-unknown --test web_node
 CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_WEBDRIVER_JSON=tests/web/webdriver.json \
   RUSTFLAGS="-C target-feature=+simd128" t cargo test --target wasm32-unknown-unknown --test web_browser -- --nocapture
-# The page end to end in Chromium, from the demo server (screenshots in target/e2e).
+# The demo server alone, then the page end to end in Chromium from it (screenshots in target/e2e).
+t node tests/web/server.mjs
 t node tests/web/e2e.mjs
 
 # One closing line for everything above (each runner's own lines are above it). Tests

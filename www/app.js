@@ -41,7 +41,7 @@ function startWorker() {
   state.ready = false;
   state.info = null;
   setBusy(false);
-  state.worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+  state.worker = new Worker(new URL(`./worker.js${new URLSearchParams(location.search).get('test') === '1' ? '?test=1' : ''}`, import.meta.url), { type: 'module' });
   state.worker.onmessage = ({ data }) => onWorkerMessage(data);
   state.worker.onerror = (e) => {
     e.preventDefault();

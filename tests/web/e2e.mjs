@@ -37,7 +37,8 @@ function skip(what, requirement) {
 // E2E_WWW: serve another copy of the page (e.g. with a test model family in models/).
 const www = process.env.E2E_WWW ?? `${root}www`;
 const server = await serve({ root: www, port: 0 });
-const url = `http://127.0.0.1:${server.address().port}/`;
+// ?test=1: the worker's test hook ('loseGpu') is active only then.
+const url = `http://127.0.0.1:${server.address().port}/?test=1`;
 const browser = await chromium.launch({
   executablePath: CHROMIUM,
   headless: true,
@@ -225,6 +226,16 @@ try {
   const error = await page.textContent('#error');
   check(/llama2\.c checkpoint is invalid/.test(error), `corrupt file shows: "${error}"`);
   await page.screenshot({ path: `${shots}/corrupt-file.png`, fullPage: true });
+
+  // Without ?test=1 the worker has no test hook: 'loseGpu' is an unknown request.
+  const plain = await browser.newPage();
+  await plain.goto(url.replace('?test=1', ''));
+  await plain.waitForFunction(() => window.gqaState && !window.gqaState.busy && window.gqaState.info, null, { timeout: 120_000 });
+  await plain.evaluate(() => window.gqaState.worker.postMessage({ type: 'loseGpu' }));
+  await plain.waitForSelector('#error:not([hidden])', { timeout: 30_000 }).catch(() => {});
+  const refused = await plain.textContent('#error');
+  check(/unknown request 'loseGpu'/.test(refused), `without ?test=1 the worker has no loseGpu hook: "${refused}"`);
+  await plain.close();
 
   const unexpected = consoleErrors.filter((e) => !/Failed to load resource/.test(e));
   check(unexpected.length === 0, `no console errors ${unexpected.length ? JSON.stringify(unexpected) : ''}`);
