@@ -2,12 +2,15 @@
 // for the module), COOP/COEP headers (cross-origin isolation, for precise timers and
 // SharedArrayBuffer), no caching. Plain Node, no packages.
 //
+// Only GET and HEAD (405 otherwise); only files whose real path (symbolic links
+// resolved) is inside the root; error bodies never show a path.
+//
 //   node scripts/serve.mjs [--port 8080] [--root www]     (--port 0: any free port)
 //
 // Prints "GQA Lab demo: http://127.0.0.1:PORT/" once listening.
 import { createServer } from 'node:http';
-import { readFile, stat } from 'node:fs/promises';
-import { extname, join, normalize, resolve, sep } from 'node:path';
+import { readFile, realpath, stat } from 'node:fs/promises';
+import { extname, join, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const MIME = {
@@ -27,8 +30,43 @@ function arg(name, fallback) {
   return i >= 0 ? process.argv[i + 1] : fallback;
 }
 
-export function serve({ root, port = 8080 }) {
-  const base = resolve(root);
+const ALLOWED_METHODS = 'GET, HEAD';
+
+// An error response: a status and a fixed text, never the error's own message (which
+// may hold a path of this machine).
+class HttpError extends Error {
+  constructor(status, text) {
+    super(text);
+    this.status = status;
+  }
+}
+const notFound = () => new HttpError(404, 'not found');
+
+// The real path of the file that `urlPath` names inside `root` (a real path itself),
+// or an HttpError.
+async function resolveFile(root, urlPath) {
+  let path;
+  try {
+    path = decodeURIComponent(urlPath);
+  } catch {
+    throw new HttpError(400, 'bad request');
+  }
+  if (path.includes('\0')) throw new HttpError(400, 'bad request');
+  if (path.endsWith('/')) path += 'index.html';
+  let file;
+  try {
+    file = await realpath(join(root, path));
+  } catch {
+    throw notFound();
+  }
+  // join() resolves "..", realpath() symbolic links: what is left must be in the root.
+  if (!file.startsWith(root + sep)) throw notFound();
+  if (!(await stat(file)).isFile()) throw notFound();
+  return file;
+}
+
+export async function serve({ root, port = 8080 }) {
+  const base = await realpath(root);
   const server = createServer(async (req, res) => {
     const headers = {
       'Cross-Origin-Opener-Policy': 'same-origin',
@@ -37,17 +75,18 @@ export function serve({ root, port = 8080 }) {
       'Cache-Control': 'no-store',
     };
     try {
-      let path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
-      if (path.endsWith('/')) path += 'index.html';
-      const file = normalize(join(base, path));
-      if (file !== base && !file.startsWith(base + sep)) throw Object.assign(new Error('outside root'), { code: 'ENOENT' });
-      if (!(await stat(file)).isFile()) throw Object.assign(new Error('not a file'), { code: 'ENOENT' });
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        headers.Allow = ALLOWED_METHODS;
+        throw new HttpError(405, 'method not allowed');
+      }
+      const file = await resolveFile(base, new URL(req.url, 'http://x').pathname);
       const body = await readFile(file);
       headers['Content-Type'] = MIME[extname(file)] ?? 'application/octet-stream';
       res.writeHead(200, headers).end(req.method === 'HEAD' ? undefined : body);
     } catch (e) {
-      const code = e.code === 'ENOENT' || e.code === 'ENOTDIR' ? 404 : 500;
-      res.writeHead(code, { ...headers, 'Content-Type': 'text/plain' }).end(code === 404 ? 'not found' : String(e));
+      if (!(e instanceof HttpError)) console.error(`serve: ${req.method} ${req.url}: ${e?.stack ?? e}`);
+      const { status, message } = e instanceof HttpError ? e : new HttpError(500, 'internal error');
+      res.writeHead(status, { ...headers, 'Content-Type': 'text/plain' }).end(req.method === 'HEAD' ? undefined : message);
     }
   });
   return new Promise((ok, fail) => {

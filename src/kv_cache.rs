@@ -4,7 +4,7 @@
 //! streams one contiguous block per KV head and reads it once for all H/G
 //! query heads of its group.
 
-use crate::config::{kv_cache_bytes, Config};
+use crate::config::Config;
 use crate::error::{GqaError, Result};
 use crate::rng::Rng;
 
@@ -14,7 +14,6 @@ pub struct KvCache {
     n_kv_heads: usize,
     head_dim: usize,
     capacity: usize,
-    bytes: usize,
     k: Vec<f32>, // (layers, G, capacity, head_dim)
     v: Vec<f32>, // (layers, G, capacity, head_dim)
 }
@@ -28,14 +27,12 @@ impl KvCache {
                 config.max_position_embeddings
             )));
         }
-        let bytes = kv_cache_bytes(config, config.n_kv_heads(), capacity, 4);
-        let len = bytes / 8; // f32 elements in each of k and v
+        let len = config.num_hidden_layers * config.n_kv_heads() * capacity * config.head_dim();
         Ok(KvCache {
             n_layers: config.num_hidden_layers,
             n_kv_heads: config.n_kv_heads(),
             head_dim: config.head_dim(),
             capacity,
-            bytes,
             k: vec![0.0; len],
             v: vec![0.0; len],
         })
@@ -45,9 +42,9 @@ impl KvCache {
         self.capacity
     }
 
-    /// Bytes allocated (keys and values, f32).
+    /// Bytes allocated: what the key and value buffers hold room for (f32).
     pub fn bytes(&self) -> usize {
-        self.bytes
+        (self.k.capacity() + self.v.capacity()) * std::mem::size_of::<f32>()
     }
 
     fn offset(&self, layer: usize, head: usize) -> usize {

@@ -209,9 +209,9 @@ impl Session {
         Ok(ids)
     }
 
-    /// A decoder that turns the generated ids into text as they stream.
-    pub fn text_stream(&self) -> Result<TextStream> {
-        Ok(self.require_tokenizer()?.stream())
+    /// A decoder that turns the ids generated after `prompt_ids` into text as they stream.
+    pub fn text_stream(&self, prompt_ids: &[u32]) -> Result<TextStream> {
+        self.require_tokenizer()?.stream_after(prompt_ids)
     }
 
     fn require_tokenizer(&self) -> Result<&Tokenizer> {
@@ -227,7 +227,7 @@ impl Session {
         on_text: &mut dyn FnMut(&str) -> bool,
     ) -> Result<String> {
         let ids = self.prompt_ids(prompt)?;
-        let mut stream = self.text_stream()?;
+        let mut stream = self.text_stream(&ids)?;
         let mut text = String::new();
         let mut stream_error = None;
         self.generate_ids(&ids, params, &mut |id| match stream.push(id) {

@@ -94,15 +94,36 @@ impl Tokenizer {
         self.inner.id_to_token(id)
     }
 
-    /// A decoder for printing tokens as they are generated. It holds its own copy
-    /// of the tokenizer, so a front end can keep it between calls (the page's worker).
-    pub fn stream(&self) -> TextStream {
-        TextStream { tokenizer: self.clone(), ids: Vec::new(), emitted: String::new(), in_byte_run: false }
+    /// A decoder for printing the tokens generated after `prompt_ids` (the ids the
+    /// model was given, BOS included) as they come. It holds its own copy of the
+    /// tokenizer, so a front end can keep it between calls (the page's worker).
+    pub fn stream_after(&self, prompt_ids: &[u32]) -> Result<TextStream> {
+        if let Some(&token) = prompt_ids.iter().find(|&&id| id as usize >= self.vocab_size) {
+            return Err(GqaError::BadToken { token, vocab: self.vocab_size });
+        }
+        let mut stream = TextStream {
+            tokenizer: self.clone(),
+            ids: prompt_ids.to_vec(),
+            printed: prompt_ids.len(),
+            in_byte_run: false,
+        };
+        prompt_ids.iter().for_each(|&id| stream.note_byte_piece(id));
+        Ok(stream)
     }
 }
 
-/// Streaming decoder: `push` each generated id and print what it returns, then print
-/// `finish()`. All the returned pieces together equal `decode(all ids)`.
+/// Streaming decoder of a continuation: `push` each generated id and print what it
+/// returns, then print `finish()`. The prompt's text followed by all the returned
+/// pieces equals `decode(prompt ids + generated ids)`: a space the decoder strips at
+/// the start of a text (the dummy prefix, which run.c strips only right after BOS) is
+/// kept between the prompt and the continuation.
+///
+/// Each push decodes only the ids since the last *stable point*, a place where the
+/// text decoded so far can no longer change, so a token costs the same at any length
+/// (as text-generation-inference's prefix/read offsets do). The window `ids` starts at
+/// the stable point before the last one: decoding it and cutting off the decoding of
+/// `ids[..printed]` yields exactly the new text, because the decoder treats both
+/// spans' starts alike.
 ///
 /// Text is held back while it may still change: while it ends in an incomplete
 /// UTF-8 sequence (U+FFFD), and while the last token is a byte piece <0xNN> (the
@@ -110,9 +131,11 @@ impl Tokenizer {
 /// later byte can still change how the run decodes).
 pub struct TextStream {
     tokenizer: Tokenizer,
+    /// The ids from the stable point before the last one.
     ids: Vec<u32>,
-    /// Text returned so far; always a prefix of `decode(ids)`.
-    emitted: String,
+    /// `ids[..printed]` end at the last stable point: their text was printed (or
+    /// is the prompt's).
+    printed: usize,
     /// The last non-special token is a byte piece.
     in_byte_run: bool,
 }
@@ -124,40 +147,57 @@ impl TextStream {
             return Err(GqaError::BadToken { token: id, vocab: self.tokenizer.vocab_size });
         }
         self.ids.push(id);
+        self.note_byte_piece(id);
+        if self.in_byte_run {
+            return Ok(String::new());
+        }
+        let (printed, text) = self.decode_window()?;
+        if text.ends_with('\u{FFFD}') {
+            return Ok(String::new());
+        }
+        Ok(self.advance(&printed, &text))
+    }
+
+    /// Returns the text still held back (e.g. an unfinished byte sequence, as U+FFFD).
+    pub fn finish(&mut self) -> Result<String> {
+        let (printed, text) = self.decode_window()?;
+        Ok(self.advance(&printed, &text))
+    }
+
+    /// Special tokens decode to nothing: they neither open nor close a run of bytes.
+    fn note_byte_piece(&mut self, id: u32) {
         let inner = &self.tokenizer.inner;
-        // Special tokens decode to nothing: they neither open nor close a run of bytes.
         if let Some(piece) = inner.id_to_token(id) {
             if !inner.get_added_vocabulary().is_special_token(&piece) {
                 self.in_byte_run = is_byte_piece(&piece);
             }
         }
-        if self.in_byte_run {
-            return Ok(String::new());
-        }
-        let text = self.tokenizer.decode(&self.ids)?;
-        if text.ends_with('\u{FFFD}') {
-            return Ok(String::new());
-        }
-        self.take_new_text(text)
     }
 
-    /// Returns the text still held back (e.g. an unfinished byte sequence, as U+FFFD).
-    pub fn finish(&mut self) -> Result<String> {
-        let text = self.tokenizer.decode(&self.ids)?;
-        self.take_new_text(text)
+    /// The decodings of `ids[..printed]` and of all of `ids`.
+    fn decode_window(&self) -> Result<(String, String)> {
+        Ok((self.tokenizer.decode(&self.ids[..self.printed])?, self.tokenizer.decode(&self.ids)?))
     }
 
-    /// The part of `text` (the decoding of all ids) not returned yet.
-    fn take_new_text(&mut self, text: String) -> Result<String> {
-        let Some(new) = text.strip_prefix(self.emitted.as_str()) else {
-            return Err(GqaError::Tokenizer(format!(
-                "streamed text {:?} is no longer a prefix of the decoded text {text:?}",
-                self.emitted
-            )));
-        };
-        let new = new.to_string();
-        self.emitted = text;
-        Ok(new)
+    /// Makes the end of `ids` the last stable point; returns the part of `text`
+    /// (the window's decoding) after `printed` (the decoding of its printed ids).
+    fn advance(&mut self, printed: &str, text: &str) -> String {
+        self.ids.drain(..self.printed);
+        self.printed = self.ids.len();
+        match text.strip_prefix(printed) {
+            Some(new) => new.to_string(),
+            // Only a run of byte pieces that the prompt ended with, continued by
+            // bytes that make it invalid UTF-8, decodes differently once extended
+            // (its characters become U+FFFD). What was printed cannot be taken back,
+            // so skip as many bytes as it had, as text-generation-inference does.
+            None => {
+                let mut start = printed.len().min(text.len());
+                while !text.is_char_boundary(start) {
+                    start += 1;
+                }
+                text[start..].to_string()
+            }
+        }
     }
 }
 

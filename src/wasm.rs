@@ -278,7 +278,7 @@ impl WebSession {
         }
         let params = generate_params(params)?;
         let ids = self.prompt_ids(prompt)?;
-        self.stream = self.session.text_stream().ok();
+        self.stream = self.session.text_stream(&ids).ok();
         self.session.start(&ids, &params).map_err(js_error)
     }
 
@@ -318,7 +318,7 @@ impl WebSession {
     pub async fn generate(&mut self, prompt: &str, params: JsValue, on_token: js_sys::Function) -> Result<JsValue, JsError> {
         let params = generate_params(params)?;
         let ids = self.prompt_ids(prompt)?;
-        let mut stream = self.session.text_stream().ok();
+        let mut stream = self.session.text_stream(&ids).ok();
         let mut failure: Option<JsError> = None;
         let mut emit = |id: u32| -> bool {
             let text = match stream.as_mut() {

@@ -47,8 +47,9 @@ fn corrupt_safetensors_in_hf_folder() {
 }
 
 #[test]
+#[cfg_attr(not(has_shared), ignore = "needs ../shared (the shared fixtures)")]
 fn tokenizer_larger_than_the_model_vocab() {
-    let Some(dir) = common::shared("fixtures/llama2c") else { return };
+    let dir = common::shared("fixtures/llama2c");
     let hf = temp("hf-vocab");
     // A 97-token model with the fixture's 512-token tokenizer.
     let model = Model::random(&common::small_config(8), 1, DType::F32).unwrap();
@@ -70,8 +71,9 @@ fn missing_tokenizer() {
 }
 
 #[test]
+#[cfg_attr(not(has_shared), ignore = "needs ../shared (the shared fixtures)")]
 fn groups_that_do_not_divide() {
-    let Some(dir) = common::shared("fixtures/llama2c") else { return };
+    let dir = common::shared("fixtures/llama2c");
     let bin = dir.join("stories260K.bin");
     gqa_fails(&["generate", "--model", bin.to_str().unwrap(), "-g", "3"], "G must divide");
     gqa_fails(&["generate", "--model", bin.to_str().unwrap(), "-g", "8"], "choose one of [1, 2, 4]");
@@ -79,16 +81,18 @@ fn groups_that_do_not_divide() {
 }
 
 #[test]
+#[cfg_attr(not(has_shared), ignore = "needs ../shared (the shared fixtures)")]
 fn prompt_longer_than_the_context() {
-    let Some(dir) = common::shared("fixtures/llama2c") else { return };
+    let dir = common::shared("fixtures/llama2c");
     let bin = dir.join("stories260K.bin");
     let prompt = "Once upon a time there was a cat. ".repeat(200);
     gqa_fails(&["generate", "--model", bin.to_str().unwrap(), "--prompt", &prompt], "but the context holds 512");
 }
 
 #[test]
+#[cfg_attr(not(has_shared), ignore = "needs ../shared (the shared fixtures)")]
 fn bad_sampling_settings() {
-    let Some(dir) = common::shared("fixtures/llama2c") else { return };
+    let dir = common::shared("fixtures/llama2c");
     let bin = dir.join("stories260K.bin");
     gqa_fails(&["generate", "--model", bin.to_str().unwrap(), "--top-p", "0"], "top_p");
     gqa_fails(&["generate", "--model", bin.to_str().unwrap(), "--temperature=-1"], "temperature");
@@ -105,8 +109,9 @@ fn absurd_and_zero_bench_sizes_are_refused_before_allocating() {
 }
 
 #[test]
+#[cfg_attr(not(has_shared), ignore = "needs ../shared (the shared fixtures)")]
 fn missing_eval_text() {
-    let Some(dir) = common::shared("fixtures/llama2c") else { return };
+    let dir = common::shared("fixtures/llama2c");
     let bin = dir.join("stories260K.bin");
     gqa_fails(&["eval", "--model", bin.to_str().unwrap(), "--text", "/nonexistent.txt"], "cannot read /nonexistent.txt");
 }

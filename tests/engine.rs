@@ -94,13 +94,16 @@ fn context_overflow_and_bad_tokens_are_errors() {
     assert!(err.to_string().contains("capacity"), "{err}");
 }
 
-/// The KV cache holds G heads, not H: its size follows the formula.
+/// The KV cache holds G heads, not H: the buffers it allocated (`bytes` reads their
+/// capacity) and the formula every front end reports both equal keys and values of
+/// 2 layers x G heads x 100 positions x head_dim 8, in f32.
 #[test]
 fn kv_cache_is_sized_for_g() {
     for g in [8, 4, 2, 1] {
         let c = small_config(g);
+        assert_eq!((c.num_hidden_layers, c.head_dim()), (2, 8));
         let engine = CpuEngine::new(test_model(&c, 1), 100).unwrap();
-        let expected = 2 * c.num_hidden_layers * g * c.head_dim() * 100 * 4;
+        let expected = 2 * (2 * g * 100 * 8) * 4;
         assert_eq!(engine.cache().bytes(), expected);
         assert_eq!(gqa::kv_cache_bytes(&c, g, 100, 4), expected);
     }

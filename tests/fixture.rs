@@ -7,10 +7,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn fixture() -> Option<(PathBuf, PathBuf, String)> {
-    let dir = common::shared("fixtures/llama2c")?;
-    let expected = std::fs::read_to_string(dir.join("greedy_256.txt")).unwrap();
-    Some((dir.join("stories260K.bin"), dir.join("tok512.bin"), expected))
+fn fixture() -> (PathBuf, PathBuf, String) {
+    let expected = std::fs::read_to_string(common::shared("fixtures/llama2c/greedy_256.txt")).unwrap();
+    (common::shared("fixtures/llama2c/stories260K.bin"), common::shared("fixtures/llama2c/tok512.bin"), expected)
 }
 
 fn gqa(args: &[&str]) -> (String, String, bool) {
@@ -23,8 +22,9 @@ fn s(p: &Path) -> &str {
 }
 
 #[test]
+#[cfg_attr(not(has_shared), ignore = "needs ../shared (the shared fixtures)")]
 fn greedy_256_from_llama2c_bin() {
-    let Some((bin, tok, expected)) = fixture() else { return };
+    let (bin, tok, expected) = fixture();
     let (stdout, stderr, ok) = gqa(&["generate", "--model", s(&bin), "--tokenizer", s(&tok), "-n", "256"]);
     assert!(ok, "{stderr}");
     assert_eq!(stdout, expected);
@@ -33,10 +33,11 @@ fn greedy_256_from_llama2c_bin() {
 }
 
 #[test]
+#[cfg_attr(not(has_shared), ignore = "needs ../shared (the shared fixtures)")]
 fn greedy_256_with_f16_weights_and_explicit_g() {
     // --groups 4 is the checkpoint's own G: the identity conversion. Rounding
     // the weights to f16 moves logits by ~1e-3, too little to flip an argmax here.
-    let Some((bin, tok, expected)) = fixture() else { return };
+    let (bin, tok, expected) = fixture();
     let (stdout, stderr, ok) =
         gqa(&["generate", "--model", s(&bin), "--tokenizer", s(&tok), "-g", "4", "--dtype", "f16", "-n", "256"]);
     assert!(ok, "{stderr}");
@@ -46,8 +47,9 @@ fn greedy_256_with_f16_weights_and_explicit_g() {
 /// llama2.c .bin -> `gqa convert` -> Hugging Face folder (safetensors with
 /// rotate_half q/k, tokenizer.json) -> the same greedy text.
 #[test]
+#[cfg_attr(not(has_shared), ignore = "needs ../shared (the shared fixtures)")]
 fn greedy_256_after_round_trip_through_hf_layout() {
-    let Some((bin, tok, expected)) = fixture() else { return };
+    let (bin, tok, expected) = fixture();
     let out = std::env::temp_dir().join(format!("gqa-fixture-hf-{}", std::process::id()));
     let (_, stderr, ok) = gqa(&["convert", "--model", s(&bin), "--tokenizer", s(&tok), "--out", s(&out)]);
     assert!(ok, "{stderr}");
@@ -63,8 +65,9 @@ fn greedy_256_after_round_trip_through_hf_layout() {
 /// Converting the checkpoint to MQA changes its output but keeps it running,
 /// and the KV cache it reports is 4x smaller than at G = 4 (and 8x than MHA).
 #[test]
+#[cfg_attr(not(has_shared), ignore = "needs ../shared (the shared fixtures)")]
 fn mqa_conversion_runs_and_shrinks_the_cache() {
-    let Some((bin, tok, expected)) = fixture() else { return };
+    let (bin, tok, expected) = fixture();
     let (stdout, stderr, ok) =
         gqa(&["generate", "--model", s(&bin), "--tokenizer", s(&tok), "-g", "1", "-n", "64", "--json"]);
     assert!(ok, "{stderr}");
@@ -79,9 +82,10 @@ fn mqa_conversion_runs_and_shrinks_the_cache() {
 }
 
 #[test]
+#[cfg_attr(not(has_shared), ignore = "needs ../shared (the shared fixtures)")]
 fn eval_reports_perplexity_and_agreement() {
-    let Some((bin, tok, _)) = fixture() else { return };
-    let Some(val) = common::shared("data/tinystories/val.txt") else { return };
+    let (bin, tok, _) = fixture();
+    let val = common::shared("data/tinystories/val.txt");
     let text = std::env::temp_dir().join(format!("gqa-eval-{}.txt", std::process::id()));
     std::fs::write(&text, &std::fs::read_to_string(val).unwrap()[..6000]).unwrap();
     let run = |g: &str| {

@@ -1,5 +1,7 @@
 //! Hugging Face checkpoints: round trips, BF16, and malformed config.json / safetensors.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use gqa::hf::{load_hf, load_hf_dir, save_hf_dir, to_safetensors};
@@ -9,8 +11,6 @@ use gqa::{Config, GqaError, Model};
 use half::{bf16, f16};
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
-
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/llama2c/stories260K.bin");
 
 /// dim 16, ffn 40, 2 layers, H = 4, G = 2 (hd 4), vocab 50.
 fn small_config(tied: bool) -> Config {
@@ -199,11 +199,9 @@ fn untied_config_without_lm_head_is_missing_tensor() {
 }
 
 #[test]
+#[cfg_attr(not(has_shared), ignore = "needs ../shared (the shared fixtures)")]
 fn llama2c_fixture_round_trip() {
-    let Ok(raw) = std::fs::read(FIXTURE) else {
-        println!("SKIPPED: {FIXTURE} absent (../shared not present)");
-        return;
-    };
+    let raw = std::fs::read(common::shared("fixtures/llama2c/stories260K.bin")).unwrap();
     let m = load_llama2c(&raw).unwrap();
     let bytes = to_safetensors(&m, DType::F32).unwrap();
     assert_eq!(load_hf(&m.config.to_json(), &bytes).unwrap(), m);

@@ -1,5 +1,7 @@
-//! Importing llama2.c checkpoints: the stories260K fixture (skipped when ../shared is
+//! Importing llama2.c checkpoints: the stories260K fixture (ignored when ../shared is
 //! absent), small files built here, and malformed input.
+
+mod common;
 
 use std::time::{Duration, Instant};
 
@@ -7,16 +9,8 @@ use gqa::llama2c::load_llama2c;
 use gqa::tensor::Matrix;
 use gqa::{GqaError, Model};
 
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/llama2c/stories260K.bin");
-
-fn fixture() -> Option<Vec<u8>> {
-    match std::fs::read(FIXTURE) {
-        Ok(bytes) => Some(bytes),
-        Err(_) => {
-            println!("SKIPPED: {FIXTURE} absent (../shared not present)");
-            None
-        }
-    }
+fn fixture() -> Vec<u8> {
+    std::fs::read(common::shared("fixtures/llama2c/stories260K.bin")).unwrap()
 }
 
 fn header(fields: [i32; 7]) -> Vec<u8> {
@@ -77,8 +71,9 @@ fn rope_half(x: &mut [f32], pos: usize) {
 }
 
 #[test]
+#[cfg_attr(not(has_shared), ignore = "needs ../shared (the shared fixtures)")]
 fn fixture_header_and_sizes() {
-    let Some(bytes) = fixture() else { return };
+    let bytes = fixture();
     let m = load_llama2c(&bytes).unwrap();
     let c = &m.config;
     assert_eq!(c.hidden_size, 64);
@@ -107,8 +102,9 @@ fn fixture_header_and_sizes() {
 }
 
 #[test]
+#[cfg_attr(not(has_shared), ignore = "needs ../shared (the shared fixtures)")]
 fn fixture_rows_of_wq_and_wk_are_permuted_per_head() {
-    let Some(bytes) = fixture() else { return };
+    let bytes = fixture();
     let m = load_llama2c(&bytes).unwrap();
     let (d, l, v) = (64, 5, 512);
     let (h, g, hs) = (8, 4, 8);
@@ -145,8 +141,9 @@ fn fixture_rows_of_wq_and_wk_are_permuted_per_head() {
 /// The permutation preserves attention scores: llama2.c's interleaved RoPE on the raw
 /// weights and rotate_half RoPE on the imported weights give the same q.k.
 #[test]
+#[cfg_attr(not(has_shared), ignore = "needs ../shared (the shared fixtures)")]
 fn fixture_attention_scores_match_llama2c_rope() {
-    let Some(bytes) = fixture() else { return };
+    let bytes = fixture();
     let m = load_llama2c(&bytes).unwrap();
     let (d, l, v, h, g, hs) = (64, 5, 512, 8, 4, 8);
     let raw = f32s(&bytes[28..]);
@@ -234,8 +231,9 @@ fn truncated_header() {
 }
 
 #[test]
+#[cfg_attr(not(has_shared), ignore = "needs ../shared (the shared fixtures)")]
 fn truncated_weights() {
-    let Some(bytes) = fixture() else { return };
+    let bytes = fixture();
     let msg = llama2c_error(&bytes[..bytes.len() - 5]);
     assert!(msg.contains("truncated"), "{msg}");
     assert!(msg.contains(&bytes.len().to_string()) && msg.contains(&(bytes.len() - 5).to_string()), "{msg}");
@@ -248,8 +246,9 @@ fn truncated_synthetic_weights() {
 }
 
 #[test]
+#[cfg_attr(not(has_shared), ignore = "needs ../shared (the shared fixtures)")]
 fn extra_bytes() {
-    let Some(mut bytes) = fixture() else { return };
+    let mut bytes = fixture();
     bytes.extend([0u8; 12]);
     let msg = llama2c_error(&bytes);
     assert!(msg.contains("12 extra bytes"), "{msg}");

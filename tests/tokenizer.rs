@@ -1,6 +1,8 @@
 //! Tests for src/tokenizer.rs. The main check: our `tokenizers`-based conversion of
 //! llama2.c's tokenizer.bin encodes and decodes exactly like a direct port of run.c.
 
+mod common;
+
 use std::collections::HashMap;
 
 use gqa::tokenizer::Tokenizer;
@@ -8,18 +10,10 @@ use gqa::tokenizer::Tokenizer;
 const VOCAB_SIZE: usize = 512;
 const BOS: u32 = 1;
 
-/// tok512.bin and val.txt from ../shared, or None (after saying so) when absent.
-fn fixtures() -> Option<(Vec<u8>, String)> {
-    let shared = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared");
-    let tok = format!("{shared}/fixtures/llama2c/tok512.bin");
-    let val = format!("{shared}/data/tinystories/val.txt");
-    match (std::fs::read(&tok), std::fs::read_to_string(&val)) {
-        (Ok(tok), Ok(val)) => Some((tok, val)),
-        _ => {
-            println!("SKIPPED: ../shared/fixtures/llama2c or ../shared/data/tinystories absent");
-            None
-        }
-    }
+/// tok512.bin and val.txt from ../shared.
+fn fixtures() -> (Vec<u8>, String) {
+    let tok = std::fs::read(common::shared("fixtures/llama2c/tok512.bin")).unwrap();
+    (tok, std::fs::read_to_string(common::shared("data/tinystories/val.txt")).unwrap())
 }
 
 /// Hand-picked texts: edge cases, non-ASCII, and special-token look-alikes
@@ -144,15 +138,16 @@ impl RunC {
     }
 }
 
-fn load() -> Option<(Tokenizer, RunC, String)> {
-    let (bin, val) = fixtures()?;
+fn load() -> (Tokenizer, RunC, String) {
+    let (bin, val) = fixtures();
     let tok = Tokenizer::from_llama2c(&bin, VOCAB_SIZE).expect("tok512.bin should load");
-    Some((tok, RunC::load(&bin, VOCAB_SIZE), val))
+    (tok, RunC::load(&bin, VOCAB_SIZE), val)
 }
 
 #[test]
+#[cfg_attr(not(has_shared), ignore = "needs ../shared (the shared fixtures)")]
 fn basic_properties() {
-    let Some((tok, _, _)) = load() else { return };
+    let (tok, _, _) = load();
     assert_eq!(tok.vocab_size(), VOCAB_SIZE);
     assert_eq!(tok.token_to_piece(0).as_deref(), Some("<unk>"));
     assert_eq!(tok.token_to_piece(1).as_deref(), Some("<s>"));
@@ -165,8 +160,9 @@ fn basic_properties() {
 }
 
 #[test]
+#[cfg_attr(not(has_shared), ignore = "needs ../shared (the shared fixtures)")]
 fn encode_matches_run_c() {
-    let Some((tok, runc, val)) = load() else { return };
+    let (tok, runc, val) = load();
     for text in corpus(&val) {
         assert_eq!(tok.encode(&text).unwrap(), runc.encode(&text), "text: {text:?}");
     }
@@ -175,8 +171,9 @@ fn encode_matches_run_c() {
 /// Pseudo-random strings glued from vocabulary pieces and odd characters, to reach
 /// merge orders that plain English text may not.
 #[test]
+#[cfg_attr(not(has_shared), ignore = "needs ../shared (the shared fixtures)")]
 fn encode_matches_run_c_on_random_strings() {
-    let Some((tok, runc, _)) = load() else { return };
+    let (tok, runc, _) = load();
     let extra = ["é", "中", "🙂", "\n", "<s>", "  ", "aa", "a"];
     let mut state: u64 = 0x2545_F491_4F6C_DD1D;
     let mut next = |n: usize| {
@@ -202,16 +199,18 @@ fn encode_matches_run_c_on_random_strings() {
 }
 
 #[test]
+#[cfg_attr(not(has_shared), ignore = "needs ../shared (the shared fixtures)")]
 fn decode_round_trips_ascii_text() {
-    let Some((tok, _, val)) = load() else { return };
+    let (tok, _, val) = load();
     for line in val.lines().take(300).filter(|line| line.is_ascii()) {
         assert_eq!(tok.decode(&tok.encode(line).unwrap()).unwrap(), line);
     }
 }
 
 #[test]
+#[cfg_attr(not(has_shared), ignore = "needs ../shared (the shared fixtures)")]
 fn decode_matches_run_c() {
-    let Some((tok, runc, val)) = load() else { return };
+    let (tok, runc, val) = load();
     for text in corpus(&val) {
         let ids = tok.encode(&text).unwrap();
         assert_eq!(tok.decode(&ids).unwrap(), runc.decode_all(&ids), "text: {text:?}");
@@ -219,8 +218,9 @@ fn decode_matches_run_c() {
 }
 
 #[test]
+#[cfg_attr(not(has_shared), ignore = "needs ../shared (the shared fixtures)")]
 fn json_round_trip_encodes_identically() {
-    let Some((tok, _, val)) = load() else { return };
+    let (tok, _, val) = load();
     let json = tok.to_json().unwrap();
     let back = Tokenizer::from_json(json.as_bytes()).unwrap();
     assert_eq!(back.vocab_size(), tok.vocab_size());
@@ -232,47 +232,60 @@ fn json_round_trip_encodes_identically() {
     }
 }
 
-/// Pushes `ids` one at a time; checks the pieces add up to `decode(ids)`.
-fn check_stream(tok: &Tokenizer, ids: &[u32]) {
-    let mut stream = tok.stream();
-    let mut streamed = String::new();
+/// Pushes `ids` one at a time after BOS; returns all the pieces together.
+fn streamed(tok: &Tokenizer, ids: &[u32]) -> String {
+    let mut stream = tok.stream_after(&[BOS]).unwrap();
+    let mut text = String::new();
     for &id in ids {
-        streamed += &stream.push(id).unwrap();
+        text += &stream.push(id).unwrap();
     }
-    streamed += &stream.finish().unwrap();
-    assert_eq!(streamed, tok.decode(ids).unwrap(), "ids: {ids:?}");
+    text + &stream.finish().unwrap()
 }
 
 #[test]
-fn stream_matches_decode() {
-    let Some((tok, _, val)) = load() else { return };
+#[cfg_attr(not(has_shared), ignore = "needs ../shared (the shared fixtures)")]
+fn stream_matches_run_c() {
+    let (tok, runc, val) = load();
     for text in corpus(&val) {
-        check_stream(&tok, &tok.encode(&text).unwrap());
+        let ids = tok.encode(&text).unwrap();
+        assert_eq!(streamed(&tok, &ids), runc.decode_all(&ids), "text: {text:?}");
     }
+}
 
+#[test]
+#[cfg_attr(not(has_shared), ignore = "needs ../shared (the shared fixtures)")]
+fn stream_holds_back_byte_runs() {
+    let (tok, _, _) = load();
     // "中" is three byte pieces: nothing is printed until the character is complete.
     let zhong: Vec<u32> = "中".bytes().map(|b| b as u32 + 3).collect();
-    let mut stream = tok.stream();
+    let mut stream = tok.stream_after(&[BOS]).unwrap();
     assert_eq!(stream.push(zhong[0]).unwrap(), "");
     assert_eq!(stream.push(zhong[1]).unwrap(), "");
     assert_eq!(stream.push(zhong[2]).unwrap(), "");
     assert_eq!(stream.push(261).unwrap(), "中 a");
     assert_eq!(stream.finish().unwrap(), "");
 
-    // Byte runs broken by BOS, invalid UTF-8, and a run that ends the stream.
+    // Byte runs broken by BOS, invalid UTF-8, and a run that ends the stream:
+    // the pieces add up to the decoding of all the ids at once.
     let a = 261;
     let b = |byte: u8| byte as u32 + 3;
-    check_stream(&tok, &[b(0xE4), BOS, b(0xB8), b(0xAD), a]);
-    check_stream(&tok, &[b(0xE4), b(0xB8), b(0xAD), b(0xE4), a, b(0xFF)]);
-    check_stream(&tok, &[a, b(0xF0), b(0x9F), b(0x99)]);
-    check_stream(&tok, &[BOS, 2, a, 0]);
+    for ids in [
+        vec![b(0xE4), BOS, b(0xB8), b(0xAD), a],
+        vec![b(0xE4), b(0xB8), b(0xAD), b(0xE4), a, b(0xFF)],
+        vec![a, b(0xF0), b(0x9F), b(0x99)],
+        vec![BOS, 2, a, 0],
+    ] {
+        let all: Vec<u32> = std::iter::once(BOS).chain(ids.iter().copied()).collect();
+        assert_eq!(streamed(&tok, &ids), tok.decode(&all).unwrap(), "ids: {ids:?}");
+    }
 }
 
 /// tokenizer.bin may list a piece twice: the first id wins (in run.c's lookup too),
 /// the later id decodes to nothing.
 #[test]
+#[cfg_attr(not(has_shared), ignore = "needs ../shared (the shared fixtures)")]
 fn duplicate_pieces() {
-    let Some((bin_bytes, val)) = fixtures() else { return };
+    let (bin_bytes, val) = fixtures();
     let original = RunC::load(&bin_bytes, VOCAB_SIZE);
     let mut pieces: Vec<&[u8]> = original.vocab.iter().map(Vec::as_slice).collect();
     pieces[300] = b" a"; // already id 261
@@ -351,8 +364,9 @@ fn length_above_remaining_bytes() {
 }
 
 #[test]
+#[cfg_attr(not(has_shared), ignore = "needs ../shared (the shared fixtures)")]
 fn vocab_size_zero() {
-    let Some((bin, _)) = fixtures() else { return };
+    let (bin, _) = fixtures();
     assert_contains(llama2c_error(&bin, 0), "vocab_size is 0");
 }
 
@@ -363,8 +377,9 @@ fn piece_not_utf8() {
 }
 
 #[test]
+#[cfg_attr(not(has_shared), ignore = "needs ../shared (the shared fixtures)")]
 fn vocab_size_smaller_than_file() {
-    let Some((bin, _)) = fixtures() else { return };
+    let (bin, _) = fixtures();
     assert_contains(llama2c_error(&bin, 300), "after its 300 tokens");
 }
 

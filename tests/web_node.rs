@@ -12,7 +12,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_test::*;
 
 const REFERENCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/target/web-reference");
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/llama2c");
+const FIXTURE: &str = concat!(env!("GQA_SHARED_DIR"), "/fixtures/llama2c");
 
 /// A file's bytes through Node's fs, or None when it does not exist.
 fn read(path: &str) -> Option<Vec<u8>> {
@@ -56,14 +56,17 @@ async fn cpu_simd_logits_equal_the_native_engine() {
     let weights = read(&format!("{REFERENCE}/model.safetensors")).unwrap();
     let mut session = ok(WebSession::from_hf(&config, &weights, None, None));
     assert_same_logits(&mut session, &reference["cases"], &reference["random"], "random-weight model").await;
+}
 
-    match (read(&format!("{FIXTURE}/stories260K.bin")), reference.get("stories260K")) {
-        (Some(bin), Some(expected)) => {
-            let mut session = ok(WebSession::from_llama2c(&bin, read(&format!("{FIXTURE}/tok512.bin")), Some(64)));
-            assert_same_logits(&mut session, &reference["cases"], expected, "stories260K").await;
-        }
-        _ => console_log!("SKIPPED: stories260K logits (../shared/fixtures/llama2c absent)"),
-    }
+#[wasm_bindgen_test]
+#[cfg_attr(not(has_shared), ignore = "needs ../shared (the shared fixtures)")]
+async fn cpu_simd_logits_equal_the_native_engine_for_stories260k() {
+    let reference = reference();
+    let bin = read(&format!("{FIXTURE}/stories260K.bin"))
+        .unwrap_or_else(|| panic!("this test needs the shared fixtures, but {FIXTURE}/stories260K.bin is missing"));
+    let expected = reference.get("stories260K").expect("reference.json has no stories260K logits");
+    let mut session = ok(WebSession::from_llama2c(&bin, read(&format!("{FIXTURE}/tok512.bin")), Some(64)));
+    assert_same_logits(&mut session, &reference["cases"], expected, "stories260K").await;
 }
 
 #[wasm_bindgen_test]

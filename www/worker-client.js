@@ -5,7 +5,9 @@ let worker = null;
 // replies[type](reply); a crash of the worker goes to replies.crash(message).
 export function startWorker(replies) {
   worker?.terminate();
-  worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+  // The page's ?test=1 (the end-to-end test) turns on the worker's test hooks, and nothing else does.
+  const test = new URLSearchParams(location.search).get('test') === '1' ? '?test=1' : '';
+  worker = new Worker(new URL(`./worker.js${test}`, import.meta.url), { type: 'module' });
   worker.onmessage = ({ data }) => replies[data.type]?.(data);
   worker.onerror = (e) => {
     e.preventDefault();

@@ -1,6 +1,6 @@
 // The inference worker: owns the wasm Session so the page stays responsive.
 // Messages in:  {type: 'load' | 'backend' | 'setGroups' | 'generate' | 'stop' | 'compare' |
-//                'sweep' | 'loseGpu', ...}
+//                'sweep' | 'loseGpu' (with ?test=1 only), ...}
 // Messages out: {type: 'ready' | 'loaded' | 'backend' | 'info' | 'token' | 'done' |
 //                'gpuLost' | 'compareRow' | 'sweepPoint' | 'finished' | 'error', ...}
 // Generation runs a few tokens at a time and yields between batches, so 'stop' arrives.
@@ -15,10 +15,12 @@ let webgpu = { available: false, reason: 'not checked yet' };
 
 const post = (msg) => postMessage(msg);
 
-// The GPU devices the engine opened, kept so that 'loseGpu' can destroy them: that is
-// what a lost device looks like to the engine (the end-to-end test of the CPU fallback).
+// Test hooks, only for a page loaded with ?test=1 (app.js passes it on to this worker;
+// tests/web/e2e.mjs opens the page so): 'loseGpu' destroys the GPU devices the engine
+// opened, which is what a lost device looks like to it (the test of the CPU fallback).
+const testing = new URL(self.location.href).searchParams.get('test') === '1';
 const devices = [];
-if (self.GPUAdapter) {
+if (testing && self.GPUAdapter) {
   const requestDevice = GPUAdapter.prototype.requestDevice;
   GPUAdapter.prototype.requestDevice = async function (...args) {
     const device = await requestDevice.apply(this, args);
@@ -215,7 +217,8 @@ function describe(e) {
 
 self.onmessage = async ({ data }) => {
   if (data.type === 'stop') return handlers.stop();
-  if (data.type === 'loseGpu') return devices.forEach((d) => d.destroy());
+  if (testing && data.type === 'loseGpu') return devices.forEach((d) => d.destroy());
+  if (!Object.hasOwn(handlers, data.type)) return post({ type: 'error', message: `unknown request '${data.type}'`, request: data.type });
   if (busy) return post({ type: 'error', message: 'the model is busy; press Stop first', request: data.type });
   busy = true;
   stopRequested = false;

@@ -6,14 +6,15 @@
 use gqa::model::Model;
 use gqa::Config;
 
-pub fn shared(rel: &str) -> Option<std::path::PathBuf> {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("shared").join(rel);
-    if p.exists() {
-        Some(p)
-    } else {
-        println!("SKIPPED: ../shared/{rel} is absent (this test needs the shared fixtures)");
-        None
-    }
+/// `rel` in the shared fixtures folder: `../shared`, or `$GQA_SHARED_DIR` when it
+/// was set for the build (see build.rs). A test that calls this is marked
+/// `#[cfg_attr(not(has_shared), ignore = "needs ../shared (the shared fixtures)")]`,
+/// so it runs only where build.rs found the fixtures, and always under CI, where a
+/// missing file fails it here, named.
+pub fn shared(rel: &str) -> std::path::PathBuf {
+    let path = std::path::Path::new(env!("GQA_SHARED_DIR")).join(rel);
+    assert!(path.exists(), "this test needs the shared fixtures, but {} is missing", path.display());
+    path
 }
 
 pub fn small_config(n_kv_heads: usize) -> Config {
