@@ -11,7 +11,8 @@ mod common;
 
 use gqa::llama2c::load_llama2c;
 use gqa::sampler::SamplerConfig;
-use gqa::session::{GenerateParams, Session};
+use gqa::generation::GenerateParams;
+use gqa::session::Session;
 use gqa::tokenizer::Tokenizer;
 use tokenizers::models::bpe::{BpeTrainer, BPE};
 use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
