@@ -410,7 +410,10 @@ pub mod portable {
                 acc[j] += x[j] * y[j];
             }
         }
-        acc.iter().sum::<f32>() + tail
+        // A tree of independent adds (vector shuffles), not a chain of seven:
+        // heads are short, so this sum is a large part of each dot.
+        let quad = [acc[0] + acc[4], acc[1] + acc[5], acc[2] + acc[6], acc[3] + acc[7]];
+        ((quad[0] + quad[2]) + (quad[1] + quad[3])) + tail
     }
 
     #[inline(always)]
