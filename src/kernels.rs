@@ -504,7 +504,8 @@ where
         out.par_chunks_mut(chunk).enumerate().for_each(|(i, c)| f(i * chunk, c));
         return;
     }
-    let _ = parallel;
+    #[cfg(target_arch = "wasm32")]
+    let _ = parallel; // one thread
     for (i, c) in out.chunks_mut(chunk).enumerate() {
         f(i * chunk, c);
     }
