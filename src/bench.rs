@@ -6,16 +6,17 @@
 use serde::Serialize;
 use web_time::Instant;
 
+use crate::backend::Backend;
 use crate::config::kv_cache_bytes;
 use crate::convert::{convert, Method};
 use crate::error::{GqaError, Result};
+use crate::kernels::{dot, for_chunks, threads};
 use crate::model::Model;
-use crate::backend::{Backend, Logits};
 
 pub use crate::presets::{preset, PRESETS};
 
-/// This machine's memory bandwidth in bytes per second, measured with the
-/// same threads as decoding on a buffer far larger than the caches.
+/// This machine's memory bandwidth in bytes per second, measured with as many
+/// threads as decoding uses ([`threads`]) on a buffer far larger than the caches.
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct Bandwidth {
     /// A large copy, counting bytes read plus bytes written (the STREAM convention).
@@ -26,12 +27,12 @@ pub struct Bandwidth {
 
 /// Measure [`Bandwidth`] on `bytes`-sized buffers; the median of `reps` runs each.
 pub fn bandwidth(bytes: usize, reps: usize) -> Bandwidth {
-    use rayon::prelude::*;
     let n = bytes / 4;
     // Both buffers are written first, so no page is first touched while timed.
     let src = vec![1.0f32; n];
     let mut dst = vec![2.0f32; n];
-    let chunk = n.div_ceil(rayon::current_num_threads()).max(1);
+    let n_threads = threads();
+    let chunk = n.div_ceil(n_threads).max(1);
     let time = |f: &mut dyn FnMut()| {
         let mut t: Vec<f64> = (0..reps.max(1))
             .map(|_| {
@@ -42,11 +43,80 @@ pub fn bandwidth(bytes: usize, reps: usize) -> Bandwidth {
             .collect();
         median(&mut t)
     };
-    let copy_s = time(&mut || dst.par_chunks_mut(chunk).zip(src.par_chunks(chunk)).for_each(|(d, s)| d.copy_from_slice(s)));
-    let mut sum = 0.0;
-    let read_s = time(&mut || sum += src.par_chunks(chunk).map(|c| crate::kernels::dot(c, c)).sum::<f32>());
-    std::hint::black_box((&dst, sum));
+    let parallel = n_threads > 1;
+    let copy_s = time(&mut || for_chunks(&mut dst, chunk, parallel, |first, d| d.copy_from_slice(&src[first..first + d.len()])));
+    // One partial sum per thread.
+    let mut sums = vec![0.0f32; n_threads];
+    let read_s = time(&mut || {
+        for_chunks(&mut sums, 1, parallel, |i, s| {
+            let part = &src[(i * chunk).min(n)..((i + 1) * chunk).min(n)];
+            s[0] += dot(part, part);
+        })
+    });
+    std::hint::black_box((&dst, &sums));
     Bandwidth { copy: 2.0 * bytes as f64 / copy_s, read: bytes as f64 / read_s }
+}
+
+/// How every decode speed in this crate is measured (`gqa bench`, and the page's
+/// `decodeSpeed` through [`decode_timing`]): the KV cache holds `context - steps`
+/// synthetic positions, one untimed warm-up step runs, then `steps - 1` timed
+/// steps end at position `context`. One round gives the median time of its steps.
+#[derive(Clone, Copy, Debug)]
+pub struct DecodeCase {
+    pub context: usize,
+    pub steps: usize,
+}
+
+impl DecodeCase {
+    /// A case for a backend whose KV cache holds `capacity` positions.
+    pub fn new(context: usize, steps: usize, capacity: usize) -> Result<DecodeCase> {
+        if context > capacity || context <= steps || steps < 2 {
+            return Err(GqaError::Invalid(format!(
+                "context {context} must be above the {steps} timed steps (at least 2) and at most the KV capacity {capacity}"
+            )));
+        }
+        Ok(DecodeCase { context, steps })
+    }
+
+    /// Empty the cache, then fill it with the synthetic positions before the steps.
+    pub fn prepare(&self, backend: &mut dyn Backend) -> Result<()> {
+        backend.reset();
+        backend.fill_synthetic(self.context - self.steps, 7)
+    }
+
+    /// The token fed at step `i` (0 is the warm-up).
+    pub fn token(&self, i: usize) -> u32 {
+        (i % 7) as u32 + 1
+    }
+
+    /// One round on a blocking backend: the median seconds per timed step. Each
+    /// step is a greedy decode step (the next token, not the logits, comes back).
+    pub fn round(&self, backend: &mut dyn Backend) -> Result<f64> {
+        self.prepare(backend)?;
+        backend.forward_argmax(&[self.token(0)])?; // warm-up step, not timed
+        let mut times = (1..self.steps)
+            .map(|i| {
+                let start = Instant::now();
+                backend.forward_argmax(&[self.token(i)]).map(|_| start.elapsed().as_secs_f64())
+            })
+            .collect::<Result<Vec<f64>>>()?;
+        Ok(median(&mut times))
+    }
+
+    /// Bytes one timed step reads: the weights, and the KV cache of `model`'s G
+    /// heads at `kv_bytes_per_elem` bytes, at the average timed position.
+    pub fn bytes(&self, model: &Model, kv_bytes_per_elem: usize) -> (usize, usize) {
+        let kv = kv_cache_bytes(&model.config, model.config.n_kv_heads(), self.context - self.steps / 2, kv_bytes_per_elem);
+        (model.weight_bytes_per_token(), kv)
+    }
+}
+
+/// Seconds per decode step on `backend` at `context`: the median over `rounds`
+/// rounds of [`DecodeCase::round`].
+pub fn decode_timing(backend: &mut dyn Backend, context: usize, steps: usize, rounds: usize) -> Result<f64> {
+    let case = DecodeCase::new(context, steps, backend.capacity())?;
+    let mut times = (0..rounds.max(1)).map(|_| case.round(backend)).collect::<Result<Vec<f64>>>()?;
+    Ok(median(&mut times))
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -57,6 +127,7 @@ pub struct BenchRow {
     /// Time to convert the base model to this G (mean pooling), in memory.
     pub convert_ms: f64,
     pub context: usize,
+    pub ms_per_token: f64,
     pub decode_tok_s: f64,
     pub weight_bytes_per_token: usize,
     pub kv_bytes_per_token: usize,
@@ -74,6 +145,7 @@ pub struct BenchReport {
     pub threads: usize,
     pub params: u128,
     pub dtype: String,
+    pub kv_dtype: String,
     pub copy_gb_s: f64,
     pub read_gb_s: f64,
     pub rows: Vec<BenchRow>,
@@ -88,13 +160,12 @@ pub fn label(n_heads: usize, n_kv_heads: usize) -> String {
     }
 }
 
-/// Time `steps` decode steps ending at each context, for each G (from the
-/// base model by mean-pooling). The KV cache before them holds synthetic
-/// values. All cases are measured in `rounds` interleaved rounds, each
-/// starting with a memory-bandwidth measurement, so a slow spell of a shared
-/// machine hits every G and the bandwidth alike; each figure is the median
-/// over rounds. Returns the bandwidth and one row per (G, context).
-/// `progress(done, total)` counts cases.
+/// Time decode steps ending at each context (see [`DecodeCase`]), for each G
+/// (from the base model by mean-pooling). All cases are measured in `rounds`
+/// interleaved rounds, each starting with a memory-bandwidth measurement, so a
+/// slow spell of a shared machine hits every G and the bandwidth alike; each
+/// figure is the median over rounds. Returns the bandwidth and one row per
+/// (G, context). `progress(done, total)` counts cases.
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     backend: &mut dyn Backend,
@@ -107,67 +178,49 @@ pub fn run(
 ) -> Result<(Bandwidth, Vec<BenchRow>)> {
     let rounds = rounds.max(1);
     let total = rounds * groups.len() * contexts.len();
-    for &ctx in contexts {
-        if ctx > backend.capacity() || ctx <= steps || steps < 2 {
-            return Err(GqaError::Invalid(format!(
-                "context {ctx} must be above the {steps} timed steps (at least 2) and at most the KV capacity {}",
-                backend.capacity()
-            )));
-        }
+    let cases = contexts.iter().map(|&ctx| DecodeCase::new(ctx, steps, backend.capacity())).collect::<Result<Vec<_>>>()?;
+    // Convert each G once (the time is reported; the models share all but wk/wv).
+    let mut models = Vec::with_capacity(groups.len());
+    for &g in groups {
+        let start = Instant::now();
+        let model = convert(base, g, Method::Mean, 0)?;
+        models.push((model, start.elapsed().as_secs_f64() * 1e3));
     }
     // step_times[g][c]: one median step time per round.
     let mut step_times = vec![vec![Vec::new(); contexts.len()]; groups.len()];
-    let mut convert_ms = vec![Vec::new(); groups.len()];
-    // Per G: the converted config and the weight bytes a step streams.
-    let mut shapes = Vec::with_capacity(groups.len());
     let (mut copy, mut read) = (Vec::new(), Vec::new());
     let mut done = 0;
     for _ in 0..rounds {
         let bw = bandwidth(256 << 20, 5);
         copy.push(bw.copy);
         read.push(bw.read);
-        for (gi, &g) in groups.iter().enumerate() {
-            let start = Instant::now();
-            let model = convert(base, g, Method::Mean, 0)?;
-            convert_ms[gi].push(start.elapsed().as_secs_f64() * 1e3);
-            if shapes.len() == gi {
-                shapes.push((model.config.clone(), model.weight_bytes_per_token()));
-            }
-            let vocab = model.config.vocab_size;
-            backend.set_model(model)?;
-            for (ci, &ctx) in contexts.iter().enumerate() {
-                backend.reset();
-                backend.fill_synthetic(ctx - steps, 7)?;
-                backend.forward(&[1], Logits::Last)?; // warm-up step, not timed
-                let mut times: Vec<f64> = (0..steps - 1)
-                    .map(|i| {
-                        let start = Instant::now();
-                        backend.forward(&[(i % vocab) as u32], Logits::Last).map(|_| start.elapsed().as_secs_f64())
-                    })
-                    .collect::<Result<_>>()?;
-                step_times[gi][ci].push(median(&mut times));
+        for (gi, (model, _)) in models.iter().enumerate() {
+            backend.set_model(model.clone())?;
+            for (ci, case) in cases.iter().enumerate() {
+                step_times[gi][ci].push(case.round(backend)?);
                 done += 1;
                 progress(done, total);
             }
         }
     }
     let bandwidth = Bandwidth { copy: median(&mut copy), read: median(&mut read) };
+    let kv_elem = backend.kv_dtype().size();
     let mut rows = Vec::new();
-    for (gi, &g) in groups.iter().enumerate() {
-        let (config, weight_bytes) = (&shapes[gi].0, shapes[gi].1);
-        for (ci, &ctx) in contexts.iter().enumerate() {
-            let tok_s = 1.0 / median(&mut step_times[gi][ci]);
-            // The cache is read at the average timed position.
-            let kv_bytes = kv_cache_bytes(config, g, ctx - steps / 2, 4);
+    for (gi, (model, convert_ms)) in models.iter().enumerate() {
+        let c = &model.config;
+        for (ci, case) in cases.iter().enumerate() {
+            let step_s = median(&mut step_times[gi][ci]);
+            let (weight_bytes, kv_bytes) = case.bytes(model, kv_elem);
             let bytes = weight_bytes + kv_bytes;
-            let rate = bytes as f64 * tok_s;
+            let rate = bytes as f64 / step_s;
             rows.push(BenchRow {
-                n_heads: config.n_heads(),
-                n_kv_heads: g,
-                label: label(config.n_heads(), g),
-                convert_ms: median(&mut convert_ms[gi]),
-                context: ctx,
-                decode_tok_s: tok_s,
+                n_heads: c.n_heads(),
+                n_kv_heads: c.n_kv_heads(),
+                label: label(c.n_heads(), c.n_kv_heads()),
+                convert_ms: *convert_ms,
+                context: case.context,
+                ms_per_token: step_s * 1e3,
+                decode_tok_s: 1.0 / step_s,
                 weight_bytes_per_token: weight_bytes,
                 kv_bytes_per_token: kv_bytes,
                 bytes_per_token: bytes,
@@ -196,21 +249,24 @@ pub fn median(values: &mut [f64]) -> f64 {
 /// The table as Markdown (what README.md shows).
 pub fn markdown(report: &BenchReport) -> String {
     let mut s = format!(
-        "backend {}, {} threads, {:.1}M params ({}), memory bandwidth: copy {:.2} GB/s (read + write), read {:.2} GB/s\n\n",
+        "backend {}, {} threads, {:.1}M params ({} weights, {} KV cache), memory bandwidth with {} threads: copy {:.2} GB/s (read + write), read {:.2} GB/s\n\n",
         report.backend,
         report.threads,
         report.params as f64 / 1e6,
         report.dtype,
+        report.kv_dtype,
+        report.threads,
         report.copy_gb_s,
         report.read_gb_s
     );
-    s += "| G | context | tok/s | MB/token (weights + KV) | effective GB/s | of copy bw | of read bw | convert ms |\n|---|---:|---:|---:|---:|---:|---:|---:|\n";
+    s += "| G | context | ms/token | tok/s | MB/token (weights + KV) | effective GB/s | of copy bw | of read bw | convert ms |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
     for r in &report.rows {
         s += &format!(
-            "| {} ({}) | {} | {:.1} | {:.2} + {:.2} | {:.2} | {:.0}% | {:.0}% | {:.1} |\n",
+            "| {} ({}) | {} | {:.3} | {:.1} | {:.2} + {:.2} | {:.2} | {:.0}% | {:.0}% | {:.1} |\n",
             r.label,
             r.n_kv_heads,
             r.context,
+            r.ms_per_token,
             r.decode_tok_s,
             r.weight_bytes_per_token as f64 / 1e6,
             r.kv_bytes_per_token as f64 / 1e6,

@@ -3,27 +3,94 @@
 //!
 //! Shapes: T new tokens, dim = hidden_size, H query heads, G key/value heads,
 //! hd = head_dim, group size H/G, ffn = intermediate_size.
+//!
+//! A decode step has no fixed costs beyond the bytes it must read: the buffers
+//! live in the engine (allocated once per model and batch size), RoPE angles
+//! come from a table, and work is split across threads only where it is large
+//! enough to pay for waking them, in few regions per layer (q/k/v together,
+//! gate/up together, all attention tasks together).
 
+use crate::backend::{Backend, EngineOptions, Logits};
 use crate::config::Config;
 use crate::error::{GqaError, Result};
-use crate::kernels::{attention_scores, attention_values, axpy, exp_shifted_sum, matmul, par_map};
-use crate::kv_cache::KvCache;
+use crate::kernels::{attention_scores, attention_values, axpy, exp_shifted_sum, for_chunks, matmul, matmul_swiglu, threads, KvElem};
+use crate::kv_cache::{HeadKv, KvCache};
 use crate::model::Model;
-use crate::backend::{Backend, Logits};
-use crate::rope::Rope;
+use crate::rope::RopeTable;
+use crate::sampler::argmax;
+use crate::tensor::DType;
+
+/// Bytes of work (weights or cache read) below which an operation runs on the
+/// calling thread: waking the others costs tens of microseconds, the time one
+/// core takes to stream a few hundred KiB.
+pub const MIN_PARALLEL_BYTES: usize = 256 << 10;
 
 pub struct CpuEngine {
     model: Model,
     cache: KvCache,
+    /// cos/sin of every position the cache can hold.
+    rope: RopeTable,
+    scratch: Scratch,
+    /// See [`MIN_PARALLEL_BYTES`] and [`CpuEngine::set_min_parallel_bytes`].
+    min_parallel_bytes: usize,
     /// Positions already in the KV cache (the context used).
     pos: usize,
 }
 
+/// The buffers of one forward pass, sized for `batch` tokens and grown when a
+/// longer prompt comes; decoding allocates nothing.
+#[derive(Default)]
+struct Scratch {
+    batch: usize,
+    x: Vec<f32>,      // (T, dim) the residual stream
+    xb: Vec<f32>,     // (T, dim) a sublayer's normed input
+    qkv: Vec<f32>,    // (T, H*hd + 2*G*hd) each token's query | key | value
+    att: Vec<f32>,    // (T, H*hd) attention output
+    hb: Vec<f32>,     // (T, ffn) silu(gate) * up
+    proj: Vec<f32>,   // (T, dim) output of wo and of down
+    logits: Vec<f32>, // (T, vocab)
+    /// A batch's transposed matmul output (see kernels::matmul).
+    tmp: Vec<f32>,
+    /// One [`attention_task_len`] slot per (KV head, chunk) attention task.
+    attention: Vec<f32>,
+}
+
+impl Scratch {
+    fn new(c: &Config, capacity: usize) -> Scratch {
+        let tasks = c.n_kv_heads() * capacity.div_ceil(ATTENTION_CHUNK);
+        Scratch { attention: vec![0.0; tasks * attention_task_len(c)], ..Scratch::default() }
+    }
+
+    /// Make room for a batch of `t` tokens.
+    fn grow(&mut self, c: &Config, t: usize) {
+        if t <= self.batch {
+            return;
+        }
+        let (dim, q_dim, kv_dim) = (c.hidden_size, c.n_heads() * c.head_dim(), c.n_kv_heads() * c.head_dim());
+        self.batch = t;
+        self.x.resize(t * dim, 0.0);
+        self.xb.resize(t * dim, 0.0);
+        self.qkv.resize(t * (q_dim + 2 * kv_dim), 0.0);
+        self.att.resize(t * q_dim, 0.0);
+        self.hb.resize(t * c.intermediate_size, 0.0);
+        self.proj.resize(t * dim, 0.0);
+        self.logits.resize(t * c.vocab_size, 0.0);
+    }
+}
+
 impl CpuEngine {
-    /// An engine whose KV cache holds `capacity` positions (G heads each).
+    /// An engine whose KV cache holds `capacity` positions (G heads each, f32).
     pub fn new(model: Model, capacity: usize) -> Result<CpuEngine> {
-        let cache = KvCache::new(&model.config, capacity)?;
-        Ok(CpuEngine { model, cache, pos: 0 })
+        CpuEngine::with_options(model, capacity, EngineOptions::default())
+    }
+
+    /// An engine whose KV cache holds `capacity` positions in `options.kv_dtype`.
+    pub fn with_options(model: Model, capacity: usize, options: EngineOptions) -> Result<CpuEngine> {
+        let cache = KvCache::new(&model.config, capacity, options.kv_dtype)?;
+        let c = &model.config;
+        let rope = RopeTable::new(c.head_dim(), c.rope_theta, capacity);
+        let scratch = Scratch::new(c, capacity);
+        Ok(CpuEngine { model, cache, rope, scratch, min_parallel_bytes: MIN_PARALLEL_BYTES, pos: 0 })
     }
 
     pub fn model(&self) -> &Model {
@@ -42,6 +109,13 @@ impl CpuEngine {
         &self.cache
     }
 
+    /// Split an operation across threads only from this many bytes of work
+    /// (0: always, when there are several threads; `usize::MAX`: never). The
+    /// result is the same either way: each output is computed by the same code.
+    pub fn set_min_parallel_bytes(&mut self, bytes: usize) {
+        self.min_parallel_bytes = bytes;
+    }
+
     /// Forget the context (the cache is overwritten from position 0).
     pub fn reset(&mut self) {
         self.pos = 0;
@@ -50,9 +124,9 @@ impl CpuEngine {
     /// Swap in a model (e.g. after converting to another G); the KV cache is
     /// reallocated for its G heads and the context starts over.
     pub fn set_model(&mut self, model: Model) -> Result<()> {
-        self.cache = KvCache::new(&model.config, self.cache.capacity())?;
-        self.model = model;
-        self.pos = 0;
+        let capacity = self.cache.capacity();
+        let options = EngineOptions { kv_dtype: self.cache.dtype() };
+        *self = CpuEngine { min_parallel_bytes: self.min_parallel_bytes, ..CpuEngine::with_options(model, capacity, options)? };
         Ok(())
     }
 
@@ -70,6 +144,16 @@ impl CpuEngine {
     /// Run `tokens` through the model at positions pos..pos+T, appending their
     /// keys and values to the cache. Returns logits (see [`Logits`]).
     pub fn forward(&mut self, tokens: &[u32], which: Logits) -> Result<Vec<f32>> {
+        Ok(self.run(tokens, which)?.to_vec())
+    }
+
+    /// [`CpuEngine::forward`] for greedy decoding: the argmax of the last logits.
+    pub fn forward_argmax(&mut self, tokens: &[u32]) -> Result<u32> {
+        Ok(argmax(self.run(tokens, Logits::Last)?))
+    }
+
+    /// The forward pass; the logits it returns live in the engine's scratch.
+    fn run(&mut self, tokens: &[u32], which: Logits) -> Result<&[f32]> {
         let c = &self.model.config;
         let (t_new, dim, vocab) = (tokens.len(), c.hidden_size, c.vocab_size);
         if t_new == 0 {
@@ -81,66 +165,64 @@ impl CpuEngine {
         if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= vocab) {
             return Err(GqaError::BadToken { token: bad, vocab });
         }
-        let (n_heads, n_kv_heads, hd) = (c.n_heads(), c.n_kv_heads(), c.head_dim());
-        let (q_dim, kv_dim, ffn) = (n_heads * hd, n_kv_heads * hd, c.intermediate_size);
+        self.scratch.grow(&self.model.config, t_new);
+        let CpuEngine { model, cache, rope, scratch, min_parallel_bytes, pos } = self;
+        let c = &model.config;
+        let (q_dim, kv_dim) = (c.n_heads() * c.head_dim(), c.n_kv_heads() * c.head_dim());
+        let qkv_dim = q_dim + 2 * kv_dim;
         let eps = c.rms_norm_eps;
-        // RoPE angles of each new position, computed once for all layers.
-        let rope = Rope::new(hd, c.rope_theta);
-        let angles: Vec<_> = (0..t_new).map(|t| rope.angles(self.pos + t)).collect();
+        // Whether work reading `bytes` runs on several threads.
+        let (n_threads, min_bytes) = (threads(), *min_parallel_bytes);
+        let par = |bytes: usize| n_threads > 1 && bytes >= min_bytes;
+        let Scratch { x, xb, qkv, att, hb, proj, logits, tmp, attention, .. } = scratch;
+        let (x, xb, proj) = (&mut x[..t_new * dim], &mut xb[..t_new * dim], &mut proj[..t_new * dim]);
+        let (qkv, att, hb) = (&mut qkv[..t_new * qkv_dim], &mut att[..t_new * q_dim], &mut hb[..t_new * c.intermediate_size]);
 
         // x: (T, dim) the residual stream, starting from the token embeddings.
-        let mut x = vec![0.0f32; t_new * dim];
-        for (t, &tok) in tokens.iter().enumerate() {
-            self.model.embed.row_into(tok as usize, &mut x[t * dim..(t + 1) * dim]);
+        for (row, &tok) in x.chunks_exact_mut(dim).zip(tokens) {
+            model.embed.row_into(tok as usize, row);
         }
-        let mut xb = vec![0.0f32; t_new * dim];
-        let (mut q, mut k, mut v) = (vec![0.0; t_new * q_dim], vec![0.0; t_new * kv_dim], vec![0.0; t_new * kv_dim]);
-        let mut att = vec![0.0f32; t_new * q_dim];
-        let mut proj = vec![0.0f32; t_new * dim];
-        let (mut gate, mut up) = (vec![0.0f32; t_new * ffn], vec![0.0f32; t_new * ffn]);
-
-        for (layer, block) in self.model.blocks.iter().enumerate() {
+        for (layer, block) in model.blocks.iter().enumerate() {
+            let (a, mlp) = (&block.attn, &block.mlp);
             // ---- attention: x += wo(attention(rope(wq xb), rope(wk xb), wv xb)) ----
-            rms_norm_rows(&x, &block.input_norm, eps, &mut xb);
-            matmul(&block.attn.wq, &xb, t_new, &mut q); // (T, H*hd)
-            matmul(&block.attn.wk, &xb, t_new, &mut k); // (T, G*hd)
-            matmul(&block.attn.wv, &xb, t_new, &mut v); // (T, G*hd)
-            for t in 0..t_new {
-                let pos = self.pos + t;
-                Rope::apply(&mut q[t * q_dim..(t + 1) * q_dim], &angles[t]);
-                Rope::apply(&mut k[t * kv_dim..(t + 1) * kv_dim], &angles[t]);
-                self.cache.store(layer, pos, &k[t * kv_dim..(t + 1) * kv_dim], &v[t * kv_dim..(t + 1) * kv_dim]);
+            rms_norm_rows(x, &block.input_norm, eps, xb);
+            let qkv_bytes = a.wq.bytes() + a.wk.bytes() + a.wv.bytes();
+            matmul(&[&a.wq, &a.wk, &a.wv], xb, t_new, qkv, tmp, par(qkv_bytes)); // (T, H*hd | G*hd | G*hd)
+            for (t, row) in qkv.chunks_exact_mut(qkv_dim).enumerate() {
+                let (q, kv) = row.split_at_mut(q_dim);
+                let (k, v) = kv.split_at_mut(kv_dim);
+                rope.apply(q, *pos + t);
+                rope.apply(k, *pos + t);
+                cache.store(layer, *pos + t, k, v);
             }
-            for t in 0..t_new {
-                // Causal: the token at pos attends to positions 0..=pos.
-                let n_ctx = self.pos + t + 1;
-                grouped_attention(c, &self.cache, layer, n_ctx, &q[t * q_dim..(t + 1) * q_dim], &mut att[t * q_dim..(t + 1) * q_dim]);
+            for (t, (row, out)) in qkv.chunks_exact(qkv_dim).zip(att.chunks_exact_mut(q_dim)).enumerate() {
+                // Causal: the token at pos + t attends to positions 0..=pos + t.
+                let n_ctx = *pos + t + 1;
+                let kv_bytes = 2 * kv_dim * n_ctx * cache.dtype().size();
+                grouped_attention(c, cache, layer, n_ctx, &row[..q_dim], out, attention, par(kv_bytes));
             }
-            matmul(&block.attn.wo, &att, t_new, &mut proj); // (T, dim)
-            add_into(&mut x, &proj);
+            matmul(&[&a.wo], att, t_new, proj, tmp, par(a.wo.bytes())); // (T, dim)
+            add_into(x, proj);
 
             // ---- feed-forward: x += down(silu(gate xb) * up xb) ----
-            rms_norm_rows(&x, &block.post_attention_norm, eps, &mut xb);
-            matmul(&block.mlp.gate, &xb, t_new, &mut gate); // (T, ffn)
-            matmul(&block.mlp.up, &xb, t_new, &mut up); // (T, ffn)
-            for (g, u) in gate.iter_mut().zip(&up) {
-                *g = silu(*g) * u;
-            }
-            matmul(&block.mlp.down, &gate, t_new, &mut proj); // (T, dim)
-            add_into(&mut x, &proj);
+            rms_norm_rows(x, &block.post_attention_norm, eps, xb);
+            matmul_swiglu(&mlp.gate, &mlp.up, xb, t_new, hb, tmp, par(mlp.gate.bytes() + mlp.up.bytes())); // (T, ffn)
+            matmul(&[&mlp.down], hb, t_new, proj, tmp, par(mlp.down.bytes())); // (T, dim)
+            add_into(x, proj);
         }
-        self.pos += t_new;
+        *pos += t_new;
 
         // ---- final norm and classifier ----
-        let rows = match which {
-            Logits::Last => &x[(t_new - 1) * dim..],
-            Logits::All => &x[..],
+        let first = match which {
+            Logits::Last => t_new - 1,
+            Logits::All => 0,
         };
-        let n_out = rows.len() / dim;
-        let mut normed = vec![0.0f32; rows.len()];
-        rms_norm_rows(rows, &self.model.norm, eps, &mut normed);
-        let mut logits = vec![0.0f32; n_out * vocab];
-        matmul(self.model.classifier(), &normed, n_out, &mut logits); // (n_out, vocab)
+        let n_out = t_new - first;
+        let normed = &mut xb[..n_out * dim];
+        rms_norm_rows(&x[first * dim..], &model.norm, eps, normed);
+        let logits = &mut logits[..n_out * vocab];
+        let classifier = model.classifier();
+        matmul(&[classifier], normed, n_out, logits, tmp, par(classifier.bytes())); // (n_out, vocab)
         Ok(logits)
     }
 }
@@ -158,6 +240,9 @@ impl Backend for CpuEngine {
     fn forward(&mut self, tokens: &[u32], which: Logits) -> Result<Vec<f32>> {
         CpuEngine::forward(self, tokens, which)
     }
+    fn forward_argmax(&mut self, tokens: &[u32]) -> Result<u32> {
+        CpuEngine::forward_argmax(self, tokens)
+    }
     fn pos(&self) -> usize {
         CpuEngine::pos(self)
     }
@@ -173,6 +258,9 @@ impl Backend for CpuEngine {
     fn kv_bytes_allocated(&self) -> usize {
         self.cache.bytes()
     }
+    fn kv_dtype(&self) -> DType {
+        self.cache.dtype()
+    }
     fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
         self
     }
@@ -182,58 +270,77 @@ impl Backend for CpuEngine {
 /// that run in parallel and are merged by their softmax maxima and sums.
 const ATTENTION_CHUNK: usize = 256;
 
+/// Floats of one attention task's slot in the scratch: for each of the H/G query
+/// heads of its group the (max score, sum of exp) pair, the unnormalized output
+/// (H/G, hd), and the scores (H/G, ATTENTION_CHUNK).
+fn attention_task_len(c: &Config) -> usize {
+    c.group_size() * (2 + c.head_dim() + ATTENTION_CHUNK)
+}
+
 /// Attention of one token's H query heads over `n_ctx` cached positions.
 ///
 /// Each task takes one KV head g and a chunk of positions, and computes all
 /// H/G query heads of g's group together: every key and value row is read
-/// from memory once per token, not H/G times. q and out are (H*hd).
-fn grouped_attention(c: &Config, cache: &KvCache, layer: usize, n_ctx: usize, q: &[f32], out: &mut [f32]) {
+/// from memory once per token, not H/G times. All tasks form one parallel
+/// region (when `parallel`), each writing its own slot of `slots`; then the
+/// chunks of each group are merged. q and out are (H*hd).
+#[allow(clippy::too_many_arguments)]
+fn grouped_attention(c: &Config, cache: &KvCache, layer: usize, n_ctx: usize, q: &[f32], out: &mut [f32], slots: &mut [f32], parallel: bool) {
     let (hd, n_kv_heads, group) = (c.head_dim(), c.n_kv_heads(), c.group_size());
     let scale = 1.0 / (hd as f32).sqrt();
     let n_chunks = n_ctx.div_ceil(ATTENTION_CHUNK);
+    let slot_len = attention_task_len(c);
+    let slots = &mut slots[..n_kv_heads * n_chunks * slot_len];
 
-    // partials[g * n_chunks + j], over chunk j of KV head g: for each query head
-    // of the group its (max score, sum of exp), and the unnormalized outputs (H/G, hd).
-    let partials = par_map(n_kv_heads * n_chunks, |task| {
+    for_chunks(slots, slot_len, parallel && slots.len() > slot_len, |first, slot| {
+        let task = first / slot_len;
         let (g, chunk) = (task / n_chunks, task % n_chunks);
         let start = chunk * ATTENTION_CHUNK;
         let end = (start + ATTENTION_CHUNK).min(n_ctx);
-        let (keys, values) = cache.head(layer, g, end);
-        let (keys, values) = (&keys[start * hd..], &values[start * hd..]); // (len, hd)
         let group_q = &q[g * group * hd..(g + 1) * group * hd]; // (H/G, hd)
-
-        // scores (H/G, len): one pass over the keys for all heads of the group.
-        let len = end - start;
-        let mut scores = vec![0.0f32; group * len];
-        attention_scores(keys, group_q, hd, scale, &mut scores);
-        // Softmax numerators, with each head's max and sum kept for the merge.
-        let stats: Vec<(f32, f32)> = scores
-            .chunks_exact_mut(len)
-            .map(|row| {
-                let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-                (m, exp_shifted_sum(row, m))
-            })
-            .collect();
-        // acc (H/G, hd): one pass over the values for all heads of the group.
-        let mut acc = vec![0.0f32; group * hd];
-        attention_values(values, &scores, hd, &mut acc);
-        (stats, acc)
+        match cache.head(layer, g, end) {
+            HeadKv::F32(k, v) => attend(&k[start * hd..], &v[start * hd..], group_q, hd, scale, slot),
+            HeadKv::F16(k, v) => attend(&k[start * hd..], &v[start * hd..], group_q, hd, scale, slot),
+        }
     });
 
     // Merge the chunks of each group: softmax over all positions.
+    let slot = |g: usize, chunk: usize| &slots[(g * n_chunks + chunk) * slot_len..][..slot_len];
     for g in 0..n_kv_heads {
         for r in 0..group {
-            let parts = &partials[g * n_chunks..(g + 1) * n_chunks];
-            let m = parts.iter().fold(f32::NEG_INFINITY, |a, p| a.max(p.0[r].0));
-            let l: f32 = parts.iter().map(|p| p.0[r].1 * (p.0[r].0 - m).exp()).sum();
+            let max = |chunk: usize| slot(g, chunk)[2 * r];
+            let sum = |chunk: usize| slot(g, chunk)[2 * r + 1];
+            let m = (0..n_chunks).fold(f32::NEG_INFINITY, |a, j| a.max(max(j)));
+            let l: f32 = (0..n_chunks).map(|j| sum(j) * (max(j) - m).exp()).sum();
             let head = g * group + r;
             let o = &mut out[head * hd..(head + 1) * hd];
             o.fill(0.0);
-            for (stats, acc) in parts {
-                axpy((stats[r].0 - m).exp() / l, &acc[r * hd..(r + 1) * hd], o);
+            for j in 0..n_chunks {
+                let acc = &slot(g, j)[2 * group + r * hd..][..hd];
+                axpy((max(j) - m).exp() / l, acc, o);
             }
         }
     }
+}
+
+/// One attention task: the H/G query heads `qs` (H/G, hd) over the keys and
+/// values (len, hd) of one chunk, into `slot` (see [`attention_task_len`]).
+fn attend<T: KvElem>(keys: &[T], values: &[T], qs: &[f32], hd: usize, scale: f32, slot: &mut [f32]) {
+    let (group, len) = (qs.len() / hd, keys.len() / hd);
+    let (stats, rest) = slot.split_at_mut(2 * group);
+    let (acc, scores) = rest.split_at_mut(group * hd);
+    let scores = &mut scores[..group * len];
+    // scores (H/G, len): one pass over the keys for all heads of the group.
+    attention_scores(keys, qs, hd, scale, scores);
+    // Softmax numerators, with each head's max and sum kept for the merge.
+    for (row, stat) in scores.chunks_exact_mut(len).zip(stats.chunks_exact_mut(2)) {
+        let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        stat[0] = m;
+        stat[1] = exp_shifted_sum(row, m);
+    }
+    // acc (H/G, hd): one pass over the values for all heads of the group.
+    acc.fill(0.0);
+    attention_values(values, scores, hd, acc);
 }
 
 /// RMSNorm of each row of x (rows of w.len()): x / sqrt(mean(x^2) + eps) * w.
@@ -252,8 +359,4 @@ fn add_into(x: &mut [f32], y: &[f32]) {
     for (a, b) in x.iter_mut().zip(y) {
         *a += b;
     }
-}
-
-fn silu(x: f32) -> f32 {
-    x / (1.0 + (-x).exp())
 }

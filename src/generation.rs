@@ -9,7 +9,7 @@ use web_time::Instant;
 
 use crate::config::{kv_cache_bytes, Config};
 use crate::error::{GqaError, Result};
-use crate::model::Model;
+use crate::backend::Backend;
 use crate::sampler::{Sampler, SamplerConfig};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -32,10 +32,13 @@ pub struct Stats {
     pub decode_tok_s: f64,
     pub context_used: usize,
     pub context_max: usize,
-    /// KV cache bytes at the context used, for this G and for MHA (G = H), f32.
+    /// KV cache bytes at the context used, for this G and for MHA (G = H), in
+    /// the cache's precision (`kv_dtype`).
     pub kv_bytes: usize,
     pub kv_bytes_mha: usize,
     pub kv_bytes_allocated: usize,
+    /// "f32" or "f16".
+    pub kv_dtype: String,
     pub weight_bytes: usize,
     /// "length", "eos", "context" or "stopped".
     pub stop_reason: String,
@@ -145,15 +148,17 @@ impl Generation {
         self.pending = Some(token);
     }
 
-    /// The statistics so far, for an engine now at `pos` of `capacity` positions.
-    pub fn stats(&self, backend: String, model: &Model, pos: usize, capacity: usize, kv_bytes_allocated: usize, stop_reason: &str) -> Stats {
+    /// The statistics so far, of the generation on `backend`. Cheap (a few
+    /// numbers and short strings): the session calls it after every token.
+    pub fn stats(&self, backend: &dyn Backend, stop_reason: &str) -> Stats {
+        let (model, pos, kv_dtype) = (backend.model(), backend.pos(), backend.kv_dtype());
         let config = &model.config;
         let prefill_s = self.prefill_s.unwrap_or(0.0);
         let decode_s = self.decode_start.elapsed().as_secs_f64();
         // Decode speed counts the forward passes after the prefill.
         let decode_steps = pos.saturating_sub(self.prompt.len());
         Stats {
-            backend,
+            backend: backend.name(),
             n_heads: config.n_heads(),
             n_kv_heads: config.n_kv_heads(),
             prompt_tokens: self.prompt.len(),
@@ -162,10 +167,11 @@ impl Generation {
             prefill_tok_s: self.prompt.len() as f64 / prefill_s.max(1e-9),
             decode_tok_s: if decode_steps > 0 { decode_steps as f64 / decode_s.max(1e-9) } else { 0.0 },
             context_used: pos,
-            context_max: capacity,
-            kv_bytes: kv_cache_bytes(config, config.n_kv_heads(), pos, 4),
-            kv_bytes_mha: kv_cache_bytes(config, config.n_heads(), pos, 4),
-            kv_bytes_allocated,
+            context_max: backend.capacity(),
+            kv_bytes: kv_cache_bytes(config, config.n_kv_heads(), pos, kv_dtype.size()),
+            kv_bytes_mha: kv_cache_bytes(config, config.n_heads(), pos, kv_dtype.size()),
+            kv_bytes_allocated: backend.kv_bytes_allocated(),
+            kv_dtype: kv_dtype.name().into(),
             weight_bytes: model.weight_bytes(),
             stop_reason: stop_reason.into(),
         }

@@ -29,7 +29,7 @@ use safetensors::{Dtype, SafeTensorError, SafeTensors, View};
 use crate::config::Config;
 use crate::error::{GqaError, Result};
 use crate::model::{Attention, Block, Mlp, Model};
-use crate::tensor::{DType, Data, Matrix};
+use crate::tensor::{DType, Data, Matrix, Shared};
 
 const EMBED: &str = "model.embed_tokens.weight";
 const FINAL_NORM: &str = "model.norm.weight";
@@ -82,13 +82,13 @@ pub fn load_hf(config_json: &str, safetensors: &[u8]) -> Result<Model> {
         let (rows, cols) = (view.shape()[0], view.shape()[1]);
         let data = match dtype {
             DType::F16 => {
-                Data::F16(view.data().chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]])).collect())
+                Data::F16(view.data().chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]])).collect::<Vec<_>>().into())
             }
-            DType::F32 => Data::F32(values_f32(name, &view)?),
+            DType::F32 => Data::F32(values_f32(name, &view)?.into()),
         };
         Ok(Matrix { rows, cols, data })
     };
-    let norm = |name: &str| values_f32(name, &tensor(&st, name)?);
+    let norm = |name: &str| values_f32(name, &tensor(&st, name)?).map(Shared::from);
 
     let blocks = (0..config.num_hidden_layers)
         .map(|i| {

@@ -5,6 +5,7 @@
 //! The same engine runs natively (the `gqa` CLI) and in the browser (wasm32).
 
 pub mod backend;
+pub mod bench;
 pub mod config;
 pub mod convert;
 pub mod cpu;
@@ -26,8 +27,6 @@ pub mod session;
 pub mod tensor;
 pub mod tokenizer;
 #[cfg(feature = "train")] pub mod train;
-#[cfg(not(target_arch = "wasm32"))]
-pub mod bench;
 /// The browser API (wasm-bindgen), used by the page's Web Worker.
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;

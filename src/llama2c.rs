@@ -59,14 +59,14 @@ pub fn load_llama2c(bytes: &[u8]) -> Result<Model> {
     let take = |layers: &mut Vec<Vec<f32>>, i: usize| std::mem::take(&mut layers[i]);
     let blocks = (0..l)
         .map(|i| Block {
-            input_norm: take(&mut rms_att, i),
+            input_norm: take(&mut rms_att, i).into(),
             attn: Attention {
                 wq: Matrix::from_f32(q, d, interleaved_to_half(&take(&mut wq, i), hs, d)),
                 wk: Matrix::from_f32(kv, d, interleaved_to_half(&take(&mut wk, i), hs, d)),
                 wv: Matrix::from_f32(kv, d, take(&mut wv, i)),
                 wo: Matrix::from_f32(d, q, take(&mut wo, i)),
             },
-            post_attention_norm: take(&mut rms_ffn, i),
+            post_attention_norm: take(&mut rms_ffn, i).into(),
             mlp: Mlp {
                 gate: Matrix::from_f32(f, d, take(&mut w1, i)),
                 up: Matrix::from_f32(f, d, take(&mut w3, i)),
@@ -74,7 +74,7 @@ pub fn load_llama2c(bytes: &[u8]) -> Result<Model> {
             },
         })
         .collect();
-    Ok(Model { config, embed, blocks, norm, lm_head })
+    Ok(Model { config, embed, blocks, norm: norm.into(), lm_head })
 }
 
 /// Read and validate the 7-field header into a (validated) [`Config`].

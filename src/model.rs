@@ -10,7 +10,7 @@
 use crate::config::Config;
 use crate::error::Result;
 use crate::rng::Rng;
-use crate::tensor::{DType, Matrix};
+use crate::tensor::{DType, Matrix, Shared};
 
 /// Grouped-query attention projections. With hd = head_dim, H = n_heads, G = n_kv_heads:
 #[derive(Clone, Debug, PartialEq)]
@@ -31,18 +31,19 @@ pub struct Mlp {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Block {
-    pub input_norm: Vec<f32>, // (dim)
+    pub input_norm: Shared<Vec<f32>>, // (dim)
     pub attn: Attention,
-    pub post_attention_norm: Vec<f32>, // (dim)
+    pub post_attention_norm: Shared<Vec<f32>>, // (dim)
     pub mlp: Mlp,
 }
 
+/// Every tensor is [`Shared`]: cloning a model shares its weights (see tensor.rs).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Model {
     pub config: Config,
     pub embed: Matrix, // (vocab, dim)
     pub blocks: Vec<Block>,
-    pub norm: Vec<f32>, // (dim)
+    pub norm: Shared<Vec<f32>>, // (dim)
     /// `None` when tied to `embed` (tie_word_embeddings).
     pub lm_head: Option<Matrix>, // (vocab, dim)
 }
@@ -118,13 +119,13 @@ impl Model {
         let embed = mat(v, d);
         let blocks = (0..config.num_hidden_layers)
             .map(|_| Block {
-                input_norm: vec![1.0; d],
+                input_norm: vec![1.0; d].into(),
                 attn: Attention { wq: mat(q, d), wk: mat(kv, d), wv: mat(kv, d), wo: mat(d, q) },
-                post_attention_norm: vec![1.0; d],
+                post_attention_norm: vec![1.0; d].into(),
                 mlp: Mlp { gate: mat(f, d), up: mat(f, d), down: mat(d, f) },
             })
             .collect();
         let lm_head = (!config.tie_word_embeddings).then(|| mat(v, d));
-        Ok(Model { config: config.clone(), embed, blocks, norm: vec![1.0; d], lm_head })
+        Ok(Model { config: config.clone(), embed, blocks, norm: vec![1.0; d].into(), lm_head })
     }
 }

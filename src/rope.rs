@@ -17,10 +17,31 @@ impl Rope {
     pub fn angles(&self, pos: usize) -> (Vec<f32>, Vec<f32>) {
         self.inv_freq.iter().map(|f| ((pos as f32 * f).cos(), (pos as f32 * f).sin())).unzip()
     }
+}
 
-    /// Rotate every head of `x` in place by the angles of one position.
-    pub fn apply(x: &mut [f32], (cos, sin): &(Vec<f32>, Vec<f32>)) {
-        let half = cos.len();
+/// cos and sin of every position an engine can reach, computed once per model
+/// and KV capacity instead of once per token.
+pub struct RopeTable {
+    half: usize,
+    cos: Vec<f32>, // (positions, hd/2)
+    sin: Vec<f32>, // (positions, hd/2)
+}
+
+impl RopeTable {
+    pub fn new(head_dim: usize, theta: f32, positions: usize) -> RopeTable {
+        let rope = Rope::new(head_dim, theta);
+        let (cos, sin) = (0..positions).map(|pos| rope.angles(pos)).fold((Vec::new(), Vec::new()), |(mut c, mut s), (pc, ps)| {
+            c.extend(pc);
+            s.extend(ps);
+            (c, s)
+        });
+        RopeTable { half: head_dim / 2, cos, sin }
+    }
+
+    /// Rotate every head (hd values each) of `x` in place by the angles of `pos`.
+    pub fn apply(&self, x: &mut [f32], pos: usize) {
+        let half = self.half;
+        let (cos, sin) = (&self.cos[pos * half..(pos + 1) * half], &self.sin[pos * half..(pos + 1) * half]);
         for head in x.chunks_exact_mut(2 * half) {
             let (a, b) = head.split_at_mut(half);
             for i in 0..half {

@@ -2,7 +2,7 @@
 //! the G it is converted to, a backend that runs it, and generation with
 //! streaming callbacks and statistics.
 
-use crate::backend::{open_async, Backend, BackendKind, Logits};
+use crate::backend::{open_async, Backend, BackendKind, EngineOptions, Logits};
 use crate::convert::{convert, Method};
 use crate::cpu::CpuEngine;
 use crate::error::{GqaError, Result};
@@ -56,9 +56,10 @@ impl Session {
         base: Model,
         tokenizer: Option<Tokenizer>,
         capacity: Option<usize>,
+        options: EngineOptions,
     ) -> Result<(Session, Option<String>)> {
         let capacity = capacity.unwrap_or(base.config.max_position_embeddings);
-        let opened = open_async(kind, base.clone(), capacity).await?;
+        let opened = open_async(kind, base.clone(), capacity, options).await?;
         Ok((Session::new(base, tokenizer, opened.backend)?, opened.fallback))
     }
 
@@ -69,8 +70,9 @@ impl Session {
         base: Model,
         tokenizer: Option<Tokenizer>,
         capacity: Option<usize>,
+        options: EngineOptions,
     ) -> Result<(Session, Option<String>)> {
-        pollster::block_on(Session::open_async(kind, base, tokenizer, capacity))
+        pollster::block_on(Session::open_async(kind, base, tokenizer, capacity, options))
     }
 
     /// Run on another backend from now on (it must run this session's current
@@ -179,8 +181,7 @@ impl Session {
 
     fn update_stats(&mut self, stop_reason: &str) {
         let Some(g) = &self.generation else { return };
-        let b = &self.backend;
-        self.stats = g.stats(b.name(), b.model(), b.pos(), b.capacity(), b.kv_bytes_allocated(), stop_reason);
+        self.stats = g.stats(self.backend.as_ref(), stop_reason);
     }
 
     /// Generate from prompt token ids (BOS included by the caller). `on_token`

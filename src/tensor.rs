@@ -1,6 +1,48 @@
-//! Weight matrices as the engine keeps them in memory: row-major (out x in), f32 or f16.
+//! Weight matrices as the engine keeps them in memory: row-major (out x in), f32 or f16,
+//! in [`Shared`] storage so that copies of a model share their weights.
+
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 
 use half::f16;
+
+/// Weights that copies of a model share instead of duplicating: cloning is a
+/// reference count, so a session's base model, its engine's model and every
+/// conversion of it (which replaces only wk and wv) hold one copy of each tensor.
+/// Writing through `&mut` copies the tensor first if it is shared
+/// ([`Arc::make_mut`]): a shared tensor never changes under another model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Shared<T: Clone>(Arc<T>);
+
+impl<T: Clone> Shared<T> {
+    pub fn new(value: T) -> Shared<T> {
+        Shared(Arc::new(value))
+    }
+
+    /// Whether `a` and `b` are the same tensor in memory (not merely equal).
+    pub fn ptr_eq(a: &Shared<T>, b: &Shared<T>) -> bool {
+        Arc::ptr_eq(&a.0, &b.0)
+    }
+}
+
+impl<T: Clone> From<T> for Shared<T> {
+    fn from(value: T) -> Shared<T> {
+        Shared::new(value)
+    }
+}
+
+impl<T: Clone> Deref for Shared<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: Clone> DerefMut for Shared<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        Arc::make_mut(&mut self.0)
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DType {
@@ -16,6 +58,13 @@ impl DType {
         }
     }
 
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::F16 => "f16",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<DType> {
         match s.to_ascii_lowercase().as_str() {
             "f32" | "float32" => Some(DType::F32),
@@ -27,8 +76,8 @@ impl DType {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Data {
-    F32(Vec<f32>),
-    F16(Vec<f16>),
+    F32(Shared<Vec<f32>>),
+    F16(Shared<Vec<f16>>),
 }
 
 /// A weight matrix of `rows` outputs by `cols` inputs (PyTorch `nn.Linear` layout).
@@ -42,7 +91,7 @@ pub struct Matrix {
 impl Matrix {
     pub fn from_f32(rows: usize, cols: usize, data: Vec<f32>) -> Matrix {
         assert_eq!(data.len(), rows * cols, "matrix data length");
-        Matrix { rows, cols, data: Data::F32(data) }
+        Matrix { rows, cols, data: Data::F32(data.into()) }
     }
 
     pub fn dtype(&self) -> DType {
@@ -72,19 +121,29 @@ impl Matrix {
     /// All values as f32 (a copy).
     pub fn to_f32_vec(&self) -> Vec<f32> {
         match &self.data {
-            Data::F32(d) => d.clone(),
+            Data::F32(d) => d.to_vec(),
             Data::F16(d) => d.iter().map(|v| v.to_f32()).collect(),
         }
     }
 
-    /// The same values stored as `dtype` (f16 rounds to nearest).
+    /// The same values stored as `dtype` (f16 rounds to nearest); the same dtype
+    /// shares the data.
     pub fn to_dtype(&self, dtype: DType) -> Matrix {
         let data = match (dtype, &self.data) {
             (DType::F32, Data::F32(_)) | (DType::F16, Data::F16(_)) => self.data.clone(),
-            (DType::F32, Data::F16(_)) => Data::F32(self.to_f32_vec()),
-            (DType::F16, Data::F32(d)) => Data::F16(d.iter().map(|&v| f16::from_f32(v)).collect()),
+            (DType::F32, Data::F16(_)) => Data::F32(self.to_f32_vec().into()),
+            (DType::F16, Data::F32(d)) => Data::F16(d.iter().map(|&v| f16::from_f32(v)).collect::<Vec<_>>().into()),
         };
         Matrix { rows: self.rows, cols: self.cols, data }
+    }
+
+    /// Whether `a` and `b` share their data (see [`Shared`]).
+    pub fn shares(a: &Matrix, b: &Matrix) -> bool {
+        match (&a.data, &b.data) {
+            (Data::F32(x), Data::F32(y)) => Shared::ptr_eq(x, y),
+            (Data::F16(x), Data::F16(y)) => Shared::ptr_eq(x, y),
+            _ => false,
+        }
     }
 
     /// A matrix of the same dtype built from f32 values.

@@ -14,7 +14,8 @@ use web_time::Instant;
 
 use crate::config::{divisors, kv_cache_bytes};
 use crate::convert::Method;
-use crate::backend::{open_async, Backend, BackendKind, Logits};
+use crate::backend::{open_async, Backend, BackendKind, EngineOptions, Logits};
+use crate::bench::{decode_timing, median, DecodeCase};
 use crate::cpu::CpuEngine;
 use crate::error::GqaError;
 use crate::eval::evaluate;
@@ -117,7 +118,9 @@ struct Info {
     capacity: usize,
     params: f64,
     weight_bytes: usize,
-    /// KV-cache bytes per position (f32) for this G and for MHA (G = H); the page
+    /// KV-cache precision ("f32" or "f16").
+    kv_dtype: String,
+    /// KV-cache bytes per position (at `kv_dtype`) for this G and for MHA (G = H); the page
     /// multiplies by the context used (see [`crate::config::kv_cache_bytes`]).
     kv_bytes_per_position: usize,
     kv_bytes_per_position_mha: usize,
@@ -142,54 +145,66 @@ pub struct WebSession {
     session: Session,
     /// Statistics of the last generation on the GPU (it runs outside the session).
     gpu_stats: Option<Stats>,
+    /// The KV-cache precision every engine of this session uses.
+    options: EngineOptions,
     stream: Option<TextStream>,
 }
 
 #[wasm_bindgen(js_class = Session)]
 impl WebSession {
     /// A Hugging Face model: config.json text, model.safetensors bytes and, optionally,
-    /// tokenizer.json bytes. `capacity` limits the KV cache (default: the whole context).
+    /// tokenizer.json bytes. `capacity` limits the KV cache (default: the whole context);
+    /// `kvDtype` is its precision, "f32" (default) or "f16".
     #[wasm_bindgen(js_name = fromHf)]
     pub fn from_hf(
         config_json: &str,
         safetensors: &[u8],
         tokenizer_json: Option<Vec<u8>>,
         capacity: Option<usize>,
+        kv_dtype: Option<String>,
     ) -> Result<WebSession, JsError> {
         let model = crate::hf::load_hf(config_json, safetensors).map_err(js_error)?;
         let tokenizer = tokenizer_json.map(|b| Tokenizer::from_json(&b)).transpose().map_err(js_error)?;
-        WebSession::new(model, tokenizer, capacity)
+        WebSession::new(model, tokenizer, capacity, kv_dtype)
     }
 
-    /// A llama2.c checkpoint (.bin) and, optionally, its tokenizer.bin.
+    /// A llama2.c checkpoint (.bin) and, optionally, its tokenizer.bin (`capacity`
+    /// and `kvDtype` as in `fromHf`).
     #[wasm_bindgen(js_name = fromLlama2c)]
     pub fn from_llama2c(
         checkpoint: &[u8],
         tokenizer_bin: Option<Vec<u8>>,
         capacity: Option<usize>,
+        kv_dtype: Option<String>,
     ) -> Result<WebSession, JsError> {
         let model = crate::llama2c::load_llama2c(checkpoint).map_err(js_error)?;
         let vocab = model.config.vocab_size;
         let tokenizer = tokenizer_bin.map(|b| Tokenizer::from_llama2c(&b, vocab)).transpose().map_err(js_error)?;
-        WebSession::new(model, tokenizer, capacity)
+        WebSession::new(model, tokenizer, capacity, kv_dtype)
     }
 
     /// A random-weight speed preset (`tiny`, `15m`, `110m`, `500m`; see presets.rs), generated
-    /// here from `seed`, with f16 weights when `f16` is true. It has no tokenizer:
-    /// the generated text shows token ids.
+    /// here from `seed`, with f16 weights when `f16` is true (`capacity` and `kvDtype` as in
+    /// `fromHf`). It has no tokenizer: the generated text shows token ids.
     #[wasm_bindgen(js_name = fromPreset)]
-    pub fn from_preset(name: &str, seed: u32, f16: bool, capacity: Option<usize>) -> Result<WebSession, JsError> {
+    pub fn from_preset(name: &str, seed: u32, f16: bool, capacity: Option<usize>, kv_dtype: Option<String>) -> Result<WebSession, JsError> {
         let config = crate::presets::preset(name).map_err(js_error)?;
         let dtype = if f16 { DType::F16 } else { DType::F32 };
         let model = Model::random(&config, seed as u64, dtype).map_err(js_error)?;
-        WebSession::new(model, None, capacity)
+        WebSession::new(model, None, capacity, kv_dtype)
     }
 
-    fn new(model: Model, tokenizer: Option<Tokenizer>, capacity: Option<usize>) -> Result<WebSession, JsError> {
+    fn new(model: Model, tokenizer: Option<Tokenizer>, capacity: Option<usize>, kv_dtype: Option<String>) -> Result<WebSession, JsError> {
         let context = model.config.max_position_embeddings;
         let capacity = capacity.unwrap_or(context).min(context);
-        let session = Session::cpu(model, tokenizer, Some(capacity)).map_err(js_error)?;
-        Ok(WebSession { session, gpu_stats: None, stream: None })
+        let kv_dtype = match kv_dtype.as_deref() {
+            None => DType::F32,
+            Some(name) => DType::parse(name).ok_or_else(|| JsError::new(&format!("unknown KV dtype '{name}': use f32 or f16")))?,
+        };
+        let options = EngineOptions { kv_dtype };
+        let engine = CpuEngine::with_options(model.clone(), capacity, options).map_err(js_error)?;
+        let session = Session::new(model, tokenizer, Box::new(engine)).map_err(js_error)?;
+        Ok(WebSession { session, gpu_stats: None, options, stream: None })
     }
 
     /// The model and current G, as a plain object (see `Info`).
@@ -213,8 +228,9 @@ impl WebSession {
             capacity,
             params: c.n_params() as f64,
             weight_bytes: model.weight_bytes(),
-            kv_bytes_per_position: kv_cache_bytes(c, c.n_kv_heads(), 1, 4),
-            kv_bytes_per_position_mha: kv_cache_bytes(c, c.n_heads(), 1, 4),
+            kv_dtype: self.options.kv_dtype.name().into(),
+            kv_bytes_per_position: kv_cache_bytes(c, c.n_kv_heads(), 1, self.options.kv_dtype.size()),
+            kv_bytes_per_position_mha: kv_cache_bytes(c, c.n_heads(), 1, self.options.kv_dtype.size()),
             group_choices: divisors(base_kv_heads),
             has_tokenizer,
         })
@@ -235,7 +251,7 @@ impl WebSession {
     #[wasm_bindgen(js_name = useGpu)]
     pub async fn use_gpu(&mut self) -> Result<String, JsError> {
         let capacity = self.session.backend().capacity();
-        let opened = open_async(BackendKind::Gpu, self.session.model().clone(), capacity).await.map_err(js_error)?;
+        let opened = open_async(BackendKind::Gpu, self.session.model().clone(), capacity, self.options).await.map_err(js_error)?;
         if let Some(why) = opened.fallback {
             return Err(JsError::new(&why));
         }
@@ -250,7 +266,7 @@ impl WebSession {
     pub fn use_cpu(&mut self) -> Result<(), JsError> {
         if self.uses_gpu() {
             let capacity = self.session.backend().capacity();
-            let engine = CpuEngine::new(self.session.model().clone(), capacity).map_err(js_error)?;
+            let engine = CpuEngine::with_options(self.session.model().clone(), capacity, self.options).map_err(js_error)?;
             self.stream = None;
             self.gpu_stats = None;
             self.session.set_backend(Box::new(engine));
@@ -426,41 +442,30 @@ impl WebSession {
         }
     }
 
-    /// Decode speed at a given context on the backend in use: fill the cache with
-    /// `context` synthetic positions, then time `steps` single-token forward passes.
-    /// Resolves to tokens/s. Ends a generation in progress first (it refills the cache).
+    /// Decode speed at a given context on the backend in use, measured as `gqa bench`
+    /// measures it (see `bench::DecodeCase`): `steps` decode steps ending at position
+    /// `context` after synthetic positions and an untimed warm-up step. Resolves to tokens/s.
+    /// Ends a generation in progress first (it refills the cache).
     #[wasm_bindgen(js_name = decodeSpeed)]
     pub async fn decode_speed(&mut self, context: usize, steps: usize) -> Result<f64, JsError> {
         self.end_generation();
-        let steps = steps.max(1);
-        let capacity = self.session.backend().capacity();
-        if context + steps > capacity {
-            return Err(js_error(GqaError::ContextFull { pos: context + steps, context: capacity }));
-        }
-        let token = |i: usize| (i % 7) as u32 + 1;
-        let start;
-        match self.gpu() {
+        let seconds_per_token = match self.gpu() {
             Some(gpu) => {
-                gpu.reset();
-                gpu.fill_synthetic(context, 7).map_err(js_error)?;
-                // One untimed step compiles the pipelines for this shape.
-                gpu.forward_argmax_async(&[token(0)]).await.map_err(js_error)?;
-                start = Instant::now();
-                for i in 0..steps {
-                    gpu.forward_argmax_async(&[token(i)]).await.map_err(js_error)?;
+                // The same case as `DecodeCase::round`, with the GPU's async steps.
+                let case = DecodeCase::new(context, steps, gpu.capacity()).map_err(js_error)?;
+                case.prepare(gpu).map_err(js_error)?;
+                gpu.forward_argmax_async(&[case.token(0)]).await.map_err(js_error)?; // warm-up, not timed
+                let mut times = Vec::with_capacity(steps);
+                for i in 1..steps {
+                    let start = Instant::now();
+                    gpu.forward_argmax_async(&[case.token(i)]).await.map_err(js_error)?;
+                    times.push(start.elapsed().as_secs_f64());
                 }
+                median(&mut times)
             }
-            None => {
-                let backend = self.session.backend();
-                backend.reset();
-                backend.fill_synthetic(context, 7).map_err(js_error)?;
-                start = Instant::now();
-                for i in 0..steps {
-                    backend.forward(&[token(i)], Logits::Last).map_err(js_error)?;
-                }
-            }
-        }
-        Ok(steps as f64 / start.elapsed().as_secs_f64().max(1e-9))
+            None => decode_timing(self.session.backend(), context, steps, 1).map_err(js_error)?,
+        };
+        Ok(1.0 / seconds_per_token.max(1e-12))
     }
 }
 

@@ -35,3 +35,18 @@ fn bench_json_rows_follow_the_byte_formula() {
     let w = |g: u64| rows.iter().find(|r| r["n_kv_heads"] == g).unwrap()["weight_bytes_per_token"].as_u64().unwrap();
     assert!(w(1) < w(2) && w(2) < w(4) && w(4) < w(8));
 }
+
+/// With `--kv-dtype f16` the KV part of the bytes per token is counted at 2 bytes per element.
+#[test]
+fn bench_counts_f16_kv_bytes() {
+    let out = Command::new(env!("CARGO_BIN_EXE_gqa"))
+        .args(["bench", "--preset", "tiny", "--contexts", "32", "--groups", "2", "--steps", "4", "--rounds", "1", "--kv-dtype", "f16", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["kv_dtype"], "f16");
+    let row = &report["rows"][0];
+    assert_eq!(row["kv_bytes_per_token"].as_u64().unwrap() as usize, kv_cache_bytes(&preset("tiny").unwrap(), 2, 30, 2));
+    assert!(row["ms_per_token"].as_f64().unwrap() > 0.0);
+}

@@ -131,6 +131,28 @@ fn g_that_does_not_divide_is_a_clear_error() {
     assert!("median".parse::<Method>().unwrap_err().to_string().contains("mean, first or random"));
 }
 
+/// Conversion builds new K and V projections and shares every other tensor with
+/// the model it came from (no copy: the same memory); converting to the same G
+/// shares everything.
+#[test]
+fn convert_shares_every_tensor_but_wk_and_wv() {
+    let model = test_model(&small_config(8), 2);
+    let same = |a: &gqa::tensor::Shared<Vec<f32>>, b: &gqa::tensor::Shared<Vec<f32>>| gqa::tensor::Shared::ptr_eq(a, b);
+    for g in [8, 4, 1] {
+        let m = convert(&model, g, Method::Mean, 0).unwrap();
+        assert!(Matrix::shares(&m.embed, &model.embed) && same(&m.norm, &model.norm));
+        assert!(Matrix::shares(m.lm_head.as_ref().unwrap(), model.lm_head.as_ref().unwrap()));
+        for (b, o) in m.blocks.iter().zip(&model.blocks) {
+            for (x, y) in [(&b.attn.wq, &o.attn.wq), (&b.attn.wo, &o.attn.wo), (&b.mlp.gate, &o.mlp.gate), (&b.mlp.up, &o.mlp.up), (&b.mlp.down, &o.mlp.down)] {
+                assert!(Matrix::shares(x, y), "G={g}: a kept matrix was copied");
+            }
+            assert!(same(&b.input_norm, &o.input_norm) && same(&b.post_attention_norm, &o.post_attention_norm));
+            let new_kv = !Matrix::shares(&b.attn.wk, &o.attn.wk) && !Matrix::shares(&b.attn.wv, &o.attn.wv);
+            assert_eq!(new_kv, g != 8, "G={g}: wk/wv are new exactly when G changes");
+        }
+    }
+}
+
 #[test]
 fn f16_models_stay_f16() {
     let model = test_model(&small_config(8), 1).to_dtype(DType::F16);

@@ -3,32 +3,79 @@
 mod common;
 
 use common::{max_abs_diff, reference_logits, small_config, test_model};
+use gqa::backend::{EngineOptions, Logits};
 use gqa::cpu::CpuEngine;
-use gqa::backend::Logits;
 use gqa::tensor::DType;
 
 fn tokens(n: usize, vocab: usize) -> Vec<u32> {
     (0..n).map(|i| ((i * 37 + 11) % vocab) as u32).collect()
 }
 
-/// Decoding token by token through the KV cache gives the reference logits at
-/// every position, for every G (MHA, GQA, MQA).
-#[test]
-fn decode_matches_reference_for_every_g() {
-    for g in [8, 4, 2, 1] {
-        let model = test_model(&small_config(g), 3 + g as u64);
-        let toks = tokens(20, model.config.vocab_size);
-        let expected = reference_logits(&model, &toks);
-        let mut engine = CpuEngine::new(model, 64).unwrap();
-        for (t, &tok) in toks.iter().enumerate() {
-            let logits = engine.forward(&[tok], Logits::Last).unwrap();
-            let d = max_abs_diff(&logits, &expected[t]);
-            assert!(d < 1e-3, "G={g} position {t}: max abs diff {d}");
-        }
-        // The logits vary enough that the comparison means something.
-        let spread = expected[5].iter().fold(0.0f32, |a, &b| a.max(b.abs()));
-        assert!(spread > 1.0, "reference logits too flat ({spread})");
+/// Tolerance of the logits against the f64 reference (which keeps keys and
+/// values exact), by KV-cache precision. With an f32 cache the engine differs
+/// from it only by f32 rounding in sums of a few hundred terms: 1e-3.
+///
+/// An f16 cache rounds every key and value to 11 significant bits, a relative
+/// error of at most u = 2^-11. Per layer, the attention output (a convex
+/// combination of values) moves by u relative from the values, and by about
+/// 2u |s| from the scores s = q.k/sqrt(hd) moving by u |s| in the softmax
+/// exponent (|s| ~ 1-2 for these weights): ~5u relative. The rest of the
+/// network carries that into the logits in proportion to their scale
+/// (max |logit|), once per layer (2): 10u x max |logit|, plus the f32 1e-3.
+/// (Measured: about 1.2u x max |logit|.)
+fn tolerance(kv_dtype: DType, logits: &[f32]) -> f32 {
+    match kv_dtype {
+        DType::F32 => 1e-3,
+        DType::F16 => 1e-3 + 10.0 * 2f32.powi(-11) * logits.iter().fold(0.0f32, |a, &b| a.max(b.abs())),
     }
+}
+
+/// Decoding token by token through the KV cache gives the reference logits at
+/// every position, for every G (MHA, GQA, MQA) and both KV-cache precisions.
+#[test]
+fn decode_matches_reference_for_every_g_and_kv_dtype() {
+    for kv_dtype in [DType::F32, DType::F16] {
+        for g in [8, 4, 2, 1] {
+            let model = test_model(&small_config(g), 3 + g as u64);
+            let toks = tokens(20, model.config.vocab_size);
+            let expected = reference_logits(&model, &toks);
+            let mut engine = CpuEngine::with_options(model, 64, EngineOptions { kv_dtype }).unwrap();
+            for (t, &tok) in toks.iter().enumerate() {
+                let logits = engine.forward(&[tok], Logits::Last).unwrap();
+                let d = max_abs_diff(&logits, &expected[t]);
+                let tol = tolerance(kv_dtype, &expected[t]);
+                assert!(d < tol, "{kv_dtype:?} KV, G={g} position {t}: max abs diff {d} (tolerance {tol})");
+            }
+            // The logits vary enough that the comparison means something.
+            let spread = expected[5].iter().fold(0.0f32, |a, &b| a.max(b.abs()));
+            assert!(spread > 1.0, "reference logits too flat ({spread})");
+        }
+    }
+}
+
+/// Splitting work across threads changes nothing: each output is computed by the
+/// same code whichever thread runs it. Forced serial vs forced parallel (on 4
+/// threads), for a prefill crossing the 256-position attention chunks and the
+/// decode steps after it, with both KV precisions: bit-identical logits.
+#[test]
+fn serial_and_parallel_paths_agree_exactly() {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(4).build().unwrap();
+    pool.install(|| {
+        for kv_dtype in [DType::F32, DType::F16] {
+            let model = test_model(&small_config(2), 17);
+            let toks = tokens(300, model.config.vocab_size);
+            let run = |min_parallel_bytes: usize| {
+                let mut engine = CpuEngine::with_options(model.clone(), 310, EngineOptions { kv_dtype }).unwrap();
+                engine.set_min_parallel_bytes(min_parallel_bytes);
+                let mut logits = engine.forward(&toks, Logits::All).unwrap();
+                for &tok in &toks[..5] {
+                    logits.extend(engine.forward(&[tok], Logits::Last).unwrap());
+                }
+                logits
+            };
+            assert_eq!(run(usize::MAX), run(0), "{kv_dtype:?} KV: serial and parallel logits differ");
+        }
+    });
 }
 
 /// A batched prefill equals the token-by-token decode, including attention
@@ -94,17 +141,19 @@ fn context_overflow_and_bad_tokens_are_errors() {
     assert!(err.to_string().contains("capacity"), "{err}");
 }
 
-/// The KV cache holds G heads, not H: the buffers it allocated (`bytes` reads their
-/// capacity) and the formula every front end reports both equal keys and values of
-/// 2 layers x G heads x 100 positions x head_dim 8, in f32.
+/// The KV cache holds G heads, not H, at its precision: the buffers it allocated
+/// (`bytes` reads their capacity) and the formula every front end reports both equal
+/// keys and values of 2 layers x G heads x 100 positions x head_dim 8.
 #[test]
-fn kv_cache_is_sized_for_g() {
-    for g in [8, 4, 2, 1] {
-        let c = small_config(g);
-        assert_eq!((c.num_hidden_layers, c.head_dim()), (2, 8));
-        let engine = CpuEngine::new(test_model(&c, 1), 100).unwrap();
-        let expected = 2 * (2 * g * 100 * 8) * 4;
-        assert_eq!(engine.cache().bytes(), expected);
-        assert_eq!(gqa::kv_cache_bytes(&c, g, 100, 4), expected);
+fn kv_cache_is_sized_for_g_and_dtype() {
+    for kv_dtype in [DType::F32, DType::F16] {
+        for g in [8, 4, 2, 1] {
+            let c = small_config(g);
+            assert_eq!((c.num_hidden_layers, c.head_dim()), (2, 8));
+            let engine = CpuEngine::with_options(test_model(&c, 1), 100, EngineOptions { kv_dtype }).unwrap();
+            let expected = 2 * (2 * g * 100 * 8) * kv_dtype.size();
+            assert_eq!(engine.cache().bytes(), expected);
+            assert_eq!(gqa::kv_cache_bytes(&c, g, 100, kv_dtype.size()), expected);
+        }
     }
 }

@@ -14,7 +14,7 @@ fn no_adapter_falls_back_to_cpu_and_says_why() {
     // Ask wgpu for a backend this build does not have (only Vulkan is compiled in).
     std::env::set_var("WGPU_BACKEND", "gl");
     let model = test_model(&small_config(2), 1);
-    let (mut session, why) = gqa::session::Session::open(BackendKind::Gpu, model.clone(), None, Some(32)).unwrap();
+    let (mut session, why) = gqa::session::Session::open(BackendKind::Gpu, model.clone(), None, Some(32), Default::default()).unwrap();
     let why = why.expect("a fallback reason");
     println!("{why}");
     assert!(why.contains("no GPU adapter") && why.contains("CPU"), "{why}");
@@ -25,6 +25,6 @@ fn no_adapter_falls_back_to_cpu_and_says_why() {
     assert_eq!(logits.len(), model.config.vocab_size);
 
     // Asking for the CPU never mentions the GPU.
-    let (_, why) = gqa::session::Session::open(BackendKind::Cpu, model, None, Some(32)).unwrap();
+    let (_, why) = gqa::session::Session::open(BackendKind::Cpu, model, None, Some(32), Default::default()).unwrap();
     assert!(why.is_none());
 }

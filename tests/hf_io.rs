@@ -52,11 +52,11 @@ fn hf_tensors(m: &Model, dtype: Dtype) -> Vec<Tensor> {
     push("model.embed_tokens.weight".into(), s, v);
     for (i, b) in m.blocks.iter().enumerate() {
         let p = format!("model.layers.{i}");
-        push(format!("{p}.input_layernorm.weight"), vec![b.input_norm.len()], b.input_norm.clone());
+        push(format!("{p}.input_layernorm.weight"), vec![b.input_norm.len()], b.input_norm.to_vec());
         push(
             format!("{p}.post_attention_layernorm.weight"),
             vec![b.post_attention_norm.len()],
-            b.post_attention_norm.clone(),
+            b.post_attention_norm.to_vec(),
         );
         for (name, w) in [
             ("self_attn.q_proj", &b.attn.wq),
@@ -71,7 +71,7 @@ fn hf_tensors(m: &Model, dtype: Dtype) -> Vec<Tensor> {
             push(format!("{p}.{name}.weight"), s, v);
         }
     }
-    push("model.norm.weight".into(), vec![m.norm.len()], m.norm.clone());
+    push("model.norm.weight".into(), vec![m.norm.len()], m.norm.to_vec());
     if let Some(head) = &m.lm_head {
         let (s, v) = mat(head);
         push("lm_head.weight".into(), s, v);
@@ -237,12 +237,12 @@ fn bf16_tensors_load_as_f32() {
     assert_eq!(loaded.dtype(), DType::F32);
     let via_bf16 =
         |values: Vec<f32>| -> Vec<f32> { values.into_iter().map(|v| bf16::from_f32(v).to_f32()).collect() };
-    assert_eq!(loaded.embed.data, Data::F32(via_bf16(m.embed.to_f32_vec())));
-    assert_eq!(loaded.lm_head.unwrap().data, Data::F32(via_bf16(m.lm_head.unwrap().to_f32_vec())));
+    assert_eq!(loaded.embed.data, Data::F32(via_bf16(m.embed.to_f32_vec()).into()));
+    assert_eq!(loaded.lm_head.unwrap().data, Data::F32(via_bf16(m.lm_head.unwrap().to_f32_vec()).into()));
     for (a, b) in loaded.blocks.iter().zip(&m.blocks) {
-        assert_eq!(a.attn.wk.data, Data::F32(via_bf16(b.attn.wk.to_f32_vec())));
-        assert_eq!(a.mlp.down.data, Data::F32(via_bf16(b.mlp.down.to_f32_vec())));
-        assert_eq!(a.input_norm, via_bf16(b.input_norm.clone()));
+        assert_eq!(a.attn.wk.data, Data::F32(via_bf16(b.attn.wk.to_f32_vec()).into()));
+        assert_eq!(a.mlp.down.data, Data::F32(via_bf16(b.mlp.down.to_f32_vec()).into()));
+        assert_eq!(*a.input_norm, via_bf16(b.input_norm.to_vec()));
     }
     // The values really went through bf16 (not all exactly representable).
     assert_ne!(loaded.embed.to_f32_vec(), m.embed.to_f32_vec());

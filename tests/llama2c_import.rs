@@ -203,7 +203,7 @@ fn synthetic_untied_checkpoint_reads_wcls_from_the_end() {
     assert_eq!(head.to_f32_vec(), expected);
     // rms_final sits right before freq_cis (6 positions x hs 4) and wcls.
     let final_at = floats - 80 - 6 * 4 - 8;
-    assert_eq!(m.norm, (final_at..final_at + 8).map(|i| i as f32).collect::<Vec<_>>());
+    assert_eq!(*m.norm, (final_at..final_at + 8).map(|i| i as f32).collect::<Vec<_>>());
     // w1 is gate, w3 is up, w2 is down: after wo (2 x 8x8) and rms_ffn (2 x 8).
     let w1_at = 80 + 16 + 2 * 64 + 2 * 2 * 32 + 2 * 64 + 16;
     assert_eq!(m.blocks[0].mlp.gate.to_f32_vec()[0], w1_at as f32);

@@ -9,6 +9,7 @@ pub mod open;
 
 use crate::error::{GqaError, Result};
 use crate::model::Model;
+use crate::tensor::DType;
 
 pub use open::{open_async, Opened};
 #[cfg(not(target_arch = "wasm32"))]
@@ -41,6 +42,19 @@ impl std::str::FromStr for BackendKind {
     }
 }
 
+/// What an engine is opened with besides the model and its KV capacity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// Precision of the KV cache: f32, or f16 (half the bytes per position).
+    pub kv_dtype: DType,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions { kv_dtype: DType::F32 }
+    }
+}
+
 /// An engine that runs one model with a KV cache.
 pub trait Backend {
     fn name(&self) -> String;
@@ -63,6 +77,8 @@ pub trait Backend {
     fn fill_synthetic(&mut self, len: usize, seed: u64) -> Result<()>;
     /// Bytes the KV cache has allocated.
     fn kv_bytes_allocated(&self) -> usize;
+    /// Precision of the KV cache.
+    fn kv_dtype(&self) -> DType;
     /// The engine itself, for front ends that need more than this trait (the page
     /// drives the GPU engine's async methods; bench reads its kernel timing).
     fn as_any_mut(&mut self) -> &mut dyn std::any::Any;

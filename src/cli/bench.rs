@@ -12,7 +12,7 @@ use gqa::model::Model;
 use gqa::tensor::DType;
 use gqa::{loader, GqaError, Result};
 
-use super::{bar, human_bytes, parse_dtype};
+use super::{bar, human_bytes, parse_dtype, EngineArgs};
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -37,15 +37,18 @@ pub struct BenchArgs {
     /// ... and vocabulary size.
     #[arg(long, default_value_t = 4096)]
     pub vocab: usize,
-    /// Context lengths to decode at.
-    #[arg(long, value_delimiter = ',', default_values_t = [128, 512, 2048])]
-    pub contexts: Vec<usize>,
+    /// Context lengths to decode at (default: 128, 512, 2048, those within the
+    /// model's context, or the model's context if none is).
+    #[arg(long, value_delimiter = ',')]
+    pub contexts: Option<Vec<usize>>,
     /// G values (default: every divisor of H).
     #[arg(long, value_delimiter = ',')]
     pub groups: Option<Vec<usize>>,
     /// Weights in memory: f32 or f16.
     #[arg(long, value_parser = parse_dtype, default_value = "f32")]
     pub dtype: DType,
+    #[command(flatten)]
+    pub engine: EngineArgs,
     /// Decode steps timed per case in each round (median taken).
     #[arg(long, default_value_t = 24)]
     pub steps: usize,
@@ -69,36 +72,43 @@ pub fn run(a: BenchArgs) -> Result<()> {
             .build_global()
             .map_err(|e| GqaError::Invalid(format!("cannot start {t} threads: {e}")))?;
     }
+    let start = std::time::Instant::now();
     let base = match (&a.model, a.dim) {
         (Some(path), _) => loader::load(path, None)?.0.to_dtype(a.dtype),
         (None, Some(dim)) => {
             let ffn = a.ffn.unwrap_or_else(|| (dim * 8 / 3).div_ceil(32) * 32);
             let heads = a.heads.unwrap_or(8);
-            let ctx = a.contexts.iter().copied().max().unwrap_or(2048);
+            let ctx = a.contexts.iter().flatten().copied().max().unwrap_or(2048);
             let config = gqa::Config::new(dim, ffn, a.layers.unwrap_or(1), heads, heads, a.vocab, ctx);
             Model::random(&config, 1, a.dtype)?
         }
         (None, None) => Model::random(&bench::preset(&a.preset)?, 1, a.dtype)?,
     };
     let groups = a.groups.clone().unwrap_or_else(|| divisors(base.config.n_kv_heads()));
-    let capacity = a.contexts.iter().copied().max().unwrap_or(1);
-    if capacity > base.config.max_position_embeddings {
-        return Err(GqaError::PromptTooLong { prompt: capacity, context: base.config.max_position_embeddings });
+    let limit = base.config.max_position_embeddings;
+    let contexts = a.contexts.clone().unwrap_or_else(|| {
+        let within: Vec<usize> = [128, 512, 2048].into_iter().filter(|&c| c <= limit).collect();
+        if within.is_empty() { vec![limit] } else { within }
+    });
+    let capacity = contexts.iter().copied().max().unwrap_or(1);
+    if capacity > limit {
+        return Err(GqaError::Invalid(format!("context {capacity} is beyond the model's context of {limit} positions")));
     }
     eprintln!(
-        "measuring memory bandwidth; then {} G x {} contexts on {:.1}M params ({:?}) ...",
-        groups.len(),
-        a.contexts.len(),
+        "{:.1}M params ({}) loaded or created in {:.0} ms; measuring memory bandwidth, then {} G x {} contexts ...",
         base.config.n_params() as f64 / 1e6,
-        a.dtype
+        a.dtype.name(),
+        start.elapsed().as_secs_f64() * 1e3,
+        groups.len(),
+        contexts.len()
     );
-    let (mut backend, fallback, gpu_timing) = gqa::gpu::report::bench_backend(a.backend, base.clone(), capacity)?;
+    let (mut backend, fallback, gpu_timing) = gqa::gpu::report::bench_backend(a.backend, base.clone(), capacity, a.engine.options())?;
     if let Some(why) = fallback {
         eprintln!("{why}");
     }
     let mut timings = Vec::new();
-    let bar = bar((a.rounds * groups.len() * a.contexts.len()) as u64, "cases");
-    let (bandwidth, rows) = bench::run(backend.as_mut(), &base, &groups, &a.contexts, a.steps, a.rounds, &mut |d, _| {
+    let bar = bar((a.rounds * groups.len() * contexts.len()) as u64, "cases");
+    let (bandwidth, rows) = bench::run(backend.as_mut(), &base, &groups, &contexts, a.steps, a.rounds, &mut |d, _| {
         bar.set_position(d as u64);
         if let Some(t) = &gpu_timing {
             timings.push(std::mem::take(&mut *t.lock().unwrap()));
@@ -109,7 +119,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
         backend: backend.name(),
         threads: rayon::current_num_threads(),
         params: base.config.n_params(),
-        dtype: format!("{:?}", a.dtype).to_lowercase(),
+        dtype: a.dtype.name().into(),
+        kv_dtype: a.engine.kv_dtype.name().into(),
         copy_gb_s: bandwidth.copy / 1e9,
         read_gb_s: bandwidth.read / 1e9,
         rows,
@@ -123,10 +134,11 @@ pub fn run(a: BenchArgs) -> Result<()> {
         }
         let c = &base.config;
         println!(
-            "\nKV cache at context {}: MHA {} vs MQA {}",
+            "\nKV cache ({}) at context {}: MHA {} vs MQA {}",
+            a.engine.kv_dtype.name(),
             capacity,
-            human_bytes(kv_cache_bytes(c, c.n_heads(), capacity, 4)),
-            human_bytes(kv_cache_bytes(c, 1, capacity, 4))
+            human_bytes(kv_cache_bytes(c, c.n_heads(), capacity, a.engine.kv_dtype.size())),
+            human_bytes(kv_cache_bytes(c, 1, capacity, a.engine.kv_dtype.size()))
         );
     }
     Ok(())

@@ -4,17 +4,20 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use gqa::backend::BackendKind;
 use gqa::bench;
 use gqa::eval::evaluate;
 use gqa::session::Session;
 use gqa::{loader, Result};
 
-use super::{bar, need_tokenizer, open, ModelArgs};
+use super::{bar, need_tokenizer, open, EngineArgs, ModelArgs};
 
 #[derive(Args)]
 pub struct EvalArgs {
     #[command(flatten)]
     pub model: ModelArgs,
+    #[command(flatten)]
+    pub engine: EngineArgs,
     /// Plain text file to score.
     #[arg(long)]
     pub text: PathBuf,
@@ -46,9 +49,10 @@ pub fn run(a: EvalArgs) -> Result<()> {
     let window = a.window.unwrap_or(base.config.max_position_embeddings);
     let groups = a.model.groups.unwrap_or(base.config.n_kv_heads());
     let capacity = window.min(base.config.max_position_embeddings);
-    let mut model = Session::cpu(base.clone(), None, Some(capacity))?;
+    let cpu = |model: &gqa::Model| Session::open(BackendKind::Cpu, model.clone(), None, Some(capacity), a.engine.options()).map(|(s, _)| s);
+    let mut model = cpu(&base)?;
     model.set_groups(groups, a.model.method, a.seed)?;
-    let mut reference = if a.vs_base { Some(Session::cpu(base.clone(), None, Some(capacity))?) } else { None };
+    let mut reference = if a.vs_base { Some(cpu(&base)?) } else { None };
     let bar = bar(ids.len() as u64 - 1, "tokens");
     let report = evaluate(
         model.backend(),

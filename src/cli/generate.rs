@@ -11,12 +11,14 @@ use gqa::sampler::SamplerConfig;
 use gqa::session::Session;
 use gqa::Result;
 
-use super::{human_bytes, need_tokenizer, open, ModelArgs};
+use super::{human_bytes, need_tokenizer, open, EngineArgs, ModelArgs};
 
 #[derive(Args)]
 pub struct GenerateArgs {
     #[command(flatten)]
     pub model: ModelArgs,
+    #[command(flatten)]
+    pub engine: EngineArgs,
     /// Text to continue (BOS is added in front).
     #[arg(long, short, default_value = "")]
     pub prompt: String,
@@ -46,7 +48,7 @@ pub struct GenerateArgs {
 pub fn run(a: GenerateArgs) -> Result<()> {
     let (model, tokenizer) = open(&a.model)?;
     let tokenizer = need_tokenizer(tokenizer, &a.model.model)?;
-    let (mut session, fallback) = Session::open(a.backend, model, Some(tokenizer), None)?;
+    let (mut session, fallback) = Session::open(a.backend, model, Some(tokenizer), None, a.engine.options())?;
     if let Some(why) = fallback {
         eprintln!("{why}");
     }
@@ -81,7 +83,8 @@ pub fn run(a: GenerateArgs) -> Result<()> {
             s.decode_tok_s
         );
         eprintln!(
-            "KV cache at {} positions: {} for G = {} vs {} for MHA ({:.2}x smaller); weights {}",
+            "KV cache ({}) at {} positions: {} for G = {} vs {} for MHA ({:.2}x smaller); weights {}",
+            s.kv_dtype,
             s.context_used,
             human_bytes(s.kv_bytes),
             s.n_kv_heads,

@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use gqa::backend::EngineOptions;
 use gqa::convert::Method;
 use gqa::model::Model;
 use gqa::tensor::DType;
@@ -68,6 +69,20 @@ pub struct ModelArgs {
     /// Weights in memory: f32 or f16 (default: as stored, bf16 -> f32).
     #[arg(long, value_parser = parse_dtype)]
     pub dtype: Option<DType>,
+}
+
+/// Engine settings shared by generate, eval and bench.
+#[derive(Args)]
+pub struct EngineArgs {
+    /// KV cache precision: f32, or f16 (half the bytes per position).
+    #[arg(long, value_parser = parse_dtype, default_value = "f32")]
+    pub kv_dtype: DType,
+}
+
+impl EngineArgs {
+    pub fn options(&self) -> EngineOptions {
+        EngineOptions { kv_dtype: self.kv_dtype }
+    }
 }
 
 pub fn main() -> ExitCode {

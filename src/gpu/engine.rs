@@ -266,6 +266,9 @@ impl Backend for GpuEngine {
     fn kv_bytes_allocated(&self) -> usize {
         GpuEngine::kv_bytes_allocated(self)
     }
+    fn kv_dtype(&self) -> DType {
+        self.options.kv_dtype
+    }
     fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
         self
     }

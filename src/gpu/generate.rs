@@ -41,7 +41,7 @@ impl GpuEngine {
             };
             g.sampled(next);
         };
-        let stats = g.stats(self.name(), self.model(), self.pos(), capacity, self.kv_bytes_allocated(), stop_reason);
+        let stats = g.stats(self, stop_reason);
         Ok((generated, stats))
     }
 }

@@ -5,15 +5,15 @@
 use std::sync::{Arc, Mutex};
 
 use super::{GpuEngine, Timing};
-use crate::backend::{open, Backend, BackendKind, Opened};
+use crate::backend::{open, Backend, BackendKind, EngineOptions, Opened};
 use crate::bench::BenchRow;
 use crate::error::Result;
 use crate::model::Model;
 
 /// A backend of `kind` for benchmarks, the reason it fell back to the CPU (if it
 /// did), and on the GPU the handle on its timing record.
-pub fn bench_backend(kind: BackendKind, model: Model, capacity: usize) -> Result<BenchBackend> {
-    let Opened { mut backend, fallback } = open(kind, model, capacity)?;
+pub fn bench_backend(kind: BackendKind, model: Model, capacity: usize, options: EngineOptions) -> Result<BenchBackend> {
+    let Opened { mut backend, fallback } = open(kind, model, capacity, options)?;
     let timing = backend.as_any_mut().downcast_mut::<GpuEngine>().map(|gpu| gpu.timing_handle());
     Ok((backend, fallback, timing))
 }

@@ -13,7 +13,7 @@ use candle_core::{Device, Result, Tensor, Var, D};
 
 use crate::config::Config;
 use crate::model::{Attention, Block, Mlp, Model};
-use crate::tensor::Matrix;
+use crate::tensor::{Matrix, Shared};
 
 /// One decoder layer's trainable weights (hd = head_dim, H = n_heads, G = n_kv_heads).
 pub struct LayerVars {
@@ -71,7 +71,7 @@ impl TrainModel {
             let (rows, cols) = v.dims2()?;
             Ok(Matrix::from_f32(rows, cols, v.as_tensor().flatten_all()?.to_vec1()?))
         };
-        let vec = |v: &Var| v.as_tensor().to_vec1::<f32>();
+        let vec = |v: &Var| v.as_tensor().to_vec1::<f32>().map(Shared::from);
         let blocks = self
             .layers
             .iter()
