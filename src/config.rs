@@ -242,3 +242,34 @@ pub fn divisors(n: usize) -> Vec<usize> {
 pub fn kv_cache_bytes(config: &Config, n_kv_heads: usize, positions: usize, bytes_per_elem: usize) -> usize {
     2 * config.num_hidden_layers * n_kv_heads * config.head_dim() * positions * bytes_per_elem
 }
+
+/// The most KV-cache memory an engine allocates: in the browser all of wasm32's
+/// 4 GiB must also hold the weights, so half of it; natively 16 GiB.
+pub const KV_BUDGET_BYTES: u64 = if cfg!(target_arch = "wasm32") { 2 << 30 } else { 16 << 30 };
+
+/// The KV cache positions an engine gets when the front end does not say:
+/// the model's whole context, up to this many.
+pub const DEFAULT_CAPACITY: usize = 4096;
+
+/// [`DEFAULT_CAPACITY`] for this model: min(its context, 4096).
+pub fn default_capacity(config: &Config) -> usize {
+    config.max_position_embeddings.min(DEFAULT_CAPACITY)
+}
+
+/// [`kv_cache_bytes`] for a cache about to be allocated, computed without overflow
+/// (on wasm32 `usize` has 32 bits) and checked against [`KV_BUDGET_BYTES`] first.
+pub fn kv_cache_bytes_checked(config: &Config, n_kv_heads: usize, positions: usize, bytes_per_elem: usize) -> Result<usize> {
+    let bytes = [config.num_hidden_layers, n_kv_heads, config.head_dim(), positions, bytes_per_elem]
+        .iter()
+        .try_fold(2u64, |acc, &x| acc.checked_mul(x as u64))
+        .filter(|&b| b <= KV_BUDGET_BYTES);
+    match bytes {
+        Some(b) => Ok(b as usize),
+        None => Err(GqaError::Invalid(format!(
+            "a KV cache of {positions} positions ({} layers x G = {n_kv_heads} x head_dim {} x {bytes_per_elem} bytes, keys and values) needs more than the memory budget of {} GiB; use a shorter context",
+            config.num_hidden_layers,
+            config.head_dim(),
+            KV_BUDGET_BYTES >> 30
+        ))),
+    }
+}

@@ -8,7 +8,7 @@
 
 use half::f16;
 
-use crate::config::{kv_cache_bytes, Config};
+use crate::config::{kv_cache_bytes_checked, Config};
 use crate::error::{GqaError, Result};
 use crate::rng::Rng;
 use crate::tensor::DType;
@@ -44,7 +44,8 @@ impl KvCache {
                 config.max_position_embeddings
             )));
         }
-        let len = kv_cache_bytes(config, config.n_kv_heads(), capacity, 1) / 2; // elements in each of k and v
+        // Elements in each of k and v; checked against the memory budget before allocating.
+        let len = kv_cache_bytes_checked(config, config.n_kv_heads(), capacity, dtype.size())? / (2 * dtype.size());
         let store = match dtype {
             DType::F32 => Store::F32 { k: vec![0.0; len], v: vec![0.0; len] },
             DType::F16 => Store::F16 { k: vec![f16::ZERO; len], v: vec![f16::ZERO; len] },

@@ -3,6 +3,7 @@
 //! streaming callbacks and statistics.
 
 use crate::backend::{open_async, Backend, BackendKind, EngineOptions, Logits};
+use crate::config::default_capacity;
 use crate::convert::{convert, Method};
 use crate::cpu::CpuEngine;
 use crate::error::{GqaError, Result};
@@ -43,9 +44,9 @@ impl Session {
     }
 
     /// A session on the CPU engine with a KV cache of `capacity` positions
-    /// (at most the model's context; `None` means the whole context).
+    /// (at most the model's context; `None` means min(context, 4096)).
     pub fn cpu(base: Model, tokenizer: Option<Tokenizer>, capacity: Option<usize>) -> Result<Session> {
-        let capacity = capacity.unwrap_or(base.config.max_position_embeddings);
+        let capacity = capacity.unwrap_or_else(|| default_capacity(&base.config));
         let engine = CpuEngine::new(base.clone(), capacity)?;
         Session::new(base, tokenizer, Box::new(engine))
     }
@@ -58,7 +59,7 @@ impl Session {
         capacity: Option<usize>,
         options: EngineOptions,
     ) -> Result<(Session, Option<String>)> {
-        let capacity = capacity.unwrap_or(base.config.max_position_embeddings);
+        let capacity = capacity.unwrap_or_else(|| default_capacity(&base.config));
         let opened = open_async(kind, base.clone(), capacity, options).await?;
         Ok((Session::new(base, tokenizer, opened.backend)?, opened.fallback))
     }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 use web_time::Instant;
 
-use crate::config::{divisors, kv_cache_bytes};
+use crate::config::{default_capacity, divisors, kv_cache_bytes};
 use crate::convert::Method;
 use crate::backend::{open_async, Backend, BackendKind, EngineOptions, Logits};
 use crate::bench::{decode_timing, median, DecodeCase};
@@ -153,7 +153,7 @@ pub struct WebSession {
 #[wasm_bindgen(js_class = Session)]
 impl WebSession {
     /// A Hugging Face model: config.json text, model.safetensors bytes and, optionally,
-    /// tokenizer.json bytes. `capacity` limits the KV cache (default: the whole context);
+    /// tokenizer.json bytes. `capacity` limits the KV cache (default: min(the context, 4096));
     /// `kvDtype` is its precision, "f32" (default) or "f16".
     #[wasm_bindgen(js_name = fromHf)]
     pub fn from_hf(
@@ -196,7 +196,7 @@ impl WebSession {
 
     fn new(model: Model, tokenizer: Option<Tokenizer>, capacity: Option<usize>, kv_dtype: Option<String>) -> Result<WebSession, JsError> {
         let context = model.config.max_position_embeddings;
-        let capacity = capacity.unwrap_or(context).min(context);
+        let capacity = capacity.unwrap_or_else(|| default_capacity(&model.config)).min(context);
         let kv_dtype = match kv_dtype.as_deref() {
             None => DType::F32,
             Some(name) => DType::parse(name).ok_or_else(|| JsError::new(&format!("unknown KV dtype '{name}': use f32 or f16")))?,

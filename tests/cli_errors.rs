@@ -115,3 +115,21 @@ fn missing_eval_text() {
     let bin = dir.join("stories260K.bin");
     gqa_fails(&["eval", "--model", bin.to_str().unwrap(), "--text", "/nonexistent.txt"], "cannot read /nonexistent.txt");
 }
+
+/// `--max-tokens` at its largest means "the whole text" (it once wrapped to 0 and
+/// said the text was too short); `--context` beyond the model's limit is refused.
+#[test]
+fn largest_max_tokens_and_too_long_context() {
+    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/www/models/mha");
+    let text = temp("eval.txt");
+    std::fs::write(&text, "Once upon a time, there was a little girl named Lily. She liked to play outside.").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_gqa"))
+        .args(["eval", "--model", model, "--text", text.to_str().unwrap(), "--max-tokens", &u64::MAX.to_string(), "--json"])
+        .output()
+        .expect("run gqa");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["tokens"].as_u64().unwrap() > 10, "{report}");
+    std::fs::remove_file(text).ok();
+    gqa_fails(&["generate", "--model", model, "--context", "100000"], "must be between 1 and the context 256");
+}

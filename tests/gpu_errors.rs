@@ -21,3 +21,39 @@ fn uncaptured_gpu_errors_become_errors() {
     // Reported once; the device keeps working.
     assert!(pollster::block_on(ctx.read(&good, 16)).is_ok());
 }
+
+/// A model change that fails on the GPU (here: G = H pushes one layer's KV cache past
+/// the binding limit) leaves an engine without a model, which says so on every later
+/// call instead of panicking; a model that fits makes it usable again.
+#[test]
+#[cfg_attr(not(has_vulkan), ignore = "needs a Vulkan driver (mesa-vulkan-drivers: lavapipe)")]
+fn a_failed_model_change_leaves_an_engine_that_reports_it() {
+    use gqa::backend::{Backend, Logits};
+    use gqa::convert::{convert, Method};
+    use gqa::gpu::{GpuEngine, GpuOptions};
+    use gqa::model::Model;
+    use gqa::tensor::DType;
+
+    let ctx = pollster::block_on(GpuContext::new())
+        .unwrap_or_else(|e| panic!("this test needs a GPU adapter (a Vulkan driver; mesa-vulkan-drivers has lavapipe): {e}"));
+    // 8 heads of head_dim 64; one layer's MHA keys at 2^17 positions: 256 MiB.
+    let positions = 1 << 17;
+    let mha = Model::random(&gqa::Config::new(512, 64, 1, 8, 8, 32, positions), 1, DType::F32).unwrap();
+    let mha_kv = 8 * positions as u64 * 64 * 4;
+    assert!(mha_kv > ctx.max_binding(), "the test needs a binding limit below {mha_kv} bytes");
+    let mqa = convert(&mha, 1, Method::Mean, 0).unwrap();
+    let mut gpu = GpuEngine::with_context(ctx, mqa.clone(), positions, GpuOptions::default()).unwrap();
+    gpu.forward(&[1, 2], Logits::Last).unwrap();
+
+    let err = gpu.set_model(mha).unwrap_err().to_string();
+    assert!(err.contains("max storage buffer binding"), "{err}");
+    for err in [
+        gpu.forward(&[1], Logits::Last).unwrap_err().to_string(),
+        gpu.forward_argmax(&[1]).unwrap_err().to_string(),
+        gpu.fill_synthetic(4, 1).unwrap_err().to_string(),
+    ] {
+        assert!(err.contains("no model is loaded"), "{err}");
+    }
+    gpu.set_model(mqa).unwrap();
+    assert_eq!(gpu.forward(&[1, 2], Logits::Last).unwrap().len(), 32);
+}

@@ -54,7 +54,7 @@ async fn cpu_simd_logits_equal_the_native_engine() {
     let reference = reference();
     let config = String::from_utf8(read(&format!("{REFERENCE}/config.json")).unwrap()).unwrap();
     let weights = read(&format!("{REFERENCE}/model.safetensors")).unwrap();
-    let mut session = ok(WebSession::from_hf(&config, &weights, None, None));
+    let mut session = ok(WebSession::from_hf(&config, &weights, None, None, None));
     assert_same_logits(&mut session, &reference["cases"], &reference["random"], "random-weight model").await;
 }
 
@@ -65,7 +65,7 @@ async fn cpu_simd_logits_equal_the_native_engine_for_stories260k() {
     let bin = read(&format!("{FIXTURE}/stories260K.bin"))
         .unwrap_or_else(|| panic!("this test needs the shared fixtures, but {FIXTURE}/stories260K.bin is missing"));
     let expected = reference.get("stories260K").expect("reference.json has no stories260K logits");
-    let mut session = ok(WebSession::from_llama2c(&bin, read(&format!("{FIXTURE}/tok512.bin")), Some(64)));
+    let mut session = ok(WebSession::from_llama2c(&bin, read(&format!("{FIXTURE}/tok512.bin")), Some(64), None));
     assert_same_logits(&mut session, &reference["cases"], expected, "stories260K").await;
 }
 
@@ -77,7 +77,7 @@ async fn without_webgpu_the_cpu_is_used_and_the_reason_given() {
     assert_eq!(available, JsValue::FALSE);
     assert!(reason.contains("no WebGPU"), "{reason}");
 
-    let mut session = ok(WebSession::from_preset("tiny", 1, false, Some(64)));
+    let mut session = ok(WebSession::from_preset("tiny", 1, false, Some(64), None));
     let err = message(session.use_gpu().await.unwrap_err());
     assert!(err.contains("no WebGPU"), "{err}");
     assert!(!session.uses_gpu());
@@ -88,13 +88,13 @@ async fn without_webgpu_the_cpu_is_used_and_the_reason_given() {
 
 #[wasm_bindgen_test]
 fn bad_inputs_are_js_errors_with_the_message() {
-    let err = message(WebSession::from_llama2c(&[1, 2, 3], None, None).err().unwrap());
+    let err = message(WebSession::from_llama2c(&[1, 2, 3], None, None, None).err().unwrap());
     assert!(err.contains("llama2.c checkpoint is invalid"), "{err}");
-    let err = message(WebSession::from_hf("{", &[], None, None).err().unwrap());
+    let err = message(WebSession::from_hf("{", &[], None, None, None).err().unwrap());
     assert!(err.contains("config.json"), "{err}");
-    let err = message(WebSession::from_preset("huge", 1, false, None).err().unwrap());
+    let err = message(WebSession::from_preset("huge", 1, false, None, None).err().unwrap());
     assert!(err.contains("unknown preset"), "{err}");
-    let mut session = ok(WebSession::from_preset("tiny", 1, false, Some(64)));
+    let mut session = ok(WebSession::from_preset("tiny", 1, false, Some(64), None));
     let err = message(session.set_groups(3, "mean", 0).unwrap_err());
     assert!(err.contains("G must divide"), "{err}");
     let err = message(session.set_groups(2, "average", 0).unwrap_err());
@@ -109,7 +109,7 @@ fn bad_inputs_are_js_errors_with_the_message() {
 
 #[wasm_bindgen_test]
 async fn step_wise_generation_streams_stops_and_measures_quality() {
-    let mut session = ok(WebSession::from_preset("tiny", 1, false, Some(64)));
+    let mut session = ok(WebSession::from_preset("tiny", 1, false, Some(64), None));
     let params = || js_sys::JSON::parse(r#"{"maxTokens": 40, "temperature": 0.8, "seed": 3}"#).unwrap();
     ok(session.start("", params()));
     let mut ids = Vec::new();
@@ -131,4 +131,53 @@ async fn step_wise_generation_streams_stops_and_measures_quality() {
     let mqa = ok(session.quality_vs_base(ids));
     let kl = js_sys::Reflect::get(&mqa, &"kl_vs_base".into()).unwrap().as_f64().unwrap();
     assert!(kl > 0.0, "KL of MQA vs MHA: {kl}");
+}
+
+fn field(value: &JsValue, name: &str) -> JsValue {
+    js_sys::Reflect::get(value, &name.into()).unwrap()
+}
+
+/// The probes that reuse the KV cache (logits, decodeSpeed, qualityVsBase) end a
+/// running generation: the next `nextToken` says done, never continuing on the
+/// probe's keys.
+#[wasm_bindgen_test]
+async fn probes_end_a_running_generation() {
+    for probe in ["logits", "decodeSpeed", "qualityVsBase"] {
+        let mut session = ok(WebSession::from_preset("tiny", 1, false, Some(64), None));
+        ok(session.start("", js_sys::JSON::parse(r#"{"maxTokens": 40}"#).unwrap()));
+        assert_eq!(field(&ok(session.next_token()), "done"), JsValue::FALSE);
+        match probe {
+            "logits" => drop(ok(session.logits(vec![1, 2]).await)),
+            "decodeSpeed" => drop(ok(session.decode_speed(32, 4).await)),
+            _ => drop(ok(session.quality_vs_base(vec![1, 2, 3]))),
+        }
+        assert_eq!(field(&ok(session.next_token()), "done"), JsValue::TRUE, "{probe}");
+        assert_eq!(field(&ok(session.stats()), "stop_reason"), "stopped", "{probe}");
+    }
+}
+
+/// Sizes that come from the caller are checked, never a panic (a `RuntimeError`):
+/// a KV cache of one position, the largest contexts and step counts, and a KV cache
+/// whose size overflows 32 bits and passes the memory budget.
+#[wasm_bindgen_test]
+async fn sizes_from_the_caller_are_errors_not_panics() {
+    let mut session = ok(WebSession::from_preset("tiny", 1, false, Some(1), None));
+    let err = message(session.quality_vs_base(vec![1, 2]).unwrap_err());
+    assert!(err.contains("at least 2 positions"), "{err}");
+    let mut session = ok(WebSession::from_preset("tiny", 1, false, Some(64), None));
+    for (context, steps) in [(usize::MAX, 8), (32, usize::MAX), (usize::MAX, usize::MAX)] {
+        let err = message(session.decode_speed(context, steps).await.unwrap_err());
+        assert!(err.contains("KV capacity"), "{err}");
+    }
+
+    // 2 layers x 8 KV heads x head_dim 64 x 2^20 positions x 2 x 4 bytes = 8 GiB:
+    // past the budget, and 0 modulo 2^32 on wasm32.
+    let config = gqa::Config::new(512, 32, 2, 8, 8, 16, 1 << 20);
+    let model = gqa::Model::random(&config, 1, gqa::tensor::DType::F16).unwrap();
+    let weights = gqa::hf::to_safetensors(&model, gqa::tensor::DType::F16).unwrap();
+    let err = message(WebSession::from_hf(&config.to_json(), &weights, None, Some(1 << 20), None).err().unwrap());
+    assert!(err.contains("memory budget"), "{err}");
+    // Without a capacity the cache holds min(context, 4096) positions.
+    let mut session = ok(WebSession::from_hf(&config.to_json(), &weights, None, None, None));
+    assert_eq!(field(&ok(session.info()), "capacity").as_f64(), Some(4096.0));
 }

@@ -92,7 +92,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     });
     let capacity = contexts.iter().copied().max().unwrap_or(1);
     if capacity > limit {
-        return Err(GqaError::Invalid(format!("context {capacity} is beyond the model's context of {limit} positions")));
+        return Err(GqaError::PromptTooLong { prompt: capacity, context: limit });
     }
     eprintln!(
         "{:.1}M params ({}) loaded or created in {:.0} ms; measuring memory bandwidth, then {} G x {} contexts ...",

@@ -37,6 +37,9 @@ pub struct GenerateArgs {
     /// Seed for sampling and for the `random` conversion method.
     #[arg(long, short, default_value_t = 0)]
     pub seed: u64,
+    /// KV-cache positions (prompt + generated tokens); default min(the model's context, 4096).
+    #[arg(long)]
+    pub context: Option<usize>,
     /// Print the statistics as JSON on stderr.
     #[arg(long)]
     pub json: bool,
@@ -48,7 +51,7 @@ pub struct GenerateArgs {
 pub fn run(a: GenerateArgs) -> Result<()> {
     let (model, tokenizer) = open(&a.model)?;
     let tokenizer = need_tokenizer(tokenizer, &a.model.model)?;
-    let (mut session, fallback) = Session::open(a.backend, model, Some(tokenizer), None, a.engine.options())?;
+    let (mut session, fallback) = Session::open(a.backend, model, Some(tokenizer), a.context, a.engine.options())?;
     if let Some(why) = fallback {
         eprintln!("{why}");
     }

@@ -15,6 +15,7 @@ use super::memory::Allocator;
 use super::resident::Resident;
 use super::submit::{Submitter, Timing};
 use crate::backend::{Backend, Logits};
+use crate::config::kv_cache_bytes_checked;
 use crate::error::{GqaError, Result};
 use crate::model::Model;
 use crate::tensor::DType;
@@ -142,6 +143,7 @@ impl GpuEngine {
                 self.capacity
             )));
         }
+        kv_cache_bytes_checked(&model.config, model.config.n_kv_heads(), self.capacity, self.options.kv_dtype.size())?;
         // Free before allocating, so switching G keeps memory flat.
         self.res = None;
         self.submit.clear();
