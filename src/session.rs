@@ -2,7 +2,8 @@
 //! the G it is converted to, a backend that runs it, and generation with
 //! streaming callbacks and statistics.
 
-use crate::backend::{open_async, Backend, BackendKind, EngineOptions, Logits};
+use crate::backend::open::open_async;
+use crate::backend::{Backend, BackendKind, EngineOptions, Logits};
 use crate::config::default_capacity;
 use crate::convert::{convert, Method};
 use crate::cpu::CpuEngine;

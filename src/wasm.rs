@@ -14,7 +14,8 @@ use web_time::Instant;
 
 use crate::config::{default_capacity, divisors, kv_cache_bytes};
 use crate::convert::Method;
-use crate::backend::{open_async, Backend, BackendKind, EngineOptions, Logits};
+use crate::backend::open::open_async;
+use crate::backend::{Backend, BackendKind, EngineOptions, Logits};
 use crate::bench::{decode_timing, median, DecodeCase};
 use crate::cpu::CpuEngine;
 use crate::error::GqaError;

@@ -1,5 +1,5 @@
 //! The seam between a session and an engine: the [`Backend`] trait, which the CPU
-//! engine (cpu.rs) and the GPU engine (gpu/) implement, and [`open`](open::open),
+//! engine (cpu.rs) and the GPU engine (gpu/) implement, and [`open`](open::open) (in `open.rs`),
 //! the one place that chooses an engine for a front end.
 //!
 //! Dependencies run one way: engines implement this trait; generation and the
@@ -11,9 +11,6 @@ use crate::error::{GqaError, Result};
 use crate::model::Model;
 use crate::tensor::DType;
 
-pub use open::{open_async, Opened};
-#[cfg(not(target_arch = "wasm32"))]
-pub use open::open;
 
 /// Which logits a forward pass returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,17 +1,17 @@
-//! The `gqa` command line: the arguments shared by every command, the dispatch,
-//! and small helpers; one file per command beside this one.
+//! The `gqa` commands, one file each, and what they share: the model and engine
+//! arguments, opening a model, progress bars and byte counts. The parser and the
+//! dispatch are in main.rs.
 
-mod bench;
-mod convert;
-mod eval;
-mod generate;
+pub mod bench;
+pub mod convert;
+pub mod eval;
+pub mod generate;
 #[cfg(feature = "train")]
-mod train;
+pub mod train;
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use gqa::backend::EngineOptions;
@@ -20,36 +20,6 @@ use gqa::model::Model;
 use gqa::tensor::DType;
 use gqa::tokenizer::Tokenizer;
 use gqa::{loader, GqaError, Result};
-
-#[derive(Parser)]
-#[command(
-    name = "gqa",
-    version,
-    about = "See Grouped-Query Attention: run a Llama-style model with G key/value heads",
-    long_about = "Run a Llama-style decoder with G key/value heads for its H query heads \
-(MHA: G = H, GQA: 1 < G < H, MQA: G = 1). A model is converted to G by pooling the key/value \
-projection heads of each group (GQA paper, Algorithm 4). Models: a Hugging Face folder \
-(config.json, model.safetensors, tokenizer.json) or a llama2.c checkpoint (.bin + tokenizer.bin)."
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Stream generated text to stdout; speed and KV-cache memory go to stderr.
-    Generate(generate::GenerateArgs),
-    /// Convert a model to G key/value heads and write a Hugging Face folder.
-    Convert(convert::ConvertArgs),
-    /// Perplexity over a text file, optionally compared with the unconverted model.
-    Eval(eval::EvalArgs),
-    /// Decode tokens/s for every G at several contexts, against this machine's memory bandwidth.
-    Bench(bench::BenchArgs),
-    /// Train the model family: MHA base, converted and uptrained GQA variants, results table.
-    #[cfg(feature = "train")]
-    Train(train::TrainArgs),
-}
 
 #[derive(Args)]
 pub struct ModelArgs {
@@ -85,24 +55,6 @@ impl EngineArgs {
     }
 }
 
-pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Generate(a) => generate::run(a),
-        Command::Convert(a) => convert::run(a),
-        Command::Eval(a) => eval::run(a),
-        Command::Bench(a) => bench::run(a),
-        #[cfg(feature = "train")]
-        Command::Train(a) => train::run(a),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
 
 /// The model as loaded (dtype applied) and its tokenizer.
 pub fn open(args: &ModelArgs) -> Result<(Model, Option<Tokenizer>)> {

@@ -10,6 +10,7 @@
 //! - [`resident`]: what one model keeps on the device (weights, KV cache, activations).
 //! - [`graph`]: a forward pass recorded as a list of dispatches.
 //! - [`submit`]: uniforms, bind groups, one submission, timestamps and read-back.
+//! - [`options`]: [`GpuOptions`], the engine's settings.
 //! - [`engine`]: [`GpuEngine`], the engine over those parts.
 //! - [`generate`]: `GpuEngine::generate_ids_async`, the session's generation loop, async.
 //! - `report` (native): the GPU side of `gqa bench` (time inside and outside kernels).
@@ -21,6 +22,7 @@ pub mod engine;
 pub mod generate;
 pub mod graph;
 pub mod memory;
+pub mod options;
 pub mod pipelines;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod report;
@@ -29,5 +31,6 @@ pub mod submit;
 pub mod weights;
 
 pub use context::GpuContext;
-pub use engine::{GpuEngine, GpuOptions};
+pub use engine::GpuEngine;
+pub use options::GpuOptions;
 pub use submit::Timing;

@@ -4,8 +4,10 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::{GpuEngine, Timing};
-use crate::backend::{open, Backend, BackendKind, EngineOptions, Opened};
+use super::engine::GpuEngine;
+use super::submit::Timing;
+use crate::backend::open::{open, Opened};
+use crate::backend::{Backend, BackendKind, EngineOptions};
 use crate::bench::BenchRow;
 use crate::error::Result;
 use crate::model::Model;

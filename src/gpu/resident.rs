@@ -5,7 +5,7 @@
 use super::context::GpuContext;
 use super::memory::{Allocator, GpuBuffer};
 use super::weights::{f32_bytes, pad_cols, GpuMatrix};
-use super::GpuOptions;
+use super::options::GpuOptions;
 use crate::config::Config;
 use crate::error::{GqaError, Result};
 use crate::model::Model;
