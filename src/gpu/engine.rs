@@ -169,7 +169,8 @@ impl GpuEngine {
                 Logits::Last => Want::Nothing,
             };
             let bytes = self.run_chunk(chunk, want).await?;
-            out.extend_from_slice(bytemuck::cast_slice::<u8, f32>(&bytes));
+            // Read back as bytes with no alignment promise: decode each f32 on its own.
+            out.extend(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])));
         }
         Ok(out)
     }
