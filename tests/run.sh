@@ -36,7 +36,8 @@ bash scripts/build-web.sh
 # Chromium (WebGPU); the native reference logits come from tests/web_reference.rs above.
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
 RUSTFLAGS="-C target-feature=+simd128" t cargo test --target wasm32-unknown-unknown --test web_node
-CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_WEBDRIVER_JSON=tests/web/webdriver.json \
+# (300 positions on SwiftShader take tens of seconds: past the runner's default 20 s timeout.)
+WASM_BINDGEN_TEST_TIMEOUT=300 CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_WEBDRIVER_JSON=tests/web/webdriver.json \
   RUSTFLAGS="-C target-feature=+simd128" t cargo test --target wasm32-unknown-unknown --test web_browser -- --nocapture
 # The demo server alone, then the page end to end in Chromium from it (screenshots in target/e2e).
 t node tests/web/server.mjs
@@ -47,5 +48,5 @@ t node tests/web/e2e.mjs
 # under CI=true they fail instead.
 awk '/test result: /{ for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1);
                                                  if ($i ~ /^(ignored|skipped)/) s += $(i-1) } }
-     END { printf "all tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$LOG"
+     END { printf "total: %d passed, %d failed, %d skipped\n", p, f, s }' "$LOG"
 exit $status
