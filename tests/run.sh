@@ -38,7 +38,8 @@ bash scripts/build-web.sh
 # Chromium (WebGPU); the native reference logits come from tests/web_reference.rs above.
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
 RUSTFLAGS="-C target-feature=+simd128" t cargo test --target wasm32-unknown-unknown --test web_node
-CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_WEBDRIVER_JSON=tests/web/webdriver.json \
+# (Its WebGPU test takes about 25 s on a software adapter on a busy 2-core machine; the runner's default limit is 20 s.)
+CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_WEBDRIVER_JSON=tests/web/webdriver.json WASM_BINDGEN_TEST_TIMEOUT=180 \
   RUSTFLAGS="-C target-feature=+simd128" t cargo test --target wasm32-unknown-unknown --test web_browser -- --nocapture
 # The demo server alone, then the page end to end in Chromium from it (screenshots in target/e2e).
 t node tests/web/server.mjs
