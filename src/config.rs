@@ -149,20 +149,26 @@ impl Config {
         divisors(self.n_heads())
     }
 
-    /// Parameter count, computed without overflow.
+    /// Parameter count, in u128 and saturating: sizes from a file can be as large as
+    /// usize allows (`validate` refuses anything above [`MAX_PARAMS`]).
     pub fn n_params(&self) -> u128 {
-        let (d, f, l, v) = (
-            self.hidden_size as u128,
-            self.intermediate_size as u128,
-            self.num_hidden_layers as u128,
-            self.vocab_size as u128,
-        );
-        let hd = self.head_dim() as u128;
-        let q = self.n_heads() as u128 * hd;
-        let kv = self.n_kv_heads() as u128 * hd;
-        let per_layer = d * q + 2 * d * kv + q * d + 3 * d * f + 2 * d;
-        let head = if self.tie_word_embeddings { 0 } else { v * d };
-        v * d + l * per_layer + d + head
+        let [d, f, l, v, hd, h, g] = [
+            self.hidden_size,
+            self.intermediate_size,
+            self.num_hidden_layers,
+            self.vocab_size,
+            self.head_dim(),
+            self.n_heads(),
+            self.n_kv_heads(),
+        ]
+        .map(|x| x as u128);
+        let mul = |factors: &[u128]| factors.iter().fold(1, |product: u128, &x| product.saturating_mul(x));
+        let sum = |terms: &[u128]| terms.iter().fold(0, |total: u128, &x| total.saturating_add(x));
+        let (q, kv) = (mul(&[h, hd]), mul(&[g, hd]));
+        // wq, wk + wv, wo, gate + up + down, two norms.
+        let per_layer = sum(&[mul(&[d, q]), mul(&[2, d, kv]), mul(&[q, d]), mul(&[3, d, f]), mul(&[2, d])]);
+        let head = if self.tie_word_embeddings { 0 } else { mul(&[v, d]) };
+        sum(&[mul(&[v, d]), mul(&[l, per_layer]), d, head])
     }
 
     /// Check every size before anything is allocated from it.

@@ -27,10 +27,21 @@ pub struct Tokenizer {
 
 impl Tokenizer {
     /// Loads a Hugging Face `tokenizer.json`.
+    ///
+    /// The `tokenizers` crate panics, instead of returning an error, on some bad
+    /// files, so this parses the text as JSON first (it panics on syntax errors inside
+    /// some parts, never on an already parsed value), refuses what panics later (see
+    /// [`check_decoder`]), and natively turns the rest (e.g. a `Precompiled`
+    /// normalizer with bad data) into an error. (In the browser a panic aborts.)
     pub fn from_json(bytes: &[u8]) -> Result<Tokenizer> {
-        let inner = tokenizers::Tokenizer::from_bytes(bytes)
-            .map_err(|e| GqaError::Tokenizer(format!("tokenizer.json cannot be read: {e}")))?;
-        Ok(Tokenizer::wrap(inner))
+        let bad = |e: &dyn std::fmt::Display| GqaError::Tokenizer(format!("tokenizer.json cannot be read: {e}"));
+        let value: Value = serde_json::from_slice(bytes).map_err(|e| bad(&e))?;
+        if let Some(decoder) = value.get("decoder") {
+            check_decoder(decoder).map_err(|e| bad(&e))?;
+        }
+        let parsed = std::panic::catch_unwind(|| serde_json::from_value::<tokenizers::Tokenizer>(value))
+            .map_err(|_| bad(&"the tokenizers library failed on it (its message is above)"))?;
+        Ok(Tokenizer::wrap(parsed.map_err(|e| bad(&e))?))
     }
 
     /// Loads llama2.c's `tokenizer.bin` holding `vocab_size` tokens.
@@ -53,6 +64,10 @@ impl Tokenizer {
         // Treat "<s>" etc. in the input as text, never as special tokens. This flag is
         // not saved in tokenizer.json, so both constructors set it.
         inner.set_encode_special_tokens(true);
+        // A prompt is encoded whole: no truncation, and no padding (a file asking to pad
+        // to a fixed length of billions would allocate that much on every encode).
+        inner.with_padding(None);
+        inner.with_truncation(None).expect("removing truncation cannot fail");
         let vocab_size =
             inner.get_vocab(true).values().max().map_or(0, |&max_id| max_id as usize + 1);
         Tokenizer { inner, vocab_size }
@@ -198,6 +213,22 @@ impl TextStream {
                 text[start..].to_string()
             }
         }
+    }
+}
+
+/// Refuses a decoder the `tokenizers` crate would panic on while decoding: a `Strip`
+/// that strips at the end (`stop` > 0) indexes before the start of a piece shorter
+/// than `stop` made only of the stripped character, such as the empty text (which a
+/// `Fuse` decoder makes of no tokens). The crate also reads a decoder whose `type` it
+/// does not know by its fields, so this goes by the fields too: no decoder but
+/// `Strip` has a `stop`, none but `Sequence` has `decoders`.
+fn check_decoder(decoder: &Value) -> std::result::Result<(), String> {
+    if let Some(stop) = decoder.get("stop").filter(|stop| stop.as_u64() != Some(0)) {
+        return Err(format!("its Strip decoder strips at the end (stop {stop}), which is not supported"));
+    }
+    match decoder.get("decoders").and_then(Value::as_array) {
+        Some(decoders) => decoders.iter().try_for_each(check_decoder),
+        None => Ok(()),
     }
 }
 

@@ -409,6 +409,9 @@ fn absurd_sizes_fail_before_allocating() {
         serde_json::json!({ "hidden_size": 1_000_000_000u64, "num_attention_heads": 8, "num_key_value_heads": 8 }),
         serde_json::json!({ "num_hidden_layers": 1_000_000_000u64 }),
         serde_json::json!({ "vocab_size": 1u64 << 40 }),
+        // Sizes whose parameter count overflows even u128 (found by examples/fuzz_loaders.rs).
+        serde_json::json!({ "hidden_size": 1u64 << 63, "intermediate_size": 1u64 << 63, "num_attention_heads": 2,
+                            "num_key_value_heads": 1 }),
     ] {
         let msg = config_error(&config_json_with(&small_config(true), changes));
         assert!(msg.contains("parameters"), "{msg}");

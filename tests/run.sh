@@ -24,6 +24,8 @@ RUSTFLAGS="-C target-feature=+simd128" cargo build --quiet --lib --target wasm32
 
 # All native tests, training included (candle, CPU).
 t cargo test --features train
+# The file loaders against a minute of mutated inputs (examples/fuzz_loaders.rs).
+t cargo run --quiet --features train --example fuzz_loaders -- --seconds 60
 
 # The browser demo. Debian's Chromium and chromedriver (never a downloaded browser).
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then

@@ -397,3 +397,62 @@ fn json_that_is_not_json() {
         Err(e) => assert_contains(e.to_string(), "tokenizer.json"),
     }
 }
+
+/// A small tokenizer.json (byte-level BPE) with the given decoder, normalizer,
+/// padding and truncation (JSON text each).
+fn tiny_json(decoder: &str, normalizer: &str, padding: &str, truncation: &str) -> String {
+    format!(
+        r#"{{"version":"1.0","truncation":{truncation},"padding":{padding},"added_tokens":[],
+        "normalizer":{normalizer},"pre_tokenizer":{{"type":"ByteLevel","add_prefix_space":false,"trim_offsets":true,"use_regex":true}},
+        "post_processor":null,"decoder":{decoder},
+        "model":{{"type":"BPE","dropout":null,"unk_token":null,"continuing_subword_prefix":null,"end_of_word_suffix":null,
+        "fuse_unk":false,"byte_fallback":false,"vocab":{{"h":0,"i":1,"hi":2,"Ġ":3}},"merges":[["h","i"]]}}}}"#
+    )
+}
+
+const BYTE_LEVEL: &str = r#"{"type":"ByteLevel","add_prefix_space":true,"trim_offsets":true,"use_regex":true}"#;
+
+fn json_error(json: &str) -> String {
+    match Tokenizer::from_json(json.as_bytes()) {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// tokenizer.json files on which the `tokenizers` crate panics or allocates without
+/// bound (found by examples/fuzz_loaders.rs): an error, or they load and work.
+#[test]
+fn json_that_tokenizers_panics_on() {
+    let good = tiny_json(BYTE_LEVEL, "null", "null", "null");
+    let tok = Tokenizer::from_json(good.as_bytes()).unwrap();
+    assert_eq!(tok.decode(&tok.encode("hi hi").unwrap()).unwrap(), "hi hi");
+
+    // Cut inside the decoder: the crate's decoder parser panics on the syntax error.
+    let cut = &good[..good.rfind(r#""add_prefix_space":true"#).unwrap() + 10];
+    assert_contains(json_error(cut), "tokenizer.json cannot be read");
+
+    // A Strip decoder that strips at the end panics on short text, e.g. no text.
+    let strip = r#"{"type":"Strip","content":" ","start":0,"stop":1}"#;
+    assert_contains(json_error(&tiny_json(strip, "null", "null", "null")), "Strip decoder");
+    let sequence = format!(r#"{{"type":"Sequence","decoders":[{BYTE_LEVEL},{strip}]}}"#);
+    assert_contains(json_error(&tiny_json(&sequence, "null", "null", "null")), "Strip decoder");
+    // The crate reads a decoder of an unknown type by its fields: a Strip all the same.
+    let unnamed = r#"{"type":"Unknown","content":" ","start":0,"stop":1}"#;
+    assert_contains(json_error(&tiny_json(unnamed, "null", "null", "null")), "Strip decoder");
+
+    // A Precompiled normalizer with data that is not a charsmap.
+    let precompiled = r#"{"type":"Precompiled","precompiled_charsmap":"AAAA"}"#;
+    assert_contains(json_error(&tiny_json(BYTE_LEVEL, precompiled, "null", "null")), "tokenizer.json cannot be read");
+}
+
+/// Padding and truncation in tokenizer.json are ignored: a prompt is encoded whole,
+/// and a fixed padding of 2^40 tokens would allocate terabytes.
+#[test]
+fn json_padding_and_truncation_are_ignored() {
+    let padding = r#"{"strategy":{"Fixed":1099511627776},"direction":"Right","pad_to_multiple_of":null,"pad_id":0,"pad_type_id":0,"pad_token":"h"}"#;
+    let truncation = r#"{"direction":"Right","max_length":1,"strategy":"LongestFirst","stride":0}"#;
+    let tok = Tokenizer::from_json(tiny_json(BYTE_LEVEL, "null", padding, truncation).as_bytes()).unwrap();
+    let ids = tok.encode("hi hi").unwrap();
+    assert_eq!(tok.decode(&ids).unwrap(), "hi hi");
+    assert_eq!(ids.len(), 3, "{ids:?}");
+}
