@@ -2,8 +2,9 @@
 //! the G it is converted to, a backend that runs it, and generation with
 //! streaming callbacks and statistics.
 
-use crate::backend::open::open_async;
-use crate::backend::{Backend, BackendKind, EngineOptions, Logits};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::backend::{open::open, BackendKind, EngineOptions};
+use crate::backend::{Backend, Logits};
 use crate::config::default_capacity;
 use crate::convert::{convert, Method};
 use crate::cpu::CpuEngine;
@@ -52,20 +53,7 @@ impl Session {
         Session::new(base, tokenizer, Box::new(engine))
     }
 
-    /// A session on `kind` (see [`open_async`]); the string says why it fell back to the CPU.
-    pub async fn open_async(
-        kind: BackendKind,
-        base: Model,
-        tokenizer: Option<Tokenizer>,
-        capacity: Option<usize>,
-        options: EngineOptions,
-    ) -> Result<(Session, Option<String>)> {
-        let capacity = capacity.unwrap_or_else(|| default_capacity(&base.config));
-        let opened = open_async(kind, base.clone(), capacity, options).await?;
-        Ok((Session::new(base, tokenizer, opened.backend)?, opened.fallback))
-    }
-
-    /// [`Session::open_async`], blocking (native front ends).
+    /// A session on `kind` (see [`open`]); the string says why it fell back to the CPU.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn open(
         kind: BackendKind,
@@ -74,7 +62,9 @@ impl Session {
         capacity: Option<usize>,
         options: EngineOptions,
     ) -> Result<(Session, Option<String>)> {
-        pollster::block_on(Session::open_async(kind, base, tokenizer, capacity, options))
+        let capacity = capacity.unwrap_or_else(|| default_capacity(&base.config));
+        let opened = open(kind, base.clone(), capacity, options)?;
+        Ok((Session::new(base, tokenizer, opened.backend)?, opened.fallback))
     }
 
     /// Run on another backend from now on (it must run this session's current
