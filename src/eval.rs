@@ -26,30 +26,43 @@ const CHUNK: usize = 64;
 /// Score `ids` with `model`: windows of `window` tokens advance by half a
 /// window; each window scores only tokens no earlier window scored, so every
 /// token after the first is predicted once, with at least half a window of
-/// context once past the start. With `base`, the same positions are also run
-/// through it for KL and top-1 agreement. `progress(done, total)` reports tokens.
+/// context once past the start. Targets before index `score_from` are not
+/// scored: with `score_from` = window / 2 every scored token has at least half
+/// a window of context, the first window included (the long-context protocol).
+/// With `base`, the same positions are also run through it for KL and top-1
+/// agreement. `progress(done, total)` reports tokens.
 pub fn evaluate(
     model: &mut dyn Backend,
     mut base: Option<&mut dyn Backend>,
     ids: &[u32],
     window: usize,
+    score_from: usize,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<EvalReport> {
     let window = window.min(model.capacity());
     if window < 2 {
         return Err(GqaError::Invalid("the evaluation window needs at least 2 tokens".into()));
     }
-    if ids.len() < 2 {
-        return Err(GqaError::Invalid("the text is too short to evaluate (needs 2 tokens)".into()));
+    let score_from = score_from.max(1);
+    if ids.len() <= score_from {
+        return Err(GqaError::Invalid(format!(
+            "the text is too short to evaluate: {} tokens, and scoring starts at token {score_from}",
+            ids.len()
+        )));
     }
-    let total = ids.len() - 1;
+    let total = ids.len() - score_from;
     let stride = (window / 2).max(1);
     let (mut nll, mut kl, mut agree, mut scored) = (0.0f64, 0.0f64, 0usize, 0usize);
+    // The first target index no window has scored yet.
+    let mut next_target = score_from;
     let mut start = 0;
     loop {
         let end = (start + window).min(ids.len());
-        // Targets at indices > scored_until are new in this window.
-        let first_target = scored + 1;
+        let first_target = next_target;
+        if first_target >= end {
+            start += stride;
+            continue;
+        }
         model.reset();
         if let Some(b) = base.as_deref_mut() {
             b.reset();
@@ -77,6 +90,7 @@ pub fn evaluate(
                     agree += (argmax(&log_q) == argmax(&log_p)) as usize;
                 }
                 scored += 1;
+                next_target = target_index + 1;
             }
             at += chunk.len();
             progress(scored, total);

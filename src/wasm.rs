@@ -422,7 +422,7 @@ impl WebSession {
         } else {
             self.session.backend()
         };
-        let report = evaluate(model, Some(&mut base), &ids, window, &mut |_, _| {}).map_err(js_error)?;
+        let report = evaluate(model, Some(&mut base), &ids, window, 0, &mut |_, _| {}).map_err(js_error)?;
         to_js(&report)
     }
 

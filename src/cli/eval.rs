@@ -24,6 +24,11 @@ pub struct EvalArgs {
     /// Window length in tokens (default: the model's context); windows advance by half.
     #[arg(long)]
     pub window: Option<usize>,
+    /// Score only targets from token N on (BOS is token 0). `--score-from` = half
+    /// the window gives every scored token at least half a window of context
+    /// (the model card's long-context protocol: --window 2048 --score-from 1024).
+    #[arg(long, default_value_t = 1)]
+    pub score_from: usize,
     /// Score only the first N tokens of the text.
     #[arg(long)]
     pub max_tokens: Option<usize>,
@@ -59,6 +64,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
         reference.as_mut().map(|r| r.backend()),
         &ids,
         window,
+        a.score_from,
         &mut |done, _| bar.set_position(done as u64),
     )?;
     bar.finish_and_clear();

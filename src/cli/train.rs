@@ -28,14 +28,20 @@ pub struct TrainArgs {
     size: String,
     #[arg(long, default_value_t = 2048)]
     vocab_size: usize,
-    /// Training window (and the models' context), BOS included.
+    /// Short training window, BOS included (also the short evaluation's window).
     #[arg(long, default_value_t = 256)]
     seq_len: usize,
+    /// Long training window: the models' context (also the long evaluation's window).
+    #[arg(long, default_value_t = 2048)]
+    long_seq_len: usize,
     #[arg(long, default_value_t = 16)]
     batch_size: usize,
-    /// Pretraining steps of the base; uptraining takes alpha of these.
+    /// Pretraining steps of the base on short windows; uptraining takes alpha of all base steps.
     #[arg(long, default_value_t = 600)]
     base_steps: usize,
+    /// Further base steps on long windows (the same tokens per step: fewer windows).
+    #[arg(long, default_value_t = 40)]
+    long_steps: usize,
     /// Peak learning rate (AdamW).
     #[arg(long, default_value_t = 2e-3)]
     lr: f64,
@@ -44,6 +50,10 @@ pub struct TrainArgs {
     /// Tokens of val.txt scored per variant, from its start (0 = all).
     #[arg(long, default_value_t = 16384)]
     eval_tokens: usize,
+    /// Tokens of val.txt in the long-window evaluation (windows of --long-seq-len,
+    /// second halves scored), from its start (0 = as many as --eval-tokens).
+    #[arg(long, default_value_t = 8192)]
+    eval_long_tokens: usize,
 }
 
 pub fn run(a: TrainArgs) -> Result<()> {
@@ -54,11 +64,14 @@ pub fn run(a: TrainArgs) -> Result<()> {
         size: a.size,
         vocab_size: a.vocab_size,
         seq_len: a.seq_len,
+        long_seq_len: a.long_seq_len,
         batch_size: a.batch_size,
         base_steps: a.base_steps,
+        long_steps: a.long_steps,
         lr: a.lr,
         seed: a.seed,
         eval_tokens: a.eval_tokens,
+        eval_long_tokens: a.eval_long_tokens,
     };
     match a.recipe.as_str() {
         "paper" => recipe::paper(&args),

@@ -1,13 +1,15 @@
 //! The paper's recipe at small scale (GQA paper, Algorithms 4 and 5):
 //!
 //! 1. train a byte-level BPE tokenizer on train.txt;
-//! 2. pretrain an MHA base (H = 8 query heads) from scratch;
+//! 2. pretrain an MHA base (H = 8 query heads) from scratch, on short windows
+//!    and then, for its last steps, on long ones (the models' context);
 //! 3. for G in {4, 2, 1} and each conversion method (mean, first, random),
 //!    convert the base (Algorithm 4) and uptrain it for alpha = 5% of the base's
 //!    steps (Algorithm 5); mean also gets alpha = 10%; every conversion is also
 //!    scored as converted (alpha = 0);
-//! 4. evaluate every variant on val.txt (loss, perplexity, KL and top-1
-//!    agreement against the base) and time CPU decoding at contexts 256 and 2048;
+//! 4. evaluate every variant on val.txt with short windows (the old protocol)
+//!    and long ones (loss, perplexity, KL and top-1 agreement against the base)
+//!    and time CPU decoding at the short and the long context;
 //! 5. ship the base and the mean-pooled, 5%-uptrained GQA-4, GQA-2 and MQA as f16
 //!    Hugging Face folders with `results.json` beside them.
 //!
@@ -54,13 +56,20 @@ pub struct RecipeArgs {
     pub work: PathBuf,
     pub size: String,
     pub vocab_size: usize,
+    /// Short training windows, and the window of the short evaluation.
     pub seq_len: usize,
+    /// Long training windows: the models' context, and the long evaluation's window.
+    pub long_seq_len: usize,
     pub batch_size: usize,
+    /// Base steps on short windows, then `long_steps` on long windows.
     pub base_steps: usize,
+    pub long_steps: usize,
     pub lr: f64,
     pub seed: u64,
     /// Tokens of val.txt scored per variant (0 = all).
     pub eval_tokens: usize,
+    /// Tokens of val.txt in the long evaluation (its first window's first half is not scored).
+    pub eval_long_tokens: usize,
 }
 
 /// One GQA variant: G key/value heads built by `method`, uptrained for
@@ -89,8 +98,11 @@ pub struct VariantResult {
     pub train_steps: usize,
     pub train_tokens: usize,
     pub train_wall_s: f64,
+    /// Windows of `seq_len` advancing by half (every token scored once).
     pub eval: EvalReport,
     pub nats_per_byte: f64,
+    /// Windows of `long_seq_len`, only their second halves scored.
+    pub eval_long: EvalReport,
     pub decode_tok_s_ctx256: f64,
     pub decode_tok_s_ctx2048: f64,
 }
@@ -114,18 +126,22 @@ pub struct Results {
     pub base_spec: TrainSpec,
     pub uptrain: String,
     pub eval_text: String,
+    pub eval_long_text: String,
     pub eval_bytes: usize,
     pub variants: Vec<VariantResult>,
     pub samples: Vec<Sample>,
     pub shipped: Vec<(String, String)>,
 }
 
-/// Hyperparameters shared by pretraining and uptraining; `steps` and `warmup` differ.
-fn spec(args: &RecipeArgs, steps: usize, warmup: usize, seed: u64) -> TrainSpec {
+/// Hyperparameters shared by pretraining and uptraining; `steps`, `warmup` and
+/// the number of final steps on long windows differ.
+fn spec(args: &RecipeArgs, steps: usize, long_steps: usize, warmup: usize, seed: u64) -> TrainSpec {
     TrainSpec {
         steps,
         warmup,
         batch_size: args.batch_size,
+        long_from: steps - long_steps.min(steps),
+        long_batch_size: (args.batch_size * args.seq_len / args.long_seq_len).max(1),
         lr: args.lr,
         min_lr: args.lr / 10.0,
         adamw: AdamWParams { beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1 },
@@ -137,20 +153,33 @@ fn spec(args: &RecipeArgs, steps: usize, warmup: usize, seed: u64) -> TrainSpec 
     }
 }
 
-/// The base config of size `name`: MHA, tied embeddings, context = seq_len.
-pub fn base_config(name: &str, vocab_size: usize, seq_len: usize) -> Result<Config> {
+/// The base config of size `name`: MHA, tied embeddings, `context` positions.
+pub fn base_config(name: &str, vocab_size: usize, context: usize) -> Result<Config> {
     let &(_, d, f, l) = SIZES
         .iter()
         .find(|s| s.0 == name)
         .ok_or_else(|| GqaError::Invalid(format!("unknown size '{name}': use s, m or l")))?;
-    let mut c = Config::new(d, f, l, N_HEADS, N_HEADS, vocab_size, seq_len);
+    let mut c = Config::new(d, f, l, N_HEADS, N_HEADS, vocab_size, context);
     c.tie_word_embeddings = true;
     c.validate()?;
     Ok(c)
 }
 
-/// The tokenizer (trained once, kept in the work folder) and the two token streams.
-pub fn prepare(args: &RecipeArgs) -> Result<(Tokenizer, TokenStream, TokenStream)> {
+/// The text as token streams: train.txt in short and in long windows, and val.txt.
+pub struct Streams {
+    pub train: TokenStream,
+    pub train_long: TokenStream,
+    pub val: TokenStream,
+}
+
+/// The tokenizer (trained once, kept in the work folder) and the token streams.
+pub fn prepare(args: &RecipeArgs) -> Result<(Tokenizer, Streams)> {
+    if args.long_seq_len < args.seq_len {
+        return Err(GqaError::Invalid(format!(
+            "--long-seq-len ({}) must be at least --seq-len ({})",
+            args.long_seq_len, args.seq_len
+        )));
+    }
     let train_text = read(&args.data.join("train.txt"))?;
     let val_text = read(&args.data.join("val.txt"))?;
     let path = args.work.join("tokenizer.json");
@@ -167,6 +196,7 @@ pub fn prepare(args: &RecipeArgs) -> Result<(Tokenizer, TokenStream, TokenStream
         Ok(TokenStream { tokens: tokenizer.encode(text)?, bos: 1, seq_len: args.seq_len })
     };
     let (train, val) = (stream(&train_text)?, stream(&val_text)?);
+    let train_long = TokenStream { tokens: train.tokens.clone(), bos: 1, seq_len: args.long_seq_len };
     eprintln!(
         "train.txt: {} bytes, {} tokens ({:.2} bytes/token); val.txt: {} tokens",
         train_text.len(),
@@ -174,25 +204,30 @@ pub fn prepare(args: &RecipeArgs) -> Result<(Tokenizer, TokenStream, TokenStream
         train_text.len() as f64 / train.tokens.len() as f64,
         val.tokens.len()
     );
-    Ok((tokenizer, train, val))
+    Ok((tokenizer, Streams { train, train_long, val }))
 }
 
-/// Train the base only, for `args.base_steps` steps from a seeded random init.
-pub fn train_base(args: &RecipeArgs, train_s: &TokenStream, val_s: &TokenStream) -> Result<(Model, RunState)> {
-    let config = base_config(&args.size, args.vocab_size, args.seq_len)?;
+/// The base's training: `base_steps` on short windows, then `long_steps` on long ones.
+fn base_spec(args: &RecipeArgs) -> TrainSpec {
+    let steps = args.base_steps + args.long_steps;
+    spec(args, steps, args.long_steps, (steps / 20).max(1), args.seed)
+}
+
+/// Train the base only, from a seeded random init.
+pub fn train_base(args: &RecipeArgs, s: &Streams) -> Result<(Model, RunState)> {
+    let config = base_config(&args.size, args.vocab_size, args.long_seq_len)?;
     let init = Model::random(&config, args.seed, DType::F32)?;
     eprintln!("base: {} ({:.2}M parameters)", bench::label(N_HEADS, N_HEADS), config.n_params() as f64 / 1e6);
-    let warmup = (args.base_steps / 20).max(1);
-    train(&init, train_s, val_s, &spec(args, args.base_steps, warmup, args.seed), &args.work.join("base"), "base")
+    train(&init, &s.train, &s.train_long, &s.val, &base_spec(args), &args.work.join("base"), "base")
 }
 
 /// `gqa train --recipe sweep`: train every size for `args.base_steps` steps,
 /// for choosing the base by tokens/s and validation loss.
 pub fn sweep(args: &RecipeArgs) -> Result<()> {
-    let (_, train_s, val_s) = prepare(args)?;
+    let (_, streams) = prepare(args)?;
     for &(name, ..) in SIZES {
         let a = RecipeArgs { size: name.into(), work: args.work.join(format!("sweep-{name}")), ..args.clone() };
-        let (_, state) = train_base(&a, &train_s, &val_s)?;
+        let (_, state) = train_base(&a, &streams)?;
         let params = base_config(name, args.vocab_size, args.seq_len)?.n_params();
         println!(
             "size {name}: {:.2}M params, {} steps, {:.0} tok/s, train {:.4} val {:.4} nats/token, {:.0} s",
@@ -209,17 +244,17 @@ pub fn sweep(args: &RecipeArgs) -> Result<()> {
 
 /// `gqa train --recipe paper`: everything, resumable.
 pub fn paper(args: &RecipeArgs) -> Result<()> {
-    let (tokenizer, train_s, val_s) = prepare(args)?;
-    let (base, base_state) = train_base(args, &train_s, &val_s)?;
+    let (tokenizer, streams) = prepare(args)?;
+    let (base, base_state) = train_base(args, &streams)?;
 
     // Evaluation text: BOS + val.txt, the first eval_tokens tokens.
     let mut ids = vec![base.config.bos_token_id];
-    ids.extend_from_slice(&val_s.tokens);
+    ids.extend_from_slice(&streams.val.tokens);
     if args.eval_tokens > 0 {
         ids.truncate(args.eval_tokens + 1);
     }
     let eval_bytes = tokenizer.decode(&ids[1..])?.len();
-    let speed = decode_speed(&base)?;
+    let speed = decode_speed(&base, args.seq_len)?;
 
     let mut variants = vec![result(args, &base, &base, "base", None, &base_state, &ids, eval_bytes, &speed)?];
     let mut plan = Vec::new();
@@ -242,10 +277,12 @@ pub fn paper(args: &RecipeArgs) -> Result<()> {
     }
     for v in plan {
         let start = convert(&base, v.groups, v.method, args.seed)?;
+        // The base's mix of short and long windows, scaled by alpha.
         let steps = (base_state.step * v.alpha_pct).div_ceil(100);
-        let warmup = (steps / 10).max(1);
+        let long_steps = (args.long_steps * v.alpha_pct).div_ceil(100);
+        let spec = spec(args, steps, long_steps, (steps / 10).max(1), args.seed + 1);
         let (model, state) =
-            train(&start, &train_s, &val_s, &spec(args, steps, warmup, args.seed + 1), &args.work.join(v.name()), &v.name())?;
+            train(&start, &streams.train, &streams.train_long, &streams.val, &spec, &args.work.join(v.name()), &v.name())?;
         variants.push(result(args, &base, &model, &v.name(), Some(v), &state, &ids, eval_bytes, &speed)?);
     }
 
@@ -267,9 +304,16 @@ pub fn paper(args: &RecipeArgs) -> Result<()> {
         tokenizer: format!("byte-level BPE, {} tokens, trained on train.txt with the tokenizers crate", tokenizer.vocab_size()),
         base_config: base.config.clone(),
         args: args.clone(),
-        base_spec: spec(args, args.base_steps, (args.base_steps / 20).max(1), args.seed),
-        uptrain: "same optimizer and data, fresh AdamW state, warmup 10% of the run's steps to the base's peak lr, cosine to lr/10".into(),
+        base_spec: base_spec(args),
+        uptrain: "same optimizer and data, fresh AdamW state, warmup 10% of the run's steps to the base's peak lr, cosine to lr/10; \
+                  the last alpha x long_steps steps on long windows"
+            .into(),
         eval_text: format!("BOS + the first {} tokens of val.txt, windows of {} advancing by half", ids.len() - 1, args.seq_len),
+        eval_long_text: format!(
+            "BOS + the first {} of those tokens, windows of {} advancing by half, only each window's second half scored",
+            long_eval_ids(args, &ids).len() - 1,
+            args.long_seq_len
+        ),
         eval_bytes,
         variants,
         samples,
@@ -281,21 +325,20 @@ pub fn paper(args: &RecipeArgs) -> Result<()> {
     Ok(())
 }
 
-/// Decode tok/s at contexts 256 and 2048 for each G (mean-pooled from the base,
-/// f16 weights as shipped). The context is raised to 2048 in a copy of the
-/// config for this measurement only (RoPE needs no table); the KV cache holds
+/// Decode tok/s at the short context and at the model's full context for each
+/// G (mean-pooled from the base, f16 weights as shipped); the KV cache holds
 /// synthetic values. Speed depends on G, not on how the heads were built.
-fn decode_speed(base: &Model) -> Result<Vec<(usize, f64, f64)>> {
-    let mut model = base.to_dtype(DType::F16);
-    model.config.max_position_embeddings = 2048;
+fn decode_speed(base: &Model, short: usize) -> Result<Vec<(usize, f64, f64)>> {
+    let model = base.to_dtype(DType::F16);
+    let long = model.config.max_position_embeddings;
     let groups = [8, 4, 2, 1];
-    let mut session = Session::cpu(model.clone(), None, Some(2048))?;
-    let (_, rows) = bench::run(session.backend(), &model, &groups, &[256, 2048], 32, 3, &mut |_, _| {})?;
+    let mut session = Session::cpu(model.clone(), None, Some(long))?;
+    let (_, rows) = bench::run(session.backend(), &model, &groups, &[short, long], 32, 3, &mut |_, _| {})?;
     Ok(groups
         .iter()
         .map(|&g| {
             let at = |ctx| rows.iter().find(|r| r.n_kv_heads == g && r.context == ctx).map_or(0.0, |r| r.decode_tok_s);
-            (g, at(256), at(2048))
+            (g, at(short), at(long))
         })
         .collect())
 }
@@ -313,24 +356,17 @@ fn result(
     eval_bytes: usize,
     speed: &[(usize, f64, f64)],
 ) -> Result<VariantResult> {
-    let path = args.work.join("eval").join(format!("{name}.json"));
-    let eval: EvalReport = match std::fs::read_to_string(&path) {
-        Ok(text) => serde_json::from_str(&text).map_err(|e| GqaError::Invalid(format!("{}: {e}", path.display())))?,
-        Err(_) => {
-            eprintln!("evaluating {name} on {} tokens of val.txt ...", ids.len() - 1);
-            let ctx = Some(args.seq_len);
-            let mut m = Session::cpu(model.clone(), None, ctx)?;
-            let mut b = Session::cpu(base.clone(), None, ctx)?;
-            let with_base = variant.is_some();
-            let report = evaluate(m.backend(), with_base.then(|| b.backend()), ids, args.seq_len, &mut |_, _| {})?;
-            std::fs::create_dir_all(path.parent().expect("has parent")).map_err(|e| GqaError::io(path.display(), e))?;
-            write_json(&path, &report)?;
-            report
-        }
-    };
+    let with_base = variant.is_some();
+    let eval = cached_eval(args, base, model, name, with_base, ids, args.seq_len, 0)?;
+    let long = args.long_seq_len;
+    let long_ids = long_eval_ids(args, ids);
+    let eval_long = cached_eval(args, base, model, &format!("{name}-long"), with_base, long_ids, long, long / 2)?;
     let g = model.config.n_kv_heads();
     let &(_, s256, s2048) = speed.iter().find(|s| s.0 == g).expect("speed measured for every G");
-    eprintln!("{name}: {:.4} nats/token, ppl {:.3}, KL {:?}", eval.nats_per_token, eval.perplexity, eval.kl_vs_base);
+    eprintln!(
+        "{name}: {:.4} nats/token (long windows {:.4}), ppl {:.3}, KL {:?}",
+        eval.nats_per_token, eval_long.nats_per_token, eval.perplexity, eval.kl_vs_base
+    );
     Ok(VariantResult {
         name: name.into(),
         label: bench::label(N_HEADS, g),
@@ -343,9 +379,45 @@ fn result(
         train_wall_s: state.elapsed_s,
         nats_per_byte: eval.nats_per_token * eval.tokens as f64 / eval_bytes as f64,
         eval,
+        eval_long,
         decode_tok_s_ctx256: s256,
         decode_tok_s_ctx2048: s2048,
     })
+}
+
+/// The long evaluation's text: BOS + the first `eval_long_tokens` tokens (0 = all
+/// of the short evaluation's).
+fn long_eval_ids<'a>(args: &RecipeArgs, ids: &'a [u32]) -> &'a [u32] {
+    match args.eval_long_tokens {
+        0 => ids,
+        n => &ids[..ids.len().min(n + 1)],
+    }
+}
+
+/// `evaluate` with windows of `window`, scoring from `score_from`, cached in the
+/// work folder as eval/`key`.json.
+#[allow(clippy::too_many_arguments)]
+fn cached_eval(
+    args: &RecipeArgs,
+    base: &Model,
+    model: &Model,
+    key: &str,
+    with_base: bool,
+    ids: &[u32],
+    window: usize,
+    score_from: usize,
+) -> Result<EvalReport> {
+    let path = args.work.join("eval").join(format!("{key}.json"));
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return serde_json::from_str(&text).map_err(|e| GqaError::Invalid(format!("{}: {e}", path.display())));
+    }
+    eprintln!("evaluating {key} on {} tokens of val.txt, windows of {window} ...", ids.len() - 1);
+    let mut m = Session::cpu(model.clone(), None, Some(window))?;
+    let mut b = Session::cpu(base.clone(), None, Some(window))?;
+    let report = evaluate(m.backend(), with_base.then(|| b.backend()), ids, window, score_from, &mut |_, _| {})?;
+    std::fs::create_dir_all(path.parent().expect("has parent")).map_err(|e| GqaError::io(path.display(), e))?;
+    write_json(&path, &report)?;
+    Ok(report)
 }
 
 /// Greedy and sampled continuations of [`PROMPT`] (128 tokens each).
@@ -392,6 +464,26 @@ pub fn table(out: &Path) -> Result<String> {
             opt(v.eval.top1_agreement, &|x| format!("{:.1}%", 100.0 * x)),
             v.decode_tok_s_ctx256,
             v.decode_tok_s_ctx2048,
+        );
+    }
+    md += &format!(
+        "\nLong context ({}):\n\n\
+         | variant | G | method | alpha | val nats/token | perplexity | KL vs MHA (nats/token) | top-1 agreement |\n\
+         |---|---|---|---|---|---|---|---|\n",
+        results.eval_long_text
+    );
+    for v in &results.variants {
+        let opt = |x: Option<f64>, f: &dyn Fn(f64) -> String| x.map_or("-".to_string(), f);
+        md += &format!(
+            "| {} | {} | {} | {}% | {:.4} | {:.2} | {} | {} |\n",
+            v.label,
+            v.n_kv_heads,
+            v.method,
+            v.alpha_pct,
+            v.eval_long.nats_per_token,
+            v.eval_long.perplexity,
+            opt(v.eval_long.kl_vs_base, &|x| format!("{x:.4}")),
+            opt(v.eval_long.top1_agreement, &|x| format!("{:.1}%", 100.0 * x)),
         );
     }
     for s in &results.samples {

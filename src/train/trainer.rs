@@ -32,6 +32,11 @@ pub struct TrainSpec {
     pub steps: usize,
     pub warmup: usize,
     pub batch_size: usize,
+    /// Steps from this one on train on the long windows (a curriculum: long
+    /// windows cost about 3x more per token, so only the last steps use them).
+    pub long_from: usize,
+    /// Long windows per step: the same tokens per step as the short batches.
+    pub long_batch_size: usize,
     pub lr: f64,
     pub min_lr: f64,
     pub adamw: AdamWParams,
@@ -59,11 +64,14 @@ pub struct RunState {
 }
 
 /// Train `start` with `spec`, in `dir`; returns the final model and its state.
-/// A finished run (dir/final) is loaded instead of trained again; a run with a
-/// checkpoint continues from it.
+/// Steps before `spec.long_from` draw windows from `train`, later ones from
+/// `long` (the same text cut into longer windows). A finished run (dir/final)
+/// is loaded instead of trained again; a run with a checkpoint continues from it.
+#[allow(clippy::too_many_arguments)]
 pub fn train(
     start: &Model,
     train: &TokenStream,
+    long: &TokenStream,
     val: &TokenStream,
     spec: &TrainSpec,
     dir: &Path,
@@ -86,7 +94,7 @@ pub fn train(
     }
     let val_batches = val.eval_batches(spec.eval_windows, spec.batch_size).map_err(candle)?;
     let mut log = open_log(&dir.join("log.csv"), resume)?;
-    let tokens_per_step = spec.batch_size * train.seq_len;
+    let stream_at = |step: usize| if step >= spec.long_from { (long, spec.long_batch_size) } else { (train, spec.batch_size) };
 
     let bar = ProgressBar::new(spec.steps as u64).with_position(state.step as u64);
     bar.set_style(
@@ -98,10 +106,12 @@ pub fn train(
     let session_start = Instant::now();
     let elapsed_before = state.elapsed_s;
     let mut last_ckpt = Instant::now();
-    let (mut window_loss, mut window_n, mut window_start) = (0.0f64, 0usize, Instant::now());
+    let (mut window_loss, mut window_n, mut window_tokens, mut window_start) = (0.0f64, 0usize, 0usize, Instant::now());
     while state.step < spec.steps {
         let lr = lr_at(state.step, spec.steps, spec.warmup, spec.lr, spec.min_lr);
-        let batch = train.train_batch(spec.seed, state.step, spec.batch_size).map_err(candle)?;
+        let (stream, batch_size) = stream_at(state.step);
+        let tokens_per_step = batch_size * stream.seq_len;
+        let batch = stream.train_batch(spec.seed, state.step, batch_size).map_err(candle)?;
         let loss = tm.loss(&batch.ids, &batch.targets).map_err(candle)?;
         let grads = loss.backward().map_err(candle)?;
         let grad_norm = opt.step(&grads, lr, spec.clip).map_err(candle)?;
@@ -112,10 +122,10 @@ pub fn train(
         state.step += 1;
         state.tokens_seen += tokens_per_step;
         state.elapsed_s = elapsed_before + session_start.elapsed().as_secs_f64();
-        (window_loss, window_n) = (window_loss + loss, window_n + 1);
-        let tok_s = (window_n * tokens_per_step) as f64 / window_start.elapsed().as_secs_f64();
+        (window_loss, window_n, window_tokens) = (window_loss + loss, window_n + 1, window_tokens + tokens_per_step);
+        let tok_s = window_tokens as f64 / window_start.elapsed().as_secs_f64();
         bar.set_position(state.step as u64);
-        bar.set_message(format!("loss {:.3} | {:.0} tok/s", window_loss / window_n as f64, tok_s));
+        bar.set_message(format!("T={} loss {:.3} | {:.0} tok/s", stream.seq_len, window_loss / window_n as f64, tok_s));
 
         if state.step % spec.eval_every == 0 || state.step == spec.steps {
             state.last_train_loss = window_loss / window_n as f64;
@@ -135,8 +145,8 @@ pub fn train(
             .map_err(|e| GqaError::io("log.csv", e))?;
             let eta = (spec.steps - state.step) as f64 * tokens_per_step as f64 / tok_s;
             let line = format!(
-                "{label}: step {}/{} train {:.4} val {:.4} nats/token, {:.0} tok/s, eta {:.0} s",
-                state.step, spec.steps, state.last_train_loss, state.last_val_loss, tok_s, eta
+                "{label}: step {}/{} (windows of {}) train {:.4} val {:.4} nats/token, {:.0} tok/s, eta {:.0} s",
+                state.step, spec.steps, stream.seq_len, state.last_train_loss, state.last_val_loss, tok_s, eta
             );
             // Without a terminal (nohup, CI) the bar is hidden: print the line instead.
             if bar.is_hidden() {
@@ -144,7 +154,7 @@ pub fn train(
             } else {
                 bar.println(line);
             }
-            (window_loss, window_n, window_start) = (0.0, 0, Instant::now());
+            (window_loss, window_n, window_tokens, window_start) = (0.0, 0, 0, Instant::now());
         }
         if last_ckpt.elapsed().as_secs() >= spec.checkpoint_secs && state.step < spec.steps {
             save_dir(&tm.to_model().map_err(candle)?, &state, Some(&opt), &ckpt)?;
