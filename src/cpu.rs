@@ -13,7 +13,7 @@
 use crate::backend::{Backend, EngineOptions, Logits};
 use crate::config::Config;
 use crate::error::{GqaError, Result};
-use crate::kernels::{attention_scores, attention_values, axpy, exp_shifted_sum, for_chunks, matmul, matmul_swiglu, threads, KvElem};
+use crate::kernels::{attention_scores, attention_values, axpy, exp_shifted_sum, for_chunks, matmul, matmul_swiglu, threads, KvElem, Rows};
 use crate::kv_cache::{HeadKv, KvCache};
 use crate::model::Model;
 use crate::rope::RopeTable;
@@ -298,9 +298,14 @@ fn grouped_attention(c: &Config, cache: &KvCache, layer: usize, n_ctx: usize, q:
         let start = chunk * ATTENTION_CHUNK;
         let end = (start + ATTENTION_CHUNK).min(n_ctx);
         let group_q = &q[g * group * hd..(g + 1) * group * hd]; // (H/G, hd)
-        match cache.head(layer, g, end) {
-            HeadKv::F32(k, v) => attend(&k[start * hd..], &v[start * hd..], group_q, hd, scale, slot),
-            HeadKv::F16(k, v) => attend(&k[start * hd..], &v[start * hd..], group_q, hd, scale, slot),
+        // Positions start..end of head g: hd rows of end - start, at the cache's row stride.
+        fn rows<T>(data: &[T], stride: usize, dims: usize, len: usize) -> Rows<'_, T> {
+            Rows { data, stride, dims, len }
+        }
+        let (cap, len) = (cache.capacity(), end - start);
+        match cache.head(layer, g) {
+            HeadKv::F32(k, v) => attend(rows(&k[start..], cap, hd, len), rows(&v[start..], cap, hd, len), group_q, scale, slot),
+            HeadKv::F16(k, v) => attend(rows(&k[start..], cap, hd, len), rows(&v[start..], cap, hd, len), group_q, scale, slot),
         }
     });
 
@@ -324,14 +329,15 @@ fn grouped_attention(c: &Config, cache: &KvCache, layer: usize, n_ctx: usize, q:
 }
 
 /// One attention task: the H/G query heads `qs` (H/G, hd) over the keys and
-/// values (len, hd) of one chunk, into `slot` (see [`attention_task_len`]).
-fn attend<T: KvElem>(keys: &[T], values: &[T], qs: &[f32], hd: usize, scale: f32, slot: &mut [f32]) {
-    let (group, len) = (qs.len() / hd, keys.len() / hd);
+/// values (hd rows of len positions) of one chunk, into `slot` (see [`attention_task_len`]).
+fn attend<T: KvElem>(keys: Rows<T>, values: Rows<T>, qs: &[f32], scale: f32, slot: &mut [f32]) {
+    let (hd, len) = (keys.dims, keys.len);
+    let group = qs.len() / hd;
     let (stats, rest) = slot.split_at_mut(2 * group);
     let (acc, scores) = rest.split_at_mut(group * hd);
     let scores = &mut scores[..group * len];
     // scores (H/G, len): one pass over the keys for all heads of the group.
-    attention_scores(keys, qs, hd, scale, scores);
+    attention_scores(keys, qs, scale, scores);
     // Softmax numerators, with each head's max and sum kept for the merge.
     for (row, stat) in scores.chunks_exact_mut(len).zip(stats.chunks_exact_mut(2)) {
         let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
@@ -340,7 +346,7 @@ fn attend<T: KvElem>(keys: &[T], values: &[T], qs: &[f32], hd: usize, scale: f32
     }
     // acc (H/G, hd): one pass over the values for all heads of the group.
     acc.fill(0.0);
-    attention_values(values, scores, hd, acc);
+    attention_values(values, scores, acc);
 }
 
 /// RMSNorm of each row of x (rows of w.len()): x / sqrt(mean(x^2) + eps) * w.

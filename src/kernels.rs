@@ -131,17 +131,17 @@ mod x86 {
     use core::arch::x86_64::*;
     use half::f16;
 
-    use super::KvElem;
+    use super::{KvElem, Rows};
 
     // The portable attention bodies, compiled with AVX2 + FMA enabled.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn attention_scores<T: KvElem>(keys: &[T], qs: &[f32], hd: usize, scale: f32, scores: &mut [f32]) {
-        super::portable::attention_scores(keys, qs, hd, scale, scores)
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn attention_scores<T: KvElem>(keys: Rows<T>, qs: &[f32], scale: f32, scores: &mut [f32]) {
+        super::portable::attention_scores(keys, qs, scale, scores)
     }
 
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn attention_values<T: KvElem>(values: &[T], probs: &[f32], hd: usize, out: &mut [f32]) {
-        super::portable::attention_values(values, probs, hd, out)
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn attention_values<T: KvElem>(values: Rows<T>, probs: &[f32], out: &mut [f32]) {
+        super::portable::attention_values(values, probs, out)
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -335,59 +335,81 @@ mod wasm {
 }
 
 // ---------------------------------------------------------------------------
-// Attention tiles: a block of cached positions against all query heads of a
-// group. Each key/value row is loaded (and, from an f16 cache, converted) once
-// and used for every head of the group. The bodies are plain Rust over 8-lane
-// arrays, compiled twice on x86-64 (with and without AVX2+FMA) and with simd128
-// on wasm.
+// Attention over a block of cached positions, for all query heads of a group.
+// The cache stores keys and values transposed (see kv_cache.rs): row d holds
+// dimension d of consecutive positions. Scores are then axpys along rows and
+// outputs are dots along rows, both long, contiguous and vectorized over
+// positions, with no per-position horizontal sum. Each row is loaded (and, from
+// an f16 cache, converted) once and used for every head of the group. The
+// bodies are plain Rust over 8-lane arrays, compiled twice on x86-64 (with and
+// without AVX2+FMA) and with simd128 on wasm.
 // ---------------------------------------------------------------------------
 
-/// Longest head the attention kernels take (an f16 row is converted into a
-/// buffer of this many floats on the stack).
-pub const MAX_HEAD_DIM: usize = 512;
+/// Longest row the attention kernels take (an f16 row is converted into a
+/// buffer of this many floats on the stack): the positions of one block.
+pub const MAX_ROW: usize = 512;
+
+/// A block of cached positions, transposed: `dims` rows of `len` positions,
+/// row d starting at `data[d * stride]`.
+#[derive(Clone, Copy)]
+pub struct Rows<'a, T> {
+    pub data: &'a [T],
+    pub stride: usize,
+    pub dims: usize,
+    pub len: usize,
+}
+
+impl<'a, T> Rows<'a, T> {
+    #[inline(always)]
+    fn row(&self, d: usize) -> &'a [T] {
+        &self.data[d * self.stride..][..self.len]
+    }
+}
 
 /// An element of the KV cache: f32, or f16 converted row by row as it is read.
 pub trait KvElem: Copy + Send + Sync {
     /// `row` as f32: the row itself, or its conversion into `buf`.
-    fn as_f32<'a>(row: &'a [Self], buf: &'a mut [f32; MAX_HEAD_DIM]) -> &'a [f32];
+    fn as_f32<'a>(row: &'a [Self], buf: &'a mut [f32; MAX_ROW]) -> &'a [f32];
 }
 
 impl KvElem for f32 {
     #[inline(always)]
-    fn as_f32<'a>(row: &'a [f32], _: &'a mut [f32; MAX_HEAD_DIM]) -> &'a [f32] {
+    fn as_f32<'a>(row: &'a [f32], _: &'a mut [f32; MAX_ROW]) -> &'a [f32] {
         row
     }
 }
 
 impl KvElem for f16 {
     #[inline(always)]
-    fn as_f32<'a>(row: &'a [f16], buf: &'a mut [f32; MAX_HEAD_DIM]) -> &'a [f32] {
+    fn as_f32<'a>(row: &'a [f16], buf: &'a mut [f32; MAX_ROW]) -> &'a [f32] {
         let out = &mut buf[..row.len()];
         f16_to_f32(row, out);
         out
     }
 }
 
-/// scores (group x len) = scale * qs (group x hd) . keys (len x hd)^T
-pub fn attention_scores<T: KvElem>(keys: &[T], qs: &[f32], hd: usize, scale: f32, scores: &mut [f32]) {
-    assert!(hd <= MAX_HEAD_DIM, "head_dim {hd} above {MAX_HEAD_DIM}");
+/// scores (group x len) = scale * qs (group x dims) . keys, keys given as
+/// rows (dims x len).
+pub fn attention_scores<T: KvElem>(keys: Rows<T>, qs: &[f32], scale: f32, scores: &mut [f32]) {
+    assert!(keys.len <= MAX_ROW, "attention block of {} positions above {MAX_ROW}", keys.len);
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: the CPU supports the enabled features (checked above).
-        return unsafe { x86::attention_scores(keys, qs, hd, scale, scores) };
+        return unsafe { x86::attention_scores(keys, qs, scale, scores) };
     }
-    portable::attention_scores(keys, qs, hd, scale, scores)
+    portable::attention_scores(keys, qs, scale, scores)
 }
 
-/// out (group x hd) += probs (group x len) . values (len x hd)
-pub fn attention_values<T: KvElem>(values: &[T], probs: &[f32], hd: usize, out: &mut [f32]) {
-    assert!(hd <= MAX_HEAD_DIM, "head_dim {hd} above {MAX_HEAD_DIM}");
+/// out (group x dims) += probs (group x len) . values, values given as rows
+/// (dims x len).
+pub fn attention_values<T: KvElem>(values: Rows<T>, probs: &[f32], out: &mut [f32]) {
+    assert!(values.len <= MAX_ROW, "attention block of {} positions above {MAX_ROW}", values.len);
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: as above.
-        return unsafe { x86::attention_values(values, probs, hd, out) };
+        return unsafe { x86::attention_values(values, probs, out) };
     }
-    portable::attention_values(values, probs, hd, out)
+    portable::attention_values(values, probs, out)
 }
 
 /// x = exp(x - max) for each element; returns the sum. Vectorizable exp
@@ -402,7 +424,7 @@ pub fn exp_shifted_sum(x: &mut [f32], max: f32) -> f32 {
 }
 
 pub mod portable {
-    use super::{KvElem, MAX_HEAD_DIM};
+    use super::{KvElem, Rows, MAX_ROW};
 
     const LANES: usize = 8;
 
@@ -416,35 +438,68 @@ pub mod portable {
                 acc[j] += x[j] * y[j];
             }
         }
-        // A tree of independent adds (vector shuffles), not a chain of seven:
-        // heads are short, so this sum is a large part of each dot.
         let quad = [acc[0] + acc[4], acc[1] + acc[5], acc[2] + acc[6], acc[3] + acc[7]];
         ((quad[0] + quad[2]) + (quad[1] + quad[3])) + tail
     }
 
+    /// A long dot product: four independent 8-lane accumulators, so the adds
+    /// do not wait on each other (one accumulator would be bound by the add latency).
     #[inline(always)]
-    pub fn attention_scores<T: KvElem>(keys: &[T], qs: &[f32], hd: usize, scale: f32, scores: &mut [f32]) {
-        let len = keys.len() / hd;
-        let mut buf = [0.0f32; MAX_HEAD_DIM];
-        for (i, key) in keys.chunks_exact(hd).enumerate() {
-            let key = T::as_f32(key, &mut buf);
-            for (r, q) in qs.chunks_exact(hd).enumerate() {
-                scores[r * len + i] = dot8(q, key) * scale;
+    fn dot32(a: &[f32], b: &[f32]) -> f32 {
+        let mut acc = [[0.0f32; LANES]; 4];
+        let (ac, bc) = (a.chunks_exact(4 * LANES), b.chunks_exact(4 * LANES));
+        let tail = dot8(ac.remainder(), bc.remainder());
+        for (x, y) in ac.zip(bc) {
+            for k in 0..4 {
+                for j in 0..LANES {
+                    acc[k][j] += x[k * LANES + j] * y[k * LANES + j];
+                }
+            }
+        }
+        let mut sum = [0.0f32; LANES];
+        for j in 0..LANES {
+            sum[j] = (acc[0][j] + acc[1][j]) + (acc[2][j] + acc[3][j]);
+        }
+        dot8(&sum, &[1.0; LANES]) + tail
+    }
+
+    /// y += a * x, 8 lanes at a time.
+    #[inline(always)]
+    fn axpy8(a: f32, x: &[f32], y: &mut [f32]) {
+        let mut yc = y.chunks_exact_mut(LANES);
+        let mut xc = x.chunks_exact(LANES);
+        for (y, x) in (&mut yc).zip(&mut xc) {
+            for j in 0..LANES {
+                y[j] += a * x[j];
+            }
+        }
+        for (y, x) in yc.into_remainder().iter_mut().zip(xc.remainder()) {
+            *y += a * x;
+        }
+    }
+
+    #[inline(always)]
+    pub fn attention_scores<T: KvElem>(keys: Rows<T>, qs: &[f32], scale: f32, scores: &mut [f32]) {
+        let (dims, len) = (keys.dims, keys.len);
+        let scores = &mut scores[..qs.len() / dims * len];
+        scores.fill(0.0);
+        let mut buf = [0.0f32; MAX_ROW];
+        for d in 0..dims {
+            let row = T::as_f32(keys.row(d), &mut buf);
+            for (q, s) in qs.chunks_exact(dims).zip(scores.chunks_exact_mut(len)) {
+                axpy8(q[d] * scale, row, s);
             }
         }
     }
 
     #[inline(always)]
-    pub fn attention_values<T: KvElem>(values: &[T], probs: &[f32], hd: usize, out: &mut [f32]) {
-        let len = values.len() / hd;
-        let mut buf = [0.0f32; MAX_HEAD_DIM];
-        for (i, value) in values.chunks_exact(hd).enumerate() {
-            let value = T::as_f32(value, &mut buf);
-            for (r, o) in out.chunks_exact_mut(hd).enumerate() {
-                let p = probs[r * len + i];
-                for (o, v) in o.iter_mut().zip(value) {
-                    *o += p * v;
-                }
+    pub fn attention_values<T: KvElem>(values: Rows<T>, probs: &[f32], out: &mut [f32]) {
+        let (dims, len) = (values.dims, values.len);
+        let mut buf = [0.0f32; MAX_ROW];
+        for d in 0..dims {
+            let row = T::as_f32(values.row(d), &mut buf);
+            for (p, o) in probs.chunks_exact(len).zip(out.chunks_exact_mut(dims)) {
+                o[d] += dot32(p, row);
             }
         }
     }

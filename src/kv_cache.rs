@@ -2,9 +2,11 @@
 //! f32 or f16 (half the bytes per decode step; the attention kernels convert
 //! f16 rows as they read them).
 //!
-//! Layout: layer x kv_head x position x head_dim, so the attention kernel
-//! streams one contiguous block per KV head and reads it once for all H/G
-//! query heads of its group.
+//! Layout: layer x kv_head x head_dim x position: each head's keys and values
+//! are stored transposed, row d holding dimension d of every position. The
+//! attention kernel reads one head's block of positions as head_dim long,
+//! contiguous rows, once for all H/G query heads of its group, and vectorizes
+//! along positions (see kernels.rs).
 
 use half::f16;
 
@@ -13,14 +15,15 @@ use crate::error::{GqaError, Result};
 use crate::rng::Rng;
 use crate::tensor::DType;
 
-/// Keys and values, each (layers, G, capacity, head_dim), in the cache's precision.
+/// Keys and values, each (layers, G, head_dim, capacity), in the cache's precision.
 #[derive(Clone, Debug)]
 enum Store {
     F32 { k: Vec<f32>, v: Vec<f32> },
     F16 { k: Vec<f16>, v: Vec<f16> },
 }
 
-/// The keys and values of one head for positions 0..len, each (len x head_dim).
+/// The keys and values of one head, each (head_dim x capacity): position p of
+/// row d at `d * capacity + p`.
 pub enum HeadKv<'a> {
     F32(&'a [f32], &'a [f32]),
     F16(&'a [f16], &'a [f16]),
@@ -78,27 +81,28 @@ impl KvCache {
 
     /// Store the keys and values (each G x head_dim) of one position.
     pub fn store(&mut self, layer: usize, pos: usize, k: &[f32], v: &[f32]) {
-        let hd = self.head_dim;
+        let (hd, cap) = (self.head_dim, self.capacity);
         for h in 0..self.n_kv_heads {
-            let at = self.offset(layer, h) + pos * hd;
+            let at = self.offset(layer, h) + pos;
             let (src_k, src_v) = (&k[h * hd..(h + 1) * hd], &v[h * hd..(h + 1) * hd]);
-            match &mut self.store {
-                Store::F32 { k, v } => {
-                    k[at..at + hd].copy_from_slice(src_k);
-                    v[at..at + hd].copy_from_slice(src_v);
-                }
-                Store::F16 { k, v } => {
-                    for (dst, src) in [(&mut k[at..at + hd], src_k), (&mut v[at..at + hd], src_v)] {
-                        dst.iter_mut().zip(src).for_each(|(d, &s)| *d = f16::from_f32(s));
+            for d in 0..hd {
+                match &mut self.store {
+                    Store::F32 { k, v } => {
+                        k[at + d * cap] = src_k[d];
+                        v[at + d * cap] = src_v[d];
+                    }
+                    Store::F16 { k, v } => {
+                        k[at + d * cap] = f16::from_f32(src_k[d]);
+                        v[at + d * cap] = f16::from_f32(src_v[d]);
                     }
                 }
             }
         }
     }
 
-    /// Keys and values of one head for positions 0..len.
-    pub fn head(&self, layer: usize, head: usize, len: usize) -> HeadKv<'_> {
-        let range = self.offset(layer, head)..self.offset(layer, head) + len * self.head_dim;
+    /// Keys and values of one head, each (head_dim x capacity).
+    pub fn head(&self, layer: usize, head: usize) -> HeadKv<'_> {
+        let range = self.offset(layer, head)..self.offset(layer, head) + self.head_dim * self.capacity;
         match &self.store {
             Store::F32 { k, v } => HeadKv::F32(&k[range.clone()], &v[range]),
             Store::F16 { k, v } => HeadKv::F16(&k[range.clone()], &v[range]),
@@ -108,16 +112,19 @@ impl KvCache {
     /// Fill positions 0..len with random values (for benchmarks at long context).
     pub fn fill_synthetic(&mut self, len: usize, seed: u64) {
         let mut rng = Rng::new(seed);
-        let mut values = vec![0.0f32; len * self.head_dim];
+        let mut values = vec![0.0f32; len];
         for layer in 0..self.n_layers {
             for h in 0..self.n_kv_heads {
-                let range = self.offset(layer, h)..self.offset(layer, h) + len * self.head_dim;
-                for half in 0..2 {
-                    values.iter_mut().for_each(|x| *x = rng.normal());
-                    match &mut self.store {
-                        Store::F32 { k, v } => [k, v][half][range.clone()].copy_from_slice(&values),
-                        Store::F16 { k, v } => {
-                            [k, v][half][range.clone()].iter_mut().zip(&values).for_each(|(d, &s)| *d = f16::from_f32(s))
+                for d in 0..self.head_dim {
+                    let at = self.offset(layer, h) + d * self.capacity;
+                    let range = at..at + len;
+                    for half in 0..2 {
+                        values.iter_mut().for_each(|x| *x = rng.normal());
+                        match &mut self.store {
+                            Store::F32 { k, v } => [k, v][half][range.clone()].copy_from_slice(&values),
+                            Store::F16 { k, v } => {
+                                [k, v][half][range.clone()].iter_mut().zip(&values).for_each(|(d, &s)| *d = f16::from_f32(s))
+                            }
                         }
                     }
                 }

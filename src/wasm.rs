@@ -299,6 +299,13 @@ impl WebSession {
         self.session.start(&ids, &params).map_err(js_error)
     }
 
+    /// How many positions `prompt` takes in the KV cache: BOS + its tokens (just
+    /// BOS without a tokenizer). The page sizes a generation to a context with it.
+    #[wasm_bindgen(js_name = promptTokens)]
+    pub fn prompt_tokens(&self, prompt: &str) -> Result<usize, JsError> {
+        Ok(self.prompt_ids(prompt)?.len())
+    }
+
     /// BOS + the encoded prompt; BOS only for random-weight presets (no tokenizer).
     fn prompt_ids(&self, prompt: &str) -> Result<Vec<u32>, JsError> {
         if self.session.tokenizer().is_some() {

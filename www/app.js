@@ -2,14 +2,17 @@
 import { state, to, can, watch, settle, setInfo } from './state.js';
 import { startWorker, send } from './worker-client.js';
 import * as sources from './sources.js';
-import { fmtBytes, showInfo, startRun, showToken, showDone, clearResults, clearCompare, addCompareRow, drawSweep, showBackendNote } from './readouts.js';
+import { fmtBytes, showInfo, startRun, showToken, showDone, clearResults, clearCompare, addCompareRow, drawSweep, showBackendNote, engineLabel } from './readouts.js';
 import { fail, clearError, notice, progress } from './messages.js';
 
 const $ = (id) => document.getElementById(id);
 
-// KV-cache capacity the page asks for: the whole context, up to this many positions.
-const MAX_CAPACITY = 2048;
-const SWEEP_CONTEXTS = [64, 128, 256, 512, 1024, 1536, 2000];
+// KV-cache capacity the page asks for: the whole context, up to this many positions
+// (the engine also refuses a cache above its memory budget).
+const MAX_CAPACITY = 4096;
+// The sweep's contexts, up to the KV capacity (which is always the last point).
+const SWEEP_CONTEXTS = [64, 128, 256, 512, 1024, 1536, 2048, 3072, 4096];
+const SWEEP_STEPS = 8;
 
 // For the end-to-end test (tests/web/e2e.mjs) and the curious: the page state.
 window.gqaState = state;
@@ -32,6 +35,9 @@ const replies = {
     state.contextUsed = 0;
     clearResults();
     updateInfo(m.info);
+    // Compare at the model's whole context (as far as the KV cache holds) unless a shorter one was chosen.
+    const chosen = Number($('context').value);
+    if (!(chosen > 0 && chosen <= m.info.capacity)) $('context').value = m.info.capacity;
     progress(null);
     notice(`Loaded in ${m.ms.toFixed(0)} ms.`);
     if (convertTo) convert(convertTo);
@@ -65,9 +71,8 @@ const replies = {
     fail(`WebGPU failed (${m.message}). Switched to the CPU engine; the text so far is kept. Generate again to continue on the CPU.`);
   },
   compareRow(m) {
-    // The shipped quality table where it covers this model, else the live measurement.
-    const table = shippedQuality(m.g);
-    addCompareRow(m, table ?? m.quality, table ? 'table' : m.quality ? 'live' : '');
+    // The shipped quality table where it covers this row, else the live measurement.
+    addCompareRow(m, shippedQuality(m));
   },
   sweepPoint(m) {
     (state.sweep[m.g] ??= []).push([m.ctx, m.tokS]);
@@ -181,12 +186,12 @@ function applyGroups() {
   convert(g);
 }
 
-// The shipped quality table covers the shipped base converted on the fly; the unconverted
-// base (MHA) is the reference.
-function shippedQuality(g) {
+// The shipped quality table's row for a compare row: an uptrained checkpoint's own row, or
+// the shipped base as loaded or converted on the fly. Null elsewhere (then the live quality).
+function shippedQuality({ g, checkpoint }) {
+  if (checkpoint) return sources.folderVariant(state.shipped, checkpoint);
   if (!state.onShippedBase) return null;
-  if (g === state.info.base_kv_heads) return { kl_vs_base: 0, top1_agreement: 1 };
-  return sources.tableQuality(state.shipped, g, $('method').value);
+  return sources.tableVariant(state.shipped, g, $('method').value, state.info.base_kv_heads);
 }
 
 function generate() {
@@ -196,19 +201,60 @@ function generate() {
   send('generate', { prompt: $('prompt').value, params: params() });
 }
 
-function compareAll() {
+// The context to compare at, or an error in words: within the model's trained context
+// and the KV cache this tab holds.
+function compareContext() {
+  const info = state.info;
+  const raw = $('context').value.trim();
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw) || n < 32) return { error: `the context must be a whole number of positions, at least 32 (got "${raw}")` };
+  if (n > info.context) return { error: `this model was trained for at most ${info.context} positions: choose a context of ${info.context} or less (got ${n})` };
+  if (n > info.capacity) {
+    return { error: `the KV cache of this tab holds ${info.capacity} positions (the memory budget for this model): choose a context of ${info.capacity} or less (got ${n})` };
+  }
+  return { context: n };
+}
+
+// The uptrained checkpoints of the shipped family to compare beside the loaded model's G
+// choices: fetched here (cached), each loaded by the worker for its row.
+async function checkpointsToCompare() {
+  if (!state.onShipped) return [];
+  const wanted = Object.entries(state.shipped.uptrained)
+    .map(([g, dir]) => ({ g: Number(g), dir }))
+    .filter(({ g, dir }) => dir !== state.loaded.dir && state.groupsToCompare.includes(g))
+    .sort((a, b) => b.g - a.g);
+  return Promise.all(wanted.map(async ({ g, dir }) => ({ g, dir, source: await sources.shippedSource(dir) })));
+}
+
+async function compareAll() {
   clearError();
+  const { context, error } = compareContext();
+  if (error) return fail(error);
+  const mode = $('context-mode').value;
   clearCompare();
   to('comparing');
-  send('compare', { prompt: $('prompt').value, params: params(), groups: state.groupsToCompare, method: $('method').value, seed: seed() });
+  try {
+    const checkpoints = await checkpointsToCompare();
+    $('compare-label').textContent = `Measured on ${engineLabel(state.info.backend)}, at ${mode === 'real' ? 'a real' : 'a synthetic'} context of ${context} positions` +
+      (mode === 'real' ? ' (generated from the prompt; tok/s over the last 16 tokens).' : ' (KV cache filled with synthetic values; median of 15 timed steps).');
+    send('compare', {
+      prompt: $('prompt').value, params: params(), groups: state.groupsToCompare, method: $('method').value, seed: seed(),
+      context, mode, checkpoints,
+    }, checkpoints.map((c) => c.source.weights));
+  } catch (e) {
+    settle();
+    fail(e.message);
+  }
 }
 
 function sweep() {
   clearError();
   state.sweep = {};
   to('sweeping');
-  const contexts = SWEEP_CONTEXTS.filter((c) => c + 8 <= state.info.capacity);
-  send('sweep', { groups: state.groupsToCompare, contexts, steps: 8, method: $('method').value, seed: seed() });
+  const cap = state.info.capacity;
+  const contexts = [...new Set([...SWEEP_CONTEXTS.filter((c) => c > SWEEP_STEPS && c < cap), cap])];
+  $('sweep-label').textContent = `Measured on ${engineLabel(state.info.backend)}, synthetic context (KV cache filled with synthetic values), ${SWEEP_STEPS - 1} timed steps per point.`;
+  send('sweep', { groups: state.groupsToCompare, contexts, steps: SWEEP_STEPS, method: $('method').value, seed: seed() });
 }
 
 function switchBackend() {
@@ -232,7 +278,7 @@ function showUptrained() {
 // Which controls work follows from the phase alone.
 function showControls() {
   const ready = state.phase.name === 'ready';
-  for (const id of ['generate', 'compare-btn', 'sweep-btn', 'g-select', 'method', 'backend']) $(id).disabled = !ready;
+  for (const id of ['generate', 'compare-btn', 'sweep-btn', 'g-select', 'method', 'backend', 'context', 'context-mode']) $(id).disabled = !ready;
   $('load-btn').disabled = !can('loading');
   $('stop').disabled = !state.busy;
   showUptrained();

@@ -3,8 +3,9 @@ const COLORS = ['#2a7ab8', '#d9534f', '#5cb85c', '#f0ad4e', '#8e44ad', '#16a085'
 
 export const color = (i) => COLORS[i % COLORS.length];
 
-// series: [{label, points: [[x, y], ...]}]; options: {xLabel, yLabel, scatter}
-export function plot(canvas, series, { xLabel = '', yLabel = '', scatter = false } = {}) {
+// series: [{label, points: [[x, y], ...], color?, hollow?}]; options: {xLabel, yLabel, scatter,
+// yFromZero (default true; false fits the y axis to the data)}
+export function plot(canvas, series, { xLabel = '', yLabel = '', scatter = false, yFromZero = true } = {}) {
   const ctx = canvas.getContext('2d');
   const { width: w, height: h } = canvas;
   const pad = { l: 52, r: scatter ? 70 : 10, t: 10, b: 34 };
@@ -15,8 +16,11 @@ export function plot(canvas, series, { xLabel = '', yLabel = '', scatter = false
   const ys = all.map((p) => p[1]);
   let [x0, x1] = [Math.min(...xs), Math.max(...xs)];
   if (x0 === x1) [x0, x1] = [x0 - 1, x1 + 1];
-  const y0 = Math.min(0, ...ys);
-  const y1 = Math.max(...ys) * 1.1 || 1;
+  let [y0, y1] = yFromZero ? [Math.min(0, ...ys), Math.max(...ys) * 1.1 || 1] : [Math.min(...ys), Math.max(...ys)];
+  if (!yFromZero) {
+    const margin = (y1 - y0) * 0.15 || 0.1;
+    [y0, y1] = [y0 - margin, y1 + margin];
+  }
   const px = (x) => pad.l + ((x - x0) / (x1 - x0)) * (w - pad.l - pad.r);
   const py = (y) => h - pad.b - ((y - y0) / (y1 - y0)) * (h - pad.t - pad.b);
 
@@ -50,8 +54,14 @@ export function plot(canvas, series, { xLabel = '', yLabel = '', scatter = false
     }
     for (const [x, y] of s.points) {
       ctx.beginPath();
-      ctx.arc(px(x), py(y), scatter ? 4 : 2, 0, 2 * Math.PI);
-      ctx.fill();
+      ctx.arc(px(x), py(y), scatter ? 5 : 2, 0, 2 * Math.PI);
+      if (s.hollow) {
+        ctx.lineWidth = 2;
+        ctx.stroke();
+        ctx.lineWidth = 1;
+      } else {
+        ctx.fill();
+      }
       if (scatter) ctx.fillText(s.label, px(x) + 6, py(y) - 4);
     }
     if (!scatter) ctx.fillText(s.label, w - pad.r - 90, pad.t + 12 + 13 * i);
@@ -61,5 +71,5 @@ export function plot(canvas, series, { xLabel = '', yLabel = '', scatter = false
 function fmt(v) {
   const a = Math.abs(v);
   if (a >= 1000) return `${(v / 1000).toFixed(a >= 10000 ? 0 : 1)}k`;
-  return a >= 10 || a === 0 ? v.toFixed(0) : v.toFixed(a >= 1 ? 1 : 3);
+  return a >= 10 || a === 0 ? v.toFixed(0) : v.toFixed(a >= 1 ? 2 : 3);
 }

@@ -15,6 +15,11 @@ export function fmtBytes(b) {
 
 const groupLabel = (g, h) => (g === h ? `MHA (G=${g})` : g === 1 ? 'MQA (G=1)' : `GQA-${g}`);
 
+// Which engine produced a speed figure: WebGPU's adapter, or the CPU engine's SIMD and threads.
+export function engineLabel(backend) {
+  return /gpu/i.test(backend) ? `WebGPU (${backend})` : `the CPU (${backend}, 1 thread)`;
+}
+
 // The loaded model (state.info): the G choices, its description, sizes, backend and KV cache.
 export function showInfo() {
   const info = state.info;
@@ -34,20 +39,24 @@ export function showInfo() {
   showKv();
 }
 
-// The KV cache for this G beside MHA's, at the context the last generation used (before any, the full context).
+// The KV cache for this G beside MHA's, at the context the last generation used (before any,
+// the full context). Both bars are drawn to the scale of MHA's cache at full capacity, so
+// during a generation they grow token by token, G's H/G times slower than MHA's.
 function showKv() {
   const info = state.info;
   const ctx = state.contextUsed || info.capacity;
   const bytes = info.kv_bytes_per_position * ctx;
   const mha = info.kv_bytes_per_position_mha * ctx;
+  const full = info.kv_bytes_per_position_mha * info.capacity;
   $('kv-g').textContent = `${info.n_kv_heads}, context ${ctx}${state.contextUsed ? '' : ' (full)'}`;
   $('kv-bytes').dataset.context = ctx;
   $('kv-bytes').textContent = fmtBytes(bytes);
   $('kv-bytes').dataset.bytes = bytes;
   $('kv-bytes-mha').textContent = fmtBytes(mha);
   $('kv-bytes-mha').dataset.bytes = mha;
-  $('kv-bar-mha').style.width = '100%';
-  $('kv-bar').style.width = `${(100 * bytes) / mha}%`;
+  $('kv-bar-mha').style.width = `${(100 * mha) / full}%`;
+  $('kv-bar').style.width = `${(100 * bytes) / full}%`;
+  $('kv-scale').textContent = `bars: share of MHA's cache at the full ${info.capacity} positions (${fmtBytes(full)})`;
   $('context-used').textContent = `${state.contextUsed} / ${info.capacity}`;
 }
 
@@ -56,7 +65,9 @@ export function startRun(prompt) {
   $('output').textContent = prompt;
   state.run = { times: [], points: [], streamed: '' };
   $('tok-s').textContent = '…';
+  $('tok-s-label').textContent = `on ${engineLabel(state.info.backend)}, real context`;
   delete $('tok-s').dataset.final;
+  state.contextUsed = 0;
 }
 
 const drawSpeed = () => plot($('speed-chart'), [{ label: 'tok/s', points: state.run.points }], { xLabel: 'token', yLabel: 'tok/s' });
@@ -109,37 +120,64 @@ export function clearCompare() {
 export function clearResults() {
   clearCompare();
   state.sweep = {};
-  for (const id of ['quality-chart', 'sweep-chart']) $(id).getContext('2d').clearRect(0, 0, $(id).width, $(id).height);
+  for (const id of ['quality-chart', 'sweep-chart', 'sweep-kv-chart']) $(id).getContext('2d').clearRect(0, 0, $(id).width, $(id).height);
 }
 
-// A compare-all-G row; q: quality against the unconverted model, from `source` ('table' or 'live').
-export function addCompareRow({ g, text, stats }, q, source) {
-  state.compare.push({ g, tokS: stats.decode_tok_s, q });
+// A compare-all-G row (see the worker's compare). table: the shipped quality table's row
+// for it (validation text, short and long windows), else null and the live quality
+// m.quality (KL and top-1 agreement against the unconverted model on its own text).
+export function addCompareRow(m, table) {
+  const uptrained = !!m.checkpoint;
+  const label = `${groupLabel(m.g, m.nHeads)}${uptrained ? ' uptrained' : m.g === state.info.base_kv_heads ? '' : ' converted'}`;
+  const msPerToken = 1000 / m.tokS;
+  state.compare.push({ ...m, label, uptrained, msPerToken, table });
   const row = $('compare-table').tBodies[0].insertRow();
+  row.dataset.g = m.g;
+  row.dataset.kind = uptrained ? 'uptrained' : 'converted';
+  row.dataset.tokS = m.tokS;
+  row.dataset.bytesPerToken = m.bytesPerToken;
   const pct = (x) => (x != null ? `${(100 * x).toFixed(1)}%` : '–');
-  const cells = [
-    groupLabel(g, stats.n_heads),
-    stats.decode_tok_s.toFixed(1),
-    stats.prefill_ms.toFixed(1),
-    fmtBytes(stats.kv_bytes),
-    q ? `${q.kl_vs_base?.toFixed(4) ?? '–'} / ${pct(q.top1_agreement)} (${source})` : '–',
-    text.slice(0, 160),
-  ];
+  const nats = (e) => (e ? e.nats_per_token.toFixed(3) : '–');
+  const quality = table
+    ? `${nats(table.eval)} / ${nats(table.eval_long)} nats/token; KL ${table.eval.kl_vs_base?.toFixed(3) ?? '0'}, top-1 ${pct(table.eval.top1_agreement ?? 1)} (table)`
+    : m.quality ? `KL ${m.quality.kl_vs_base.toFixed(4)}, top-1 ${pct(m.quality.top1_agreement)} (live)` : '–';
+  const cells = [label, m.tokS.toFixed(1), msPerToken.toFixed(3), fmtBytes(m.kvBytes), fmtBytes(m.bytesPerToken), quality, m.text.slice(0, 160)];
   cells.forEach((c, i) => {
     const td = row.insertCell();
     td.textContent = c;
-    if (i === 5) td.className = 'text';
+    if (i === cells.length - 1) td.className = 'text';
   });
-  const points = state.compare
-    .filter((r) => r.q?.top1_agreement != null)
-    .map((r, i) => ({ label: groupLabel(r.g, stats.n_heads), color: color(i), points: [[r.tokS, 100 * r.q.top1_agreement]] }));
-  plot($('quality-chart'), points, { scatter: true, xLabel: 'decode tok/s', yLabel: 'top-1 agreement with the unconverted model (%)' });
+  drawFigure3();
 }
 
+// The paper's Figure 3: quality against time per token, one point per row; converted points
+// hollow, uptrained ones filled. Quality: the table's validation loss on long windows when
+// every row has it, else the live top-1 agreement.
+function drawFigure3() {
+  const rows = state.compare;
+  const fromTable = rows.every((r) => r.table?.eval_long);
+  const y = (r) => (fromTable ? r.table.eval_long.nats_per_token : r.quality ? 100 * r.quality.top1_agreement : null);
+  const series = rows
+    .filter((r) => y(r) != null)
+    .map((r) => ({ label: r.label, color: color(Math.log2(r.g)), hollow: !r.uptrained, points: [[r.msPerToken, y(r)]] }));
+  plot($('quality-chart'), series, {
+    scatter: true,
+    xLabel: 'time per token (ms): left is faster',
+    yLabel: fromTable ? 'validation loss, 2048-token windows (nats/token): lower is better' : 'top-1 agreement with the unconverted model (%)',
+    yFromZero: !fromTable,
+  });
+}
+
+// The sweep: tok/s and KV-cache bytes against context, one line per G.
 export function drawSweep() {
-  const h = state.info.n_heads;
-  const series = Object.entries(state.sweep).map(([g, points]) => ({ label: groupLabel(Number(g), h), points }));
-  plot($('sweep-chart'), series, { xLabel: 'context length', yLabel: 'decode tok/s' });
+  const { n_heads: h, kv_bytes_per_position_mha: mha } = state.info;
+  const entries = Object.entries(state.sweep).map(([g, points]) => [Number(g), points]).sort((a, b) => b[0] - a[0]);
+  const series = entries.map(([g, points]) => ({ label: groupLabel(g, h), color: color(Math.log2(g)), points }));
+  plot($('sweep-chart'), series, { xLabel: 'context length (positions)', yLabel: 'decode tok/s' });
+  const kv = entries.map(([g, points]) => ({
+    label: groupLabel(g, h), color: color(Math.log2(g)), points: points.map(([ctx]) => [ctx, (mha * g * ctx) / h / 2 ** 20]),
+  }));
+  plot($('sweep-kv-chart'), kv, { xLabel: 'context length (positions)', yLabel: 'KV cache (MiB)' });
 }
 
 export function showBackendNote() {

@@ -21,7 +21,9 @@ export async function discoverShipped() {
       const m = /^g(\d+)-mean-a\d+$/.exec(run);
       if (m) uptrained[m[1]] = dir;
     }
-    return { base: shipped.base, uptrained, variants: results.variants ?? [] };
+    // runs: the training run behind each folder, e.g. {'gqa-4': 'g4-mean-a5'}.
+    const runs = Object.fromEntries(results.shipped.map(([dir, run]) => [dir, run]));
+    return { base: shipped.base, uptrained, runs, variants: results.variants ?? [], evalLong: results.eval_long_text ?? null };
   } catch {
     return null;
   }
@@ -36,12 +38,15 @@ export function pickerChoices(shipped) {
 // The shipped checkpoint for G: the uptrained one when wanted and shipped, else the base.
 export const checkpointFor = (shipped, g, uptrained) => (uptrained && shipped.uptrained[g]) || shipped.base;
 
-// The shipped quality table's evaluation of the base converted to G by `method`, before
-// uptraining (alpha 0), or null.
-export function tableQuality(shipped, g, method) {
-  const v = shipped.variants.find((r) => r.n_kv_heads === g && r.method === method && r.alpha_pct === 0);
-  return v?.eval ?? null;
+// The shipped quality table's row for the base converted to G by `method`, before
+// uptraining (alpha 0; the base itself for G = H), or null.
+export function tableVariant(shipped, g, method, baseG) {
+  if (g === baseG) return shipped.variants.find((r) => r.name === 'base') ?? null;
+  return shipped.variants.find((r) => r.n_kv_heads === g && r.method === method && r.alpha_pct === 0) ?? null;
 }
+
+// The table's row for a shipped folder (the base or an uptrained checkpoint), or null.
+export const folderVariant = (shipped, dir) => shipped.variants.find((r) => r.name === shipped.runs[dir]) ?? null;
 
 const cache = new Map(); // fetched model files by URL, kept for switching back
 

@@ -44,18 +44,7 @@ const handlers = {
     const t0 = performance.now();
     // The new session is built before the old one is freed: a file that fails to load
     // leaves the model the page shows loaded and usable.
-    let loaded;
-    if (source.kind === 'hf') {
-      const tok = source.tokenizer ? new Uint8Array(source.tokenizer) : undefined;
-      loaded = gqa.Session.fromHf(source.config, new Uint8Array(source.weights), tok, capacity);
-    } else if (source.kind === 'llama2c') {
-      const tok = source.tokenizer ? new Uint8Array(source.tokenizer) : undefined;
-      loaded = gqa.Session.fromLlama2c(new Uint8Array(source.weights), tok, capacity);
-    } else if (source.kind === 'preset') {
-      loaded = gqa.Session.fromPreset(source.name, source.seed, !!source.f16, capacity);
-    } else {
-      throw new Error(`unknown model source '${source.kind}'`);
-    }
+    const loaded = openSession(source, capacity);
     session?.free();
     session = loaded;
     await applyBackend();
@@ -85,23 +74,44 @@ const handlers = {
     stopRequested = true;
   },
 
-  // The same prompt and seed for every G (the model's own G first): one row per G with
-  // the speed, the text, and the quality against the unconverted model, measured live on
-  // the tokens the unconverted model generated.
-  async compare({ prompt, params, groups, method, seed }) {
-    const restore = requireSession().info().n_kv_heads;
+  // Every G at one context, the model's own G first, then the shipped uptrained checkpoints
+  // (`checkpoints`: [{g, source}], each loaded into a session of its own for its row). The
+  // speed at `context`: mode 'synthetic' fills the KV cache with synthetic values and times
+  // decode steps (as the sweep does); mode 'real' generates from the prompt until the cache
+  // holds `context` positions and times the last tokens. Each row also has a short text (the
+  // same prompt, settings and seed for every G) and its quality against the unconverted
+  // model, measured live on the tokens the unconverted model generated.
+  async compare({ prompt, params, groups, method, seed, context, mode, checkpoints = [] }) {
+    const main = requireSession();
+    const restore = main.info().n_kv_heads;
     let reference = null;
     try {
       for (const g of groups) {
         if (stopRequested) break;
         session.setGroups(g, method, seed);
-        const { text, stats, ids } = await generate(prompt, params, () => {});
-        if (!stats) break; // the GPU was lost
-        reference ??= ids;
+        const row = await measureAt(prompt, params, context, mode);
+        if (!row) break; // the GPU was lost
+        reference ??= row.ids;
         const quality = reference.length >= 2 ? session.qualityVsBase(Uint32Array.from(reference)) : null;
-        post({ type: 'compareRow', g, text, stats, quality });
+        delete row.ids;
+        post({ type: 'compareRow', g, checkpoint: null, quality, ...row });
+      }
+      for (const { g, dir, source } of checkpoints) {
+        if (stopRequested) break;
+        session = openSession(source, main.info().capacity);
+        try {
+          await applyBackend(false);
+          const row = await measureAt(prompt, params, context, mode);
+          if (!row) break;
+          delete row.ids;
+          post({ type: 'compareRow', g, checkpoint: dir, quality: null, ...row });
+        } finally {
+          session.free();
+          session = main;
+        }
       }
     } finally {
+      session = main;
       session.setGroups(restore, method, seed);
       post({ type: 'finished', what: 'compare', info: session.info() });
     }
@@ -115,7 +125,7 @@ const handlers = {
         session.setGroups(g, method, seed);
         for (const ctx of contexts) {
           if (stopRequested) return;
-          if (ctx + steps > session.info().capacity) continue;
+          if (ctx > session.info().capacity) continue;
           post({ type: 'sweepPoint', g, ctx, tokS: await onGpuFailure(() => session.decodeSpeed(ctx, steps)) });
           await tick();
         }
@@ -127,6 +137,47 @@ const handlers = {
   },
 };
 
+// A session from a load source (hf, llama2c or preset) with a KV cache of `capacity` positions.
+function openSession(source, capacity) {
+  const tok = source.tokenizer ? new Uint8Array(source.tokenizer) : undefined;
+  if (source.kind === 'hf') return gqa.Session.fromHf(source.config, new Uint8Array(source.weights), tok, capacity);
+  if (source.kind === 'llama2c') return gqa.Session.fromLlama2c(new Uint8Array(source.weights), tok, capacity);
+  if (source.kind === 'preset') return gqa.Session.fromPreset(source.name, source.seed, !!source.f16, capacity);
+  throw new Error(`unknown model source '${source.kind}'`);
+}
+
+// Decode steps timed per synthetic measurement, and tokens timed at the end of a real one.
+const TIMED_STEPS = 16;
+
+// The session's decode speed at `context` positions ('synthetic' or 'real', see compare),
+// and a text from the prompt with `params`. Null when the GPU was lost.
+async function measureAt(prompt, params, context, mode) {
+  const info = session.info();
+  let tokS, reached, text, ids;
+  if (mode === 'real') {
+    const promptTokens = session.promptTokens(prompt);
+    if (promptTokens + TIMED_STEPS > context) throw new Error(`the prompt takes ${promptTokens} positions: choose a context of at least ${promptTokens + TIMED_STEPS}`);
+    const times = [];
+    const run = await generate(prompt, { ...params, maxTokens: context - promptTokens }, () => times.push(performance.now()));
+    if (!run.stats) return null;
+    const k = Math.min(TIMED_STEPS, times.length - 1);
+    tokS = k > 0 ? (1000 * k) / (times.at(-1) - times.at(-1 - k)) : 0;
+    reached = promptTokens + times.length;
+    ({ text, ids } = run);
+  } else {
+    tokS = await onGpuFailure(() => session.decodeSpeed(context, TIMED_STEPS));
+    reached = context;
+    const run = await generate(prompt, params, () => {});
+    if (!run.stats) return null;
+    ({ text, ids } = run);
+  }
+  const kvBytes = info.kv_bytes_per_position * reached;
+  return {
+    tokS, context: reached, mode, backend: session.info().backend, text: text.slice(0, 200), ids,
+    kvBytes, bytesPerToken: info.weight_bytes + kvBytes, nHeads: info.n_heads,
+  };
+}
+
 function requireSession() {
   if (!session) throw new Error('no model is loaded yet');
   return session;
@@ -134,7 +185,9 @@ function requireSession() {
 
 // Use WebGPU when asked for and available ('auto': unless it is the browser's software
 // fallback adapter, which is slower than the CPU engine); otherwise the CPU, saying why.
-async function applyBackend() {
+// report: whether to tell the page (not for the sessions compare opens for a row).
+async function applyBackend(report = true) {
+  const post = report ? self.postMessage.bind(self) : () => {};
   const gpu = webgpu.available && (wantBackend === 'webgpu' || (wantBackend === 'auto' && !webgpu.software));
   if (gpu && !session.usesGpu()) {
     try {
