@@ -428,41 +428,6 @@ pub mod portable {
 
     const LANES: usize = 8;
 
-    #[inline(always)]
-    fn dot8(a: &[f32], b: &[f32]) -> f32 {
-        let mut acc = [0.0f32; LANES];
-        let (ac, bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-        let tail: f32 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| x * y).sum();
-        for (x, y) in ac.zip(bc) {
-            for j in 0..LANES {
-                acc[j] += x[j] * y[j];
-            }
-        }
-        let quad = [acc[0] + acc[4], acc[1] + acc[5], acc[2] + acc[6], acc[3] + acc[7]];
-        ((quad[0] + quad[2]) + (quad[1] + quad[3])) + tail
-    }
-
-    /// A long dot product: four independent 8-lane accumulators, so the adds
-    /// do not wait on each other (one accumulator would be bound by the add latency).
-    #[inline(always)]
-    fn dot32(a: &[f32], b: &[f32]) -> f32 {
-        let mut acc = [[0.0f32; LANES]; 4];
-        let (ac, bc) = (a.chunks_exact(4 * LANES), b.chunks_exact(4 * LANES));
-        let tail = dot8(ac.remainder(), bc.remainder());
-        for (x, y) in ac.zip(bc) {
-            for k in 0..4 {
-                for j in 0..LANES {
-                    acc[k][j] += x[k * LANES + j] * y[k * LANES + j];
-                }
-            }
-        }
-        let mut sum = [0.0f32; LANES];
-        for j in 0..LANES {
-            sum[j] = (acc[0][j] + acc[1][j]) + (acc[2][j] + acc[3][j]);
-        }
-        dot8(&sum, &[1.0; LANES]) + tail
-    }
-
     /// y += a * x, 8 lanes at a time.
     #[inline(always)]
     fn axpy8(a: f32, x: &[f32], y: &mut [f32]) {
@@ -499,7 +464,8 @@ pub mod portable {
         for d in 0..dims {
             let row = T::as_f32(values.row(d), &mut buf);
             for (p, o) in probs.chunks_exact(len).zip(out.chunks_exact_mut(dims)) {
-                o[d] += dot32(p, row);
+                // The explicit SIMD dot (four accumulators): long rows, so it pays.
+                o[d] += super::dot(p, row);
             }
         }
     }

@@ -151,19 +151,20 @@ export function addCompareRow(m, table) {
 }
 
 // The paper's Figure 3: quality against time per token, one point per row; converted points
-// hollow, uptrained ones filled. Quality: the table's validation loss on long windows when
-// every row has it, else the live top-1 agreement.
+// hollow, uptrained ones filled. Quality: the table's validation loss (long windows where the
+// table has them) when every row has it, else the live top-1 agreement.
 function drawFigure3() {
   const rows = state.compare;
-  const fromTable = rows.every((r) => r.table?.eval_long);
-  const y = (r) => (fromTable ? r.table.eval_long.nats_per_token : r.quality ? 100 * r.quality.top1_agreement : null);
+  const fromTable = rows.every((r) => r.table);
+  const long = fromTable && rows.every((r) => r.table.eval_long);
+  const y = (r) => (fromTable ? (long ? r.table.eval_long : r.table.eval).nats_per_token : r.quality ? 100 * r.quality.top1_agreement : null);
   const series = rows
     .filter((r) => y(r) != null)
     .map((r) => ({ label: r.label, color: color(Math.log2(r.g)), hollow: !r.uptrained, points: [[r.msPerToken, y(r)]] }));
   plot($('quality-chart'), series, {
     scatter: true,
     xLabel: 'time per token (ms): left is faster',
-    yLabel: fromTable ? 'validation loss, 2048-token windows (nats/token): lower is better' : 'top-1 agreement with the unconverted model (%)',
+    yLabel: fromTable ? `validation loss${long ? ', long windows' : ''} (nats/token): lower is better` : 'top-1 agreement with the unconverted model (%)',
     yFromZero: !fromTable,
   });
 }

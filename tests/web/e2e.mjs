@@ -62,6 +62,51 @@ async function loadModel(value) {
   await idle();
 }
 
+// A small Hugging Face model (config.json + model.safetensors, f32, tied embeddings, no
+// tokenizer) trained for `context` positions, built here from its shape.
+function hfModelFiles(context) {
+  const [dim, ffn, heads, vocab] = [32, 64, 4, 64];
+  const shapes = { 'model.embed_tokens.weight': [vocab, dim], 'model.norm.weight': [dim] };
+  const L = 'model.layers.0.';
+  Object.assign(shapes, {
+    [`${L}input_layernorm.weight`]: [dim], [`${L}post_attention_layernorm.weight`]: [dim],
+    [`${L}self_attn.q_proj.weight`]: [dim, dim], [`${L}self_attn.k_proj.weight`]: [dim, dim],
+    [`${L}self_attn.v_proj.weight`]: [dim, dim], [`${L}self_attn.o_proj.weight`]: [dim, dim],
+    [`${L}mlp.gate_proj.weight`]: [ffn, dim], [`${L}mlp.up_proj.weight`]: [ffn, dim], [`${L}mlp.down_proj.weight`]: [dim, ffn],
+  });
+  const header = {};
+  let offset = 0;
+  for (const [name, shape] of Object.entries(shapes)) {
+    const bytes = 4 * shape.reduce((a, b) => a * b, 1);
+    header[name] = { dtype: 'F32', shape, data_offsets: [offset, offset + bytes] };
+    offset += bytes;
+  }
+  const json = Buffer.from(JSON.stringify(header));
+  const data = Buffer.alloc(offset);
+  for (let i = 0; i < offset / 4; i++) data.writeFloatLE(Math.sin(i) * 0.05, 4 * i);
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(json.length));
+  const config = {
+    architectures: ['LlamaForCausalLM'], hidden_size: dim, intermediate_size: ffn, num_hidden_layers: 1,
+    num_attention_heads: heads, num_key_value_heads: heads, vocab_size: vocab, max_position_embeddings: context,
+    rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: true, bos_token_id: 1, eos_token_id: 2,
+  };
+  return [
+    { name: 'config.json', mimeType: 'application/json', buffer: Buffer.from(JSON.stringify(config)) },
+    { name: 'model.safetensors', mimeType: 'application/octet-stream', buffer: Buffer.concat([len, json, data]) },
+  ];
+}
+
+// Compare all G at `context` (mode 'synthetic' or 'real'); returns the rows the page shows.
+async function compareAt(context, mode = 'synthetic') {
+  await page.fill('#context', String(context));
+  await page.selectOption('#context-mode', mode);
+  await page.click('#compare-btn');
+  await page.waitForFunction(() => window.gqaState.busy, null, { timeout: 5_000 }).catch(() => {});
+  await idle();
+  return state('s.compare.map((r) => ({ g: r.g, label: r.label, uptrained: r.uptrained, tokS: r.tokS, bytes: r.bytesPerToken, context: r.context, table: !!r.table, longNats: r.table?.eval_long?.nats_per_token ?? null }))');
+}
+
 // Generate and check that at least `min` tokens streamed and tok/s shows.
 async function generateAndCheck(label, { maxTokens = 40, min = 32 } = {}) {
   await page.fill('#max-tokens', String(maxTokens));
@@ -119,12 +164,65 @@ try {
       check(converted.base_kv_heads !== g && converted.n_kv_heads === g,
         `G = ${g}: back to the base (G = ${converted.base_kv_heads}), converted to G = ${converted.n_kv_heads}`);
     }
+    // Compare all G at the longest context the base holds, with the uptrained checkpoints.
     await page.fill('#max-tokens', '16');
-    await page.click('#compare-btn');
-    await idle();
-    const quality = await page.$$eval('#compare-table tbody tr td:nth-child(5)', (tds) => tds.map((td) => td.textContent));
-    check(quality.length > 1 && quality.every((q) => /table/.test(q)), `compare all G shows the shipped quality: ${quality.join(' | ')}`);
+    const info = await state('s.info');
+    const long = Math.min(2048, info.capacity);
+    const rows = await compareAt(long);
+    const converted = rows.filter((r) => !r.uptrained);
+    const uptrainedRows = rows.filter((r) => r.uptrained);
+    check(converted.map((r) => r.g).join() === (await state('s.groupsToCompare')).join(),
+      `compare at context ${long}: one converted row per G (${converted.map((r) => r.label).join(', ')})`);
+    check(uptrainedRows.map((r) => r.g).sort().join() === uptrainedG.sort().join(),
+      `compare at context ${long}: the uptrained checkpoints have rows too (${uptrainedRows.map((r) => r.label).join(', ')})`);
+    check(rows.every((r) => r.context === long && r.table), `every row at context ${long}, with the shipped quality table's numbers`);
+    check(converted.every((r, i) => i === 0 || r.bytes < converted[i - 1].bytes), `bytes per token fall from MHA to MQA: ${converted.map((r) => r.bytes).join(' > ')}`);
+    // Speed is measured here, not asserted (the machine may be busy): the figures go to the log and the README.
+    const rising = converted.every((r, i) => i === 0 || r.tokS > converted[i - 1].tokS);
+    const [mha, mqa] = [converted[0], converted.at(-1)];
+    console.log(`MEASURED compare at context ${long} on the CPU: ${rows.map((r) => `${r.label} ${r.tokS.toFixed(1)} tok/s`).join(', ')}; ` +
+      `tok/s ${rising ? 'rise' : 'do not rise'} from MHA to MQA; MQA/MHA tok/s ${(mqa.tokS / mha.tokS).toFixed(2)} against bytes ${(mha.bytes / mqa.bytes).toFixed(2)}`);
     await page.screenshot({ path: `${shots}/shipped-compare.png`, fullPage: true });
+
+    // The sweep reaches the base's capacity, one line per G.
+    await page.click('#sweep-btn');
+    await page.waitForFunction(() => window.gqaState.busy, null, { timeout: 5_000 }).catch(() => {});
+    await idle();
+    const sweep = await state('Object.fromEntries(Object.entries(s.sweep).map(([g, p]) => [g, p.at(-1)[0]]))');
+    const groups = await state('s.groupsToCompare');
+    check(groups.every((g) => sweep[g] === info.capacity), `the sweep reaches ${info.capacity} for every G: ${JSON.stringify(sweep)}`);
+    await page.screenshot({ path: `${shots}/shipped-sweep.png`, fullPage: true });
+
+    // Bad input: a context beyond the model's limit is refused in words, and nothing runs
+    // (the last comparison stays).
+    const shown = await state('s.compare.length');
+    await page.fill('#context', String(info.context + 1));
+    await page.click('#compare-btn');
+    await page.waitForSelector('#error:not([hidden])', { timeout: 10_000 });
+    const tooLong = await page.textContent('#error');
+    check(/trained for at most/.test(tooLong) && !(await state('s.busy')) && (await state('s.compare.length')) === shown,
+      `a context beyond the model's limit is refused: "${tooLong}"`);
+    await page.fill('#context', '');
+    await page.click('#compare-btn');
+    check(/whole number/.test(await page.textContent('#error')), `a context that is not a number is refused: "${await page.textContent('#error')}"`);
+
+    // The KV bars grow token by token during a generation, G's beside MHA's.
+    await page.selectOption('#g-select', '1');
+    await idle();
+    await page.fill('#max-tokens', String(Math.min(1500, info.capacity - 32)));
+    await page.click('#generate');
+    const width = (id) => page.$eval(id, (el) => parseFloat(el.style.width));
+    await page.waitForFunction(() => window.gqaState.tokens > 0 && window.gqaState.contextUsed > 20, null, { timeout: 30_000 });
+    const first = [await width('#kv-bar'), await width('#kv-bar-mha'), await state('s.contextUsed')];
+    await page.waitForFunction((c) => window.gqaState.contextUsed > c + 200, first[2], { timeout: 60_000 }).catch(() => {});
+    const second = [await width('#kv-bar'), await width('#kv-bar-mha'), await state('s.contextUsed')];
+    await page.screenshot({ path: `${shots}/kv-bar-growing.png`, fullPage: true });
+    await page.click('#stop');
+    await idle();
+    check(second[0] > first[0] && second[1] > first[1] && second[1] > second[0],
+      `the KV bars grow during generation: MQA ${first[0].toFixed(2)}% -> ${second[0].toFixed(2)}%, MHA ${first[1].toFixed(2)}% -> ${second[1].toFixed(2)}% (context ${first[2]} -> ${second[2]})`);
+    await page.selectOption('#g-select', String(info.base_kv_heads));
+    await idle();
   } else {
     skip('shipped models', `${www}/models/results.json`);
   }
@@ -198,8 +296,12 @@ try {
   await idle();
   const rows = await page.$$eval('#compare-table tbody tr', (rs) => rs.length);
   check(rows === choices.length, `compare all G: ${rows} rows for ${choices.length} choices`);
-  const live = await page.$$eval('#compare-table tbody tr td:nth-child(5)', (tds) => tds.map((td) => td.textContent));
-  check(live.every((q) => /live/.test(q)) && /^0\.0000 \/ 100\.0%/.test(live[0]), `live quality vs the unconverted model: ${live.join(' | ')}`);
+  const live = await page.$$eval('#compare-table tbody tr td:nth-child(6)', (tds) => tds.map((td) => td.textContent));
+  check(live.every((q) => /live/.test(q)) && /^KL 0\.0000, top-1 100\.0%/.test(live[0]), `live quality vs the unconverted model: ${live.join(' | ')}`);
+  const realRows = await compareAt(200, 'real');
+  check(realRows.length === choices.length && realRows.every((r) => r.context === 200),
+    `compare at a real context: every G generated up to 200 positions (${realRows.map((r) => r.context).join(', ')})`);
+  check(/real context of 200/.test(await page.textContent('#compare-label')), `the compare says its context is real: "${await page.textContent('#compare-label')}"`);
   await page.click('#sweep-btn');
   await idle();
   const sweepSeries = await state('Object.keys(s.sweep).length');
@@ -219,6 +321,19 @@ try {
   } else {
     skip('stories260K from files', `${fixture} (the shared fixtures)`);
   }
+
+  // A model trained for more positions than this tab's KV cache holds (8192 > 4096): a
+  // context above the cache is refused in words.
+  await page.setInputFiles('#file-input', hfModelFiles(8192));
+  await page.waitForFunction(() => window.gqaState.busy, null, { timeout: 5_000 }).catch(() => {});
+  await idle();
+  const big = await state('s.info');
+  check(big.context === 8192 && big.capacity < big.context, `a model with context ${big.context} gets a KV cache of ${big.capacity} positions`);
+  await page.fill('#context', String(big.capacity + 100));
+  await page.click('#compare-btn');
+  await page.waitForSelector('#error:not([hidden])', { timeout: 10_000 });
+  const budget = await page.textContent('#error');
+  check(/memory budget/.test(budget) && !(await state('s.busy')), `a context above the KV cache is refused: "${budget}"`);
 
   // A corrupt file: the error is shown on the page, in words.
   await page.setInputFiles('#file-input', { name: 'corrupt.bin', mimeType: 'application/octet-stream', buffer: Buffer.alloc(1000, 7) });
