@@ -50,13 +50,38 @@ impl Sampler {
         let max = logits.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
         let mut probs: Vec<(u32, f32)> =
             logits.iter().enumerate().map(|(i, &l)| (i as u32, ((l - max) * inv_t).exp())).collect();
-        probs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let order = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        // Only the candidates are sorted, never more of the vocabulary than needed:
+        // with top-k the k most likely (a selection, then a sort of k); with top-p alone
+        // those at or above (1 - top_p) / (n - 1) of the mass, as llama2.c does (a token
+        // below that cannot be in the nucleus: all the tokens after it hold less than
+        // 1 - top_p together), falling back to all when they do not reach top_p.
+        let n = probs.len();
+        let all: f32 = probs.iter().map(|p| p.1).sum();
+        if self.config.top_k > 0 && self.config.top_k < n {
+            probs.select_nth_unstable_by(self.config.top_k - 1, order);
+            probs.truncate(self.config.top_k);
+            probs.sort_by(order);
+        } else if self.config.top_p < 1.0 && n > 1 {
+            let cutoff = (1.0 - self.config.top_p) / (n - 1) as f32 * all;
+            let mut candidates: Vec<(u32, f32)> = probs.iter().copied().filter(|p| p.1 >= cutoff).collect();
+            let mass: f32 = candidates.iter().map(|p| p.1).sum();
+            if mass >= self.config.top_p * all {
+                candidates.sort_by(order);
+                probs = candidates;
+            } else {
+                probs.sort_by(order);
+            }
+        } else {
+            probs.sort_by(order);
+        }
         // Top-k first, then top-p within what top-k kept (as Hugging Face does).
         let mut keep = probs.len();
         if self.config.top_k > 0 {
             keep = keep.min(self.config.top_k);
         }
-        let total: f32 = probs[..keep].iter().map(|p| p.1).sum();
+        // The mass top-p is relative to: what top-k kept, else the whole vocabulary.
+        let total: f32 = if self.config.top_k > 0 { probs[..keep].iter().map(|p| p.1).sum() } else { all };
         if self.config.top_p < 1.0 {
             let mut cumulative = 0.0;
             for (i, p) in probs[..keep].iter().enumerate() {

@@ -79,3 +79,44 @@ fn top_p_is_relative_to_what_top_k_kept() {
         assert_eq!(s.sample(&LOGITS), 1);
     }
 }
+
+/// The candidates the sampler draws from equal a naive reference's: every token
+/// sorted by probability in f64, the top k, then the smallest prefix holding top_p of
+/// their mass. Random logits over 500 tokens; every draw must be a candidate, and every
+/// candidate holding at least 2% of the candidates' mass must be drawn.
+#[test]
+fn candidates_equal_a_full_sort_reference() {
+    let mut rng = gqa::rng::Rng::new(5);
+    for case in 0..24 {
+        let logits: Vec<f32> = (0..500).map(|_| 3.0 * rng.normal()).collect();
+        let (t, top_k, top_p) = ([0.7f32, 1.0, 1.5][case % 3], [0usize, 5, 50, 0][case % 4], [1.0f32, 0.9, 0.5, 0.05][case / 6]);
+        let max = logits.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b as f64));
+        let mut p: Vec<(usize, f64)> = logits.iter().enumerate().map(|(i, &l)| (i, ((l as f64 - max) / t as f64).exp())).collect();
+        p.sort_by(|a, b| b.1.total_cmp(&a.1));
+        if top_k > 0 {
+            p.truncate(top_k);
+        }
+        let total: f64 = p.iter().map(|x| x.1).sum();
+        let mut keep = p.len();
+        let mut cumulative = 0.0;
+        for (i, x) in p.iter().enumerate() {
+            cumulative += x.1 / total;
+            if cumulative >= top_p as f64 {
+                keep = i + 1;
+                break;
+            }
+        }
+        let nucleus = &p[..keep];
+        let mass: f64 = nucleus.iter().map(|x| x.1).sum();
+        let mut s = Sampler::new(cfg(t, top_k, top_p, case as u64)).unwrap();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..3000 {
+            let id = s.sample(&logits) as usize;
+            assert!(nucleus.iter().any(|x| x.0 == id), "case {case}: drew {id}, not a candidate");
+            seen.insert(id);
+        }
+        for x in nucleus.iter().filter(|x| x.1 / mass >= 0.02) {
+            assert!(seen.contains(&x.0), "case {case}: candidate {} ({:.3} of the mass) never drawn", x.0, x.1 / mass);
+        }
+    }
+}
