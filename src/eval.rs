@@ -20,6 +20,18 @@ pub struct EvalReport {
     pub top1_agreement: Option<f64>,
 }
 
+/// What the evaluated model's next-token distributions are compared with.
+pub enum Reference<'a> {
+    /// Nothing: loss and perplexity only.
+    None,
+    /// Another engine (the unconverted model), run on the same windows in step.
+    Backend(&'a mut dyn Backend),
+    /// The log-probabilities an earlier [`evaluate`] recorded at the same scored
+    /// positions (scored tokens x vocab), so that a reference evaluated once serves
+    /// every variant.
+    LogProbs(&'a [f32]),
+}
+
 /// Tokens fed per forward call, so logits for long windows never pile up.
 const CHUNK: usize = 64;
 
@@ -29,14 +41,16 @@ const CHUNK: usize = 64;
 /// context once past the start. Targets before index `score_from` are not
 /// scored: with `score_from` = window / 2 every scored token has at least half
 /// a window of context, the first window included (the long-context protocol).
-/// With `base`, the same positions are also run through it for KL and top-1
-/// agreement. `progress(done, total)` reports tokens.
+/// Against `reference`, also the KL divergence and top-1 agreement at the same
+/// positions. With `record`, the model's log-probabilities at the scored positions
+/// are appended to it (for [`Reference::LogProbs`]). `progress(done, total)` reports tokens.
 pub fn evaluate(
     model: &mut dyn Backend,
-    mut base: Option<&mut dyn Backend>,
+    mut reference: Reference,
     ids: &[u32],
     window: usize,
     score_from: usize,
+    mut record: Option<&mut Vec<f32>>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<EvalReport> {
     let window = window.min(model.capacity());
@@ -64,16 +78,16 @@ pub fn evaluate(
             continue;
         }
         model.reset();
-        if let Some(b) = base.as_deref_mut() {
+        if let Reference::Backend(b) = &mut reference {
             b.reset();
         }
         let mut at = start;
         while at < end - 1 {
             let chunk = &ids[at..(at + CHUNK).min(end - 1)];
             let logits = model.forward(chunk, Logits::All)?;
-            let base_logits = match base.as_deref_mut() {
-                Some(b) => Some(b.forward(chunk, Logits::All)?),
-                None => None,
+            let base_logits = match &mut reference {
+                Reference::Backend(b) => Some(b.forward(chunk, Logits::All)?),
+                _ => None,
             };
             let vocab = logits.len() / chunk.len();
             for i in 0..chunk.len() {
@@ -84,10 +98,22 @@ pub fn evaluate(
                 let row = &logits[i * vocab..(i + 1) * vocab];
                 let log_p = log_softmax(row);
                 nll -= log_p[ids[target_index] as usize] as f64;
-                if let Some(bl) = &base_logits {
-                    let log_q = log_softmax(&bl[i * vocab..(i + 1) * vocab]);
+                let log_q = match (&reference, &base_logits) {
+                    (_, Some(bl)) => Some(log_softmax(&bl[i * vocab..(i + 1) * vocab])),
+                    (Reference::LogProbs(all), _) => {
+                        let row = all.get(scored * vocab..(scored + 1) * vocab).ok_or_else(|| {
+                            GqaError::Invalid("the reference log-probabilities cover fewer positions than are scored".into())
+                        })?;
+                        Some(row.to_vec())
+                    }
+                    _ => None,
+                };
+                if let Some(log_q) = log_q {
                     kl += log_q.iter().zip(&log_p).map(|(&q, &p)| (q.exp() * (q - p)) as f64).sum::<f64>();
                     agree += (argmax(&log_q) == argmax(&log_p)) as usize;
+                }
+                if let Some(r) = record.as_deref_mut() {
+                    r.extend_from_slice(&log_p);
                 }
                 scored += 1;
                 next_target = target_index + 1;
@@ -101,12 +127,13 @@ pub fn evaluate(
         start += stride;
     }
     let n = scored as f64;
+    let compared = !matches!(reference, Reference::None);
     Ok(EvalReport {
         tokens: scored,
         nats_per_token: nll / n,
         perplexity: (nll / n).exp(),
-        kl_vs_base: base.as_ref().map(|_| kl / n),
-        top1_agreement: base.as_ref().map(|_| agree as f64 / n),
+        kl_vs_base: compared.then(|| kl / n),
+        top1_agreement: compared.then(|| agree as f64 / n),
     })
 }
 

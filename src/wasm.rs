@@ -19,7 +19,7 @@ use crate::backend::{Backend, BackendKind, EngineOptions, Logits};
 use crate::bench::{decode_timing, median, DecodeCase};
 use crate::cpu::CpuEngine;
 use crate::error::GqaError;
-use crate::eval::evaluate;
+use crate::eval::{evaluate, Reference};
 use crate::generation::{GenerateParams, Stats};
 use crate::gpu::GpuEngine;
 use crate::model::Model;
@@ -429,7 +429,7 @@ impl WebSession {
         } else {
             self.session.backend()
         };
-        let report = evaluate(model, Some(&mut base), &ids, window, 0, &mut |_, _| {}).map_err(js_error)?;
+        let report = evaluate(model, Reference::Backend(&mut base), &ids, window, 0, None, &mut |_, _| {}).map_err(js_error)?;
         to_js(&report)
     }
 

@@ -6,7 +6,7 @@ use clap::Args;
 
 use gqa::backend::BackendKind;
 use gqa::bench;
-use gqa::eval::evaluate;
+use gqa::eval::{evaluate, Reference};
 use gqa::session::Session;
 use gqa::{loader, Result};
 
@@ -61,10 +61,11 @@ pub fn run(a: EvalArgs) -> Result<()> {
     let bar = bar(ids.len() as u64 - 1, "tokens");
     let report = evaluate(
         model.backend(),
-        reference.as_mut().map(|r| r.backend()),
+        reference.as_mut().map_or(Reference::None, |r| Reference::Backend(r.backend())),
         &ids,
         window,
         a.score_from,
+        None,
         &mut |done, _| bar.set_position(done as u64),
     )?;
     bar.finish_and_clear();

@@ -28,7 +28,7 @@ use crate::bench;
 use crate::config::Config;
 use crate::convert::{convert, Method};
 use crate::error::{GqaError, Result};
-use crate::eval::{evaluate, EvalReport};
+use crate::eval::{evaluate, EvalReport, Reference};
 use crate::hf;
 use crate::model::Model;
 use crate::sampler::SamplerConfig;
@@ -256,7 +256,10 @@ pub fn paper(args: &RecipeArgs) -> Result<()> {
     let eval_bytes = tokenizer.decode(&ids[1..])?.len();
     let speed = decode_speed(&base, args.seq_len)?;
 
-    let mut variants = vec![result(args, &base, &base, "base", None, &base_state, &ids, eval_bytes, &speed)?];
+    // The base's log-probabilities on the short and the long evaluation, recorded
+    // once and compared with every variant's.
+    let mut base_lp = BaseLogProbs::default();
+    let mut variants = vec![result(args, &base, &base, "base", None, &base_state, &ids, eval_bytes, &speed, &mut base_lp)?];
     let mut plan = Vec::new();
     for alpha_pct in [5, 10] {
         for method in [Method::Mean, Method::First, Method::Random] {
@@ -272,7 +275,7 @@ pub fn paper(args: &RecipeArgs) -> Result<()> {
         for groups in [4, 2, 1] {
             let v = Variant { groups, method, alpha_pct: 0 };
             let model = convert(&base, groups, method, args.seed)?;
-            variants.push(result(args, &base, &model, &v.name(), Some(v), &RunState::default(), &ids, eval_bytes, &speed)?);
+            variants.push(result(args, &base, &model, &v.name(), Some(v), &RunState::default(), &ids, eval_bytes, &speed, &mut base_lp)?);
         }
     }
     for v in plan {
@@ -283,7 +286,7 @@ pub fn paper(args: &RecipeArgs) -> Result<()> {
         let spec = spec(args, steps, long_steps, (steps / 10).max(1), args.seed + 1);
         let (model, state) =
             train(&start, &streams.train, &streams.train_long, &streams.val, &spec, &args.work.join(v.name()), &v.name())?;
-        variants.push(result(args, &base, &model, &v.name(), Some(v), &state, &ids, eval_bytes, &speed)?);
+        variants.push(result(args, &base, &model, &v.name(), Some(v), &state, &ids, eval_bytes, &speed, &mut base_lp)?);
     }
 
     // Ship the base and the mean-pooled, 5%-uptrained GQA-4, GQA-2 and MQA.
@@ -355,12 +358,13 @@ fn result(
     ids: &[u32],
     eval_bytes: usize,
     speed: &[(usize, f64, f64)],
+    base_lp: &mut BaseLogProbs,
 ) -> Result<VariantResult> {
     let with_base = variant.is_some();
-    let eval = cached_eval(args, base, model, name, with_base, ids, args.seq_len, 0)?;
-    let long = args.long_seq_len;
-    let long_ids = long_eval_ids(args, ids);
-    let eval_long = cached_eval(args, base, model, &format!("{name}-long"), with_base, long_ids, long, long / 2)?;
+    let short = Protocol { ids, window: args.seq_len, score_from: 0 };
+    let eval = cached_eval(args, base, model, name, with_base, &short, &mut base_lp.short)?;
+    let long = Protocol { ids: long_eval_ids(args, ids), window: args.long_seq_len, score_from: args.long_seq_len / 2 };
+    let eval_long = cached_eval(args, base, model, &format!("{name}-long"), with_base, &long, &mut base_lp.long)?;
     let g = model.config.n_kv_heads();
     let &(_, s256, s2048) = speed.iter().find(|s| s.0 == g).expect("speed measured for every G");
     eprintln!(
@@ -394,8 +398,22 @@ fn long_eval_ids<'a>(args: &RecipeArgs, ids: &'a [u32]) -> &'a [u32] {
     }
 }
 
-/// `evaluate` with windows of `window`, scoring from `score_from`, cached in the
-/// work folder as eval/`key`.json.
+/// An evaluation text and how it is cut: windows of `window`, targets scored from `score_from`.
+struct Protocol<'a> {
+    ids: &'a [u32],
+    window: usize,
+    score_from: usize,
+}
+
+/// The base's log-probabilities at the scored positions of each protocol, once recorded.
+#[derive(Default)]
+struct BaseLogProbs {
+    short: Option<Vec<f32>>,
+    long: Option<Vec<f32>>,
+}
+
+/// `evaluate` on protocol `p`, cached in the work folder as eval/`key`.json; with
+/// `with_base`, against the base's log-probabilities `base_lp` (recorded on first need).
 #[allow(clippy::too_many_arguments)]
 fn cached_eval(
     args: &RecipeArgs,
@@ -403,18 +421,33 @@ fn cached_eval(
     model: &Model,
     key: &str,
     with_base: bool,
-    ids: &[u32],
-    window: usize,
-    score_from: usize,
+    p: &Protocol,
+    base_lp: &mut Option<Vec<f32>>,
 ) -> Result<EvalReport> {
     let path = args.work.join("eval").join(format!("{key}.json"));
     if let Ok(text) = std::fs::read_to_string(&path) {
         return serde_json::from_str(&text).map_err(|e| GqaError::Invalid(format!("{}: {e}", path.display())));
     }
-    eprintln!("evaluating {key} on {} tokens of val.txt, windows of {window} ...", ids.len() - 1);
-    let mut m = Session::cpu(model.clone(), None, Some(window))?;
-    let mut b = Session::cpu(base.clone(), None, Some(window))?;
-    let report = evaluate(m.backend(), with_base.then(|| b.backend()), ids, window, score_from, &mut |_, _| {})?;
+    eprintln!("evaluating {key} on {} tokens of val.txt, windows of {} ...", p.ids.len() - 1, p.window);
+    let run = |model: &Model, reference: Reference, record: Option<&mut Vec<f32>>| -> Result<EvalReport> {
+        let mut s = Session::cpu(model.clone(), None, Some(p.window))?;
+        evaluate(s.backend(), reference, p.ids, p.window, p.score_from, record, &mut |_, _| {})
+    };
+    if base_lp.is_none() && with_base {
+        let mut lp = Vec::new();
+        run(base, Reference::None, Some(&mut lp))?;
+        *base_lp = Some(lp);
+    }
+    let report = match (with_base, base_lp.as_deref()) {
+        (true, Some(lp)) => run(model, Reference::LogProbs(lp), None)?,
+        _ => {
+            // The base itself: record its log-probabilities while scoring it.
+            let mut lp = Vec::new();
+            let report = run(model, Reference::None, Some(&mut lp))?;
+            base_lp.get_or_insert(lp);
+            report
+        }
+    };
     std::fs::create_dir_all(path.parent().expect("has parent")).map_err(|e| GqaError::io(path.display(), e))?;
     write_json(&path, &report)?;
     Ok(report)
