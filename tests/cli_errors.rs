@@ -131,5 +131,8 @@ fn largest_max_tokens_and_too_long_context() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(report["tokens"].as_u64().unwrap() > 10, "{report}");
     std::fs::remove_file(text).ok();
-    gqa_fails(&["generate", "--model", model, "--context", "100000"], "must be between 1 and the context 256");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{model}/config.json")).unwrap()).unwrap();
+    let limit = config["max_position_embeddings"].as_u64().unwrap();
+    gqa_fails(&["generate", "--model", model, "--context", "100000"], &format!("must be between 1 and the context {limit}"));
 }

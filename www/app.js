@@ -236,7 +236,7 @@ async function compareAll() {
   try {
     const checkpoints = await checkpointsToCompare();
     $('compare-label').textContent = `Measured on ${engineLabel(state.info.backend)}, at ${mode === 'real' ? 'a real' : 'a synthetic'} context of ${context} positions` +
-      (mode === 'real' ? ' (generated from the prompt; tok/s over the last 16 tokens).' : ' (KV cache filled with synthetic values; median of 15 timed steps).');
+      (mode === 'real' ? ' (generated from the prompt; tok/s over the last 48 tokens).' : ' (KV cache filled with synthetic values; median of 47 timed steps).');
     send('compare', {
       prompt: $('prompt').value, params: params(), groups: state.groupsToCompare, method: $('method').value, seed: seed(),
       context, mode, checkpoints,

@@ -147,7 +147,7 @@ function openSession(source, capacity) {
 }
 
 // Decode steps timed per synthetic measurement, and tokens timed at the end of a real one.
-const TIMED_STEPS = 16;
+const TIMED_STEPS = 48;
 
 // The session's decode speed at `context` positions ('synthetic' or 'real', see compare),
 // and a text from the prompt with `params`. Null when the GPU was lost.
