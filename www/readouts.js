@@ -128,7 +128,9 @@ export function clearResults() {
 // m.quality (KL and top-1 agreement against the unconverted model on its own text).
 export function addCompareRow(m, table) {
   const uptrained = !!m.checkpoint;
-  const label = `${groupLabel(m.g, m.nHeads)}${uptrained ? ' uptrained' : m.g === state.info.base_kv_heads ? '' : ' converted'}`;
+  // A real generation that ended (end of text) before the context says where it was timed.
+  const early = m.context < m.requested ? ` (ended at ${m.context} positions)` : '';
+  const label = `${groupLabel(m.g, m.nHeads)}${uptrained ? ' uptrained' : m.g === state.info.base_kv_heads ? '' : ' converted'}${early}`;
   const msPerToken = 1000 / m.tokS;
   state.compare.push({ ...m, label, uptrained, msPerToken, table });
   const row = $('compare-table').tBodies[0].insertRow();

@@ -299,8 +299,9 @@ try {
   const live = await page.$$eval('#compare-table tbody tr td:nth-child(6)', (tds) => tds.map((td) => td.textContent));
   check(live.every((q) => /live/.test(q)) && /^KL 0\.0000, top-1 100\.0%/.test(live[0]), `live quality vs the unconverted model: ${live.join(' | ')}`);
   const realRows = await compareAt(200, 'real');
-  check(realRows.length === choices.length && realRows.every((r) => r.context === 200),
-    `compare at a real context: every G generated up to 200 positions (${realRows.map((r) => r.context).join(', ')})`);
+  // A random model may end its text early (end-of-text token): then the row says where.
+  check(realRows.length === choices.length && realRows.every((r) => r.context === 200 || (r.context < 200 && /ended at/.test(r.label))),
+    `compare at a real context: every G generated up to 200 positions or says where it ended (${realRows.map((r) => `${r.label}: ${r.context}`).join(', ')})`);
   check(/real context of 200/.test(await page.textContent('#compare-label')), `the compare says its context is real: "${await page.textContent('#compare-label')}"`);
   await page.click('#sweep-btn');
   await idle();
