@@ -476,13 +476,13 @@ pub fn table(out: &Path) -> Result<String> {
     let path = out.join("results.json");
     let results: Results =
         serde_json::from_str(&read(&path)?).map_err(|e| GqaError::Invalid(format!("{}: {e}", path.display())))?;
+    let opt = |x: Option<f64>, f: &dyn Fn(f64) -> String| x.map_or("-".to_string(), f);
     let mut md = String::from(
         "| variant | G | method | alpha | uptrain steps | val nats/token | val nats/byte | perplexity \
          | KL vs MHA (nats/token) | top-1 agreement | decode tok/s @256 | decode tok/s @2048 |\n\
          |---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for v in &results.variants {
-        let opt = |x: Option<f64>, f: &dyn Fn(f64) -> String| x.map_or("-".to_string(), f);
         md += &format!(
             "| {} | {} | {} | {}% | {} | {:.4} | {:.4} | {:.2} | {} | {} | {:.0} | {:.0} |\n",
             v.label,
@@ -506,7 +506,6 @@ pub fn table(out: &Path) -> Result<String> {
         results.eval_long_text
     );
     for v in &results.variants {
-        let opt = |x: Option<f64>, f: &dyn Fn(f64) -> String| x.map_or("-".to_string(), f);
         md += &format!(
             "| {} | {} | {} | {}% | {:.4} | {:.2} | {} | {} |\n",
             v.label,
