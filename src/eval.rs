@@ -98,19 +98,21 @@ pub fn evaluate(
                 let row = &logits[i * vocab..(i + 1) * vocab];
                 let log_p = log_softmax(row);
                 nll -= log_p[ids[target_index] as usize] as f64;
-                let log_q = match (&reference, &base_logits) {
-                    (_, Some(bl)) => Some(log_softmax(&bl[i * vocab..(i + 1) * vocab])),
-                    (Reference::LogProbs(all), _) => {
-                        let row = all.get(scored * vocab..(scored + 1) * vocab).ok_or_else(|| {
-                            GqaError::Invalid("the reference log-probabilities cover fewer positions than are scored".into())
-                        })?;
-                        Some(row.to_vec())
+                // The reference's row: computed from the engine run beside, or borrowed from the record.
+                let computed;
+                let log_q: Option<&[f32]> = match (&reference, &base_logits) {
+                    (_, Some(bl)) => {
+                        computed = log_softmax(&bl[i * vocab..(i + 1) * vocab]);
+                        Some(&computed)
                     }
+                    (Reference::LogProbs(all), _) => Some(all.get(scored * vocab..(scored + 1) * vocab).ok_or_else(|| {
+                        GqaError::Invalid("the reference log-probabilities cover fewer positions than are scored".into())
+                    })?),
                     _ => None,
                 };
                 if let Some(log_q) = log_q {
                     kl += log_q.iter().zip(&log_p).map(|(&q, &p)| (q.exp() * (q - p)) as f64).sum::<f64>();
-                    agree += (argmax(&log_q) == argmax(&log_p)) as usize;
+                    agree += (argmax(log_q) == argmax(&log_p)) as usize;
                 }
                 if let Some(r) = record.as_deref_mut() {
                     r.extend_from_slice(&log_p);

@@ -173,7 +173,7 @@ async function measureAt(prompt, params, context, mode) {
   }
   const kvBytes = info.kv_bytes_per_position * reached;
   return {
-    tokS, context: reached, requested: context, mode, backend: session.info().backend, text: text.slice(0, 200), ids,
+    tokS, context: reached, requested: context, mode, backend: info.backend, text: text.slice(0, 200), ids,
     kvBytes, bytesPerToken: info.weight_bytes + kvBytes, nHeads: info.n_heads,
   };
 }

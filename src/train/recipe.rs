@@ -440,11 +440,12 @@ fn cached_eval(
     }
     let report = match (with_base, base_lp.as_deref()) {
         (true, Some(lp)) => run(model, Reference::LogProbs(lp), None)?,
+        // The base itself: record its log-probabilities while scoring it, unless held already.
+        _ if base_lp.is_some() => run(model, Reference::None, None)?,
         _ => {
-            // The base itself: record its log-probabilities while scoring it.
             let mut lp = Vec::new();
             let report = run(model, Reference::None, Some(&mut lp))?;
-            base_lp.get_or_insert(lp);
+            *base_lp = Some(lp);
             report
         }
     };
