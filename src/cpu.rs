@@ -13,7 +13,7 @@
 use crate::backend::{Backend, EngineOptions, Logits};
 use crate::config::Config;
 use crate::error::{GqaError, Result};
-use crate::kernels::{attention_scores, attention_values, axpy, exp_shifted_sum, for_chunks, matmul, matmul_swiglu, threads, KvElem, Rows};
+use crate::kernels::{attention_scores, attention_values, axpy, exp_shifted_sum, for_chunks, matmul, matmul_swiglu, max, threads, KvElem, Rows};
 use crate::kv_cache::{HeadKv, KvCache};
 use crate::model::Model;
 use crate::rope::RopeTable;
@@ -340,7 +340,7 @@ fn attend<T: KvElem>(keys: Rows<T>, values: Rows<T>, qs: &[f32], scale: f32, slo
     attention_scores(keys, qs, scale, scores);
     // Softmax numerators, with each head's max and sum kept for the merge.
     for (row, stat) in scores.chunks_exact_mut(len).zip(stats.chunks_exact_mut(2)) {
-        let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        let m = max(row);
         stat[0] = m;
         stat[1] = exp_shifted_sum(row, m);
     }

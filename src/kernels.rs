@@ -131,17 +131,46 @@ mod x86 {
     use core::arch::x86_64::*;
     use half::f16;
 
-    use super::{KvElem, Rows};
+    use super::Rows;
 
-    // The portable attention bodies, compiled with AVX2 + FMA enabled.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn attention_scores<T: KvElem>(keys: Rows<T>, qs: &[f32], scale: f32, scores: &mut [f32]) {
-        super::portable::attention_scores(keys, qs, scale, scores)
+    impl super::Lanes8 for __m256 {
+        // SAFETY (all): only reached from functions compiled with AVX2 + FMA,
+        // called after the CPU was checked for them.
+        #[inline(always)]
+        fn zero() -> Self {
+            unsafe { _mm256_setzero_ps() }
+        }
+        #[inline(always)]
+        fn splat(x: f32) -> Self {
+            unsafe { _mm256_set1_ps(x) }
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            _mm256_loadu_ps(p)
+        }
+        #[inline(always)]
+        fn mul_add(self, b: Self, c: Self) -> Self {
+            unsafe { _mm256_fmadd_ps(self, b, c) }
+        }
+        #[inline(always)]
+        fn sum(self) -> f32 {
+            unsafe { hsum(self) }
+        }
+        #[inline(always)]
+        fn to_array(self) -> [f32; 8] {
+            unsafe { core::mem::transmute::<__m256, [f32; 8]>(self) }
+        }
     }
 
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn attention_values<T: KvElem>(values: Rows<T>, probs: &[f32], out: &mut [f32]) {
-        super::portable::attention_values(values, probs, out)
+    // The generic attention bodies on AVX2 vectors.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn attention_scores(keys: Rows<f32>, qs: &[f32], scale: f32, scores: &mut [f32]) {
+        super::portable::attention_scores::<__m256>(keys, qs, scale, scores)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn attention_values(values: Rows<f32>, probs: &[f32], out: &mut [f32]) {
+        super::portable::attention_values::<__m256>(values, probs, out)
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -249,6 +278,38 @@ mod wasm {
         f32x4_extract_lane::<0>(v) + f32x4_extract_lane::<1>(v) + f32x4_extract_lane::<2>(v) + f32x4_extract_lane::<3>(v)
     }
 
+    /// Eight lanes as two simd128 vectors (see [`super::Lanes8`]).
+    #[derive(Clone, Copy)]
+    pub struct F32x8(v128, v128);
+
+    impl super::Lanes8 for F32x8 {
+        #[inline(always)]
+        fn zero() -> Self {
+            F32x8(f32x4_splat(0.0), f32x4_splat(0.0))
+        }
+        #[inline(always)]
+        fn splat(x: f32) -> Self {
+            F32x8(f32x4_splat(x), f32x4_splat(x))
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            F32x8(v128_load(p as *const v128), v128_load(p.add(4) as *const v128))
+        }
+        #[inline(always)]
+        fn mul_add(self, b: Self, c: Self) -> Self {
+            F32x8(f32x4_add(f32x4_mul(self.0, b.0), c.0), f32x4_add(f32x4_mul(self.1, b.1), c.1))
+        }
+        #[inline(always)]
+        fn sum(self) -> f32 {
+            hsum(f32x4_add(self.0, self.1))
+        }
+        #[inline(always)]
+        fn to_array(self) -> [f32; 8] {
+            // SAFETY: two v128 are eight f32 lanes, in order.
+            unsafe { core::mem::transmute::<(v128, v128), [f32; 8]>((self.0, self.1)) }
+        }
+    }
+
     pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
         let n = a.len().min(b.len());
         let mut acc = [f32x4_splat(0.0); 4];
@@ -337,16 +398,15 @@ mod wasm {
 // ---------------------------------------------------------------------------
 // Attention over a block of cached positions, for all query heads of a group.
 // The cache stores keys and values transposed (see kv_cache.rs): row d holds
-// dimension d of consecutive positions. Scores are then axpys along rows and
-// outputs are dots along rows, both long, contiguous and vectorized over
-// positions, with no per-position horizontal sum. Each row is loaded (and, from
-// an f16 cache, converted) once and used for every head of the group. The
-// bodies are plain Rust over 8-lane arrays, compiled twice on x86-64 (with and
-// without AVX2+FMA) and with simd128 on wasm.
+// dimension d of consecutive positions, so both products run along contiguous
+// rows, vectorized over positions. Each key or value vector loaded serves up
+// to four query heads of the group at once, their accumulators held in
+// registers: with fewer KV heads (larger groups) there are fewer bytes to load
+// per multiply. The bodies are plain Rust over 8-lane arrays, compiled with
+// AVX2+FMA on x86-64 (and without, as the fallback) and with simd128 on wasm.
 // ---------------------------------------------------------------------------
 
-/// Longest row the attention kernels take (an f16 row is converted into a
-/// buffer of this many floats on the stack): the positions of one block.
+/// Longest block of positions the attention kernels take.
 pub const MAX_ROW: usize = 512;
 
 /// A block of cached positions, transposed: `dims` rows of `len` positions,
@@ -359,57 +419,78 @@ pub struct Rows<'a, T> {
     pub len: usize,
 }
 
-impl<'a, T> Rows<'a, T> {
-    #[inline(always)]
-    fn row(&self, d: usize) -> &'a [T] {
-        &self.data[d * self.stride..][..self.len]
-    }
-}
-
-/// An element of the KV cache: f32, or f16 converted row by row as it is read.
+/// An element of the KV cache: f32, or f16 converted block by block as it is read.
 pub trait KvElem: Copy + Send + Sync {
-    /// `row` as f32: the row itself, or its conversion into `buf`.
-    fn as_f32<'a>(row: &'a [Self], buf: &'a mut [f32; MAX_ROW]) -> &'a [f32];
+    /// Call `f` with the block as f32 rows: the cache's own rows, or the f16
+    /// block converted into a per-thread buffer (dims x len).
+    fn with_f32<R>(rows: Rows<Self>, f: impl FnOnce(Rows<f32>) -> R) -> R;
 }
 
 impl KvElem for f32 {
     #[inline(always)]
-    fn as_f32<'a>(row: &'a [f32], _: &'a mut [f32; MAX_ROW]) -> &'a [f32] {
-        row
+    fn with_f32<R>(rows: Rows<f32>, f: impl FnOnce(Rows<f32>) -> R) -> R {
+        f(rows)
     }
 }
 
 impl KvElem for f16 {
-    #[inline(always)]
-    fn as_f32<'a>(row: &'a [f16], buf: &'a mut [f32; MAX_ROW]) -> &'a [f32] {
-        let out = &mut buf[..row.len()];
-        f16_to_f32(row, out);
-        out
+    fn with_f32<R>(rows: Rows<f16>, f: impl FnOnce(Rows<f32>) -> R) -> R {
+        thread_local! {
+            static BUF: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        BUF.with_borrow_mut(|buf| {
+            let (dims, len) = (rows.dims, rows.len);
+            buf.resize(dims * len, 0.0);
+            for (d, out) in buf.chunks_exact_mut(len.max(1)).take(dims).enumerate() {
+                f16_to_f32(&rows.data[d * rows.stride..][..len], out);
+            }
+            f(Rows { data: buf, stride: len, dims, len })
+        })
+    }
+}
+
+impl Rows<'_, f32> {
+    /// Panics unless every row lies inside `data` (the kernels rely on it).
+    fn check(&self) {
+        assert!(self.len <= MAX_ROW, "attention block of {} positions above {MAX_ROW}", self.len);
+        assert!(self.dims == 0 || (self.dims - 1) * self.stride + self.len <= self.data.len(), "attention rows outside the cache");
     }
 }
 
 /// scores (group x len) = scale * qs (group x dims) . keys, keys given as
 /// rows (dims x len).
 pub fn attention_scores<T: KvElem>(keys: Rows<T>, qs: &[f32], scale: f32, scores: &mut [f32]) {
-    assert!(keys.len <= MAX_ROW, "attention block of {} positions above {MAX_ROW}", keys.len);
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: the CPU supports the enabled features (checked above).
-        return unsafe { x86::attention_scores(keys, qs, scale, scores) };
-    }
-    portable::attention_scores(keys, qs, scale, scores)
+    T::with_f32(keys, |keys| {
+        keys.check();
+        assert!(qs.len() % keys.dims.max(1) == 0 && scores.len() >= qs.len() / keys.dims.max(1) * keys.len, "attention scores shapes");
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2() {
+            // SAFETY: the CPU supports the enabled features (checked above).
+            return unsafe { x86::attention_scores(keys, qs, scale, scores) };
+        }
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        return portable::attention_scores::<wasm::F32x8>(keys, qs, scale, scores);
+        #[allow(unreachable_code)]
+        portable::attention_scores::<[f32; 8]>(keys, qs, scale, scores)
+    })
 }
 
 /// out (group x dims) += probs (group x len) . values, values given as rows
 /// (dims x len).
 pub fn attention_values<T: KvElem>(values: Rows<T>, probs: &[f32], out: &mut [f32]) {
-    assert!(values.len <= MAX_ROW, "attention block of {} positions above {MAX_ROW}", values.len);
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: as above.
-        return unsafe { x86::attention_values(values, probs, out) };
-    }
-    portable::attention_values(values, probs, out)
+    T::with_f32(values, |values| {
+        values.check();
+        assert!(out.len() % values.dims.max(1) == 0 && probs.len() >= out.len() / values.dims.max(1) * values.len, "attention values shapes");
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2() {
+            // SAFETY: as above.
+            return unsafe { x86::attention_values(values, probs, out) };
+        }
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        return portable::attention_values::<wasm::F32x8>(values, probs, out);
+        #[allow(unreachable_code)]
+        portable::attention_values::<[f32; 8]>(values, probs, out)
+    })
 }
 
 /// x = exp(x - max) for each element; returns the sum. Vectorizable exp
@@ -423,51 +504,159 @@ pub fn exp_shifted_sum(x: &mut [f32], max: f32) -> f32 {
     portable::exp_shifted_sum(x, max)
 }
 
+/// The largest element (NEG_INFINITY for none), eight lanes at a time.
+pub fn max(x: &[f32]) -> f32 {
+    portable::max(x)
+}
+
+/// Eight f32 lanes: the vector the attention kernels are written in, once,
+/// for AVX2 (`__m256`), simd128 (two `v128`) and plain arrays (the fallback).
+pub trait Lanes8: Copy {
+    fn zero() -> Self;
+    fn splat(x: f32) -> Self;
+    /// # Safety
+    /// `p..p + 8` must be readable.
+    unsafe fn load(p: *const f32) -> Self;
+    /// `self * b + c` (fused where the hardware has it).
+    fn mul_add(self, b: Self, c: Self) -> Self;
+    fn sum(self) -> f32;
+    fn to_array(self) -> [f32; 8];
+}
+
+impl Lanes8 for [f32; 8] {
+    #[inline(always)]
+    fn zero() -> Self {
+        [0.0; 8]
+    }
+    #[inline(always)]
+    fn splat(x: f32) -> Self {
+        [x; 8]
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        (p as *const [f32; 8]).read_unaligned()
+    }
+    #[inline(always)]
+    fn mul_add(self, b: Self, c: Self) -> Self {
+        std::array::from_fn(|j| self[j] * b[j] + c[j])
+    }
+    #[inline(always)]
+    fn sum(self) -> f32 {
+        self.iter().sum()
+    }
+    #[inline(always)]
+    fn to_array(self) -> [f32; 8] {
+        self
+    }
+}
+
 pub mod portable {
-    use super::{KvElem, Rows, MAX_ROW};
+    use super::{Lanes8, Rows};
 
     const LANES: usize = 8;
 
-    /// y += a * x, 8 lanes at a time.
+    /// Positions per step: two vectors, so that R heads keep 2R independent
+    /// accumulators in flight (a multiply-add waits on the one before it).
+    const STEP: usize = 2 * LANES;
+
+    /// scores (R x len) = scale * q (R x dims) . keys: one load of each key
+    /// vector serves R heads, whose accumulators stay in registers.
     #[inline(always)]
-    fn axpy8(a: f32, x: &[f32], y: &mut [f32]) {
-        let mut yc = y.chunks_exact_mut(LANES);
-        let mut xc = x.chunks_exact(LANES);
-        for (y, x) in (&mut yc).zip(&mut xc) {
-            for j in 0..LANES {
-                y[j] += a * x[j];
+    fn scores_heads<V: Lanes8, const R: usize>(keys: Rows<f32>, q: &[f32], scale: f32, scores: &mut [f32]) {
+        let (dims, len, stride) = (keys.dims, keys.len, keys.stride);
+        assert!(q.len() >= R * dims && scores.len() >= R * len);
+        let (k, steps) = (keys.data.as_ptr(), len / STEP * STEP);
+        for p in (0..steps).step_by(STEP) {
+            let mut acc = [[V::zero(); 2]; R];
+            for d in 0..dims {
+                // SAFETY: d * stride + p + 16 <= (dims - 1) * stride + len <= data.len() (Rows::check).
+                let kv = unsafe { [V::load(k.add(d * stride + p)), V::load(k.add(d * stride + p + LANES))] };
+                for (r, a) in acc.iter_mut().enumerate() {
+                    let qd = V::splat(q[r * dims + d]);
+                    a[0] = qd.mul_add(kv[0], a[0]);
+                    a[1] = qd.mul_add(kv[1], a[1]);
+                }
+            }
+            for (r, a) in acc.iter().enumerate() {
+                let out = &mut scores[r * len + p..][..STEP];
+                for (s, v) in out.iter_mut().zip(a[0].to_array().into_iter().chain(a[1].to_array())) {
+                    *s = v * scale;
+                }
             }
         }
-        for (y, x) in yc.into_remainder().iter_mut().zip(xc.remainder()) {
-            *y += a * x;
+        for p in steps..len {
+            for r in 0..R {
+                let s: f32 = (0..dims).map(|d| q[r * dims + d] * keys.data[d * stride + p]).sum();
+                scores[r * len + p] = s * scale;
+            }
         }
     }
 
+    /// out (R x dims) += probs (R x len) . values: one load of each value
+    /// vector serves R heads.
     #[inline(always)]
-    pub fn attention_scores<T: KvElem>(keys: Rows<T>, qs: &[f32], scale: f32, scores: &mut [f32]) {
+    fn values_heads<V: Lanes8, const R: usize>(values: Rows<f32>, probs: &[f32], out: &mut [f32]) {
+        let (dims, len, stride) = (values.dims, values.len, values.stride);
+        assert!(probs.len() >= R * len && out.len() >= R * dims);
+        let (v, pr, steps) = (values.data.as_ptr(), probs.as_ptr(), len / STEP * STEP);
+        for d in 0..dims {
+            let mut acc = [[V::zero(); 2]; R];
+            for p in (0..steps).step_by(STEP) {
+                // SAFETY: as in scores_heads, and r * len + p + 16 <= R * len <= probs.len().
+                let vv = unsafe { [V::load(v.add(d * stride + p)), V::load(v.add(d * stride + p + LANES))] };
+                for (r, a) in acc.iter_mut().enumerate() {
+                    let pv = unsafe { [V::load(pr.add(r * len + p)), V::load(pr.add(r * len + p + LANES))] };
+                    a[0] = pv[0].mul_add(vv[0], a[0]);
+                    a[1] = pv[1].mul_add(vv[1], a[1]);
+                }
+            }
+            let row = &values.data[d * stride..][..len];
+            for (r, a) in acc.iter().enumerate() {
+                let tail: f32 = (steps..len).map(|p| probs[r * len + p] * row[p]).sum();
+                out[r * dims + d] += a[0].sum() + a[1].sum() + tail;
+            }
+        }
+    }
+
+    /// Run `kernel::<V, R>(args)` over a group's heads in blocks of up to four.
+    macro_rules! head_blocks {
+        ($group:expr, $kernel:ident::<$v:ty>, |$h:ident| ($($arg:expr),*)) => {{
+            let mut $h = 0;
+            while $h < $group {
+                let r = ($group - $h).min(4);
+                match r {
+                    4 => $kernel::<$v, 4>($($arg),*),
+                    3 => $kernel::<$v, 3>($($arg),*),
+                    2 => $kernel::<$v, 2>($($arg),*),
+                    _ => $kernel::<$v, 1>($($arg),*),
+                }
+                $h += r;
+            }
+        }};
+    }
+
+    #[inline(always)]
+    pub fn attention_scores<V: Lanes8>(keys: Rows<f32>, qs: &[f32], scale: f32, scores: &mut [f32]) {
         let (dims, len) = (keys.dims, keys.len);
-        let scores = &mut scores[..qs.len() / dims * len];
-        scores.fill(0.0);
-        let mut buf = [0.0f32; MAX_ROW];
-        for d in 0..dims {
-            let row = T::as_f32(keys.row(d), &mut buf);
-            for (q, s) in qs.chunks_exact(dims).zip(scores.chunks_exact_mut(len)) {
-                axpy8(q[d] * scale, row, s);
-            }
-        }
+        head_blocks!(qs.len() / dims, scores_heads::<V>, |h| (keys, &qs[h * dims..], scale, &mut scores[h * len..]));
     }
 
     #[inline(always)]
-    pub fn attention_values<T: KvElem>(values: Rows<T>, probs: &[f32], out: &mut [f32]) {
+    pub fn attention_values<V: Lanes8>(values: Rows<f32>, probs: &[f32], out: &mut [f32]) {
         let (dims, len) = (values.dims, values.len);
-        let mut buf = [0.0f32; MAX_ROW];
-        for d in 0..dims {
-            let row = T::as_f32(values.row(d), &mut buf);
-            for (p, o) in probs.chunks_exact(len).zip(out.chunks_exact_mut(dims)) {
-                // The explicit SIMD dot (four accumulators): long rows, so it pays.
-                o[d] += super::dot(p, row);
+        head_blocks!(out.len() / dims, values_heads::<V>, |h| (values, &probs[h * len..], &mut out[h * dims..]));
+    }
+
+    #[inline(always)]
+    pub fn max(x: &[f32]) -> f32 {
+        let mut m = [f32::NEG_INFINITY; LANES];
+        let mut chunks = x.chunks_exact(LANES);
+        for c in &mut chunks {
+            for j in 0..LANES {
+                m[j] = m[j].max(c[j]);
             }
         }
+        chunks.remainder().iter().chain(&m).fold(f32::NEG_INFINITY, |a, &b| a.max(b))
     }
 
     #[inline(always)]
@@ -478,7 +667,10 @@ pub mod portable {
         let z = r * r;
         let p = ((((1.987_569_1e-4 * r + 1.398_2e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 0.166_666_65) * r + 0.5;
         let y = p * z + r + 1.0;
-        y * f32::from_bits(((n as i32 + 127) as u32) << 23)
+        // 2^n: n + 127 (in 1..=254 after the clamp) sits in the low mantissa
+        // bits of 2^23 + n + 127; shifted into the exponent field. Unlike a
+        // float-to-int cast, this stays in SIMD registers.
+        y * f32::from_bits((n + 127.0 + 8_388_608.0).to_bits() << 23)
     }
 
     #[inline(always)]
