@@ -14,7 +14,7 @@ use crate::backend::{Backend, EngineOptions, Logits};
 use crate::config::Config;
 use crate::error::{GqaError, Result};
 use crate::kernels::{attention_scores, attention_values, axpy, exp_shifted_sum, for_chunks, matmul, matmul_swiglu, max, threads, KvElem, Rows};
-use crate::kv_cache::{HeadKv, KvCache};
+use crate::kv_cache::{BlockKv, KvCache, BLOCK};
 use crate::model::Model;
 use crate::rope::RopeTable;
 use crate::sampler::argmax;
@@ -266,9 +266,10 @@ impl Backend for CpuEngine {
     }
 }
 
-/// Positions one attention task covers; longer contexts are split into chunks
-/// that run in parallel and are merged by their softmax maxima and sums.
-const ATTENTION_CHUNK: usize = 256;
+/// Positions one attention task covers, one block of the KV cache; longer
+/// contexts are split into chunks that run in parallel and are merged by their
+/// softmax maxima and sums.
+const ATTENTION_CHUNK: usize = BLOCK;
 
 /// Floats of one attention task's slot in the scratch: for each of the H/G query
 /// heads of its group the (max score, sum of exp) pair, the unnormalized output
@@ -298,14 +299,15 @@ fn grouped_attention(c: &Config, cache: &KvCache, layer: usize, n_ctx: usize, q:
         let start = chunk * ATTENTION_CHUNK;
         let end = (start + ATTENTION_CHUNK).min(n_ctx);
         let group_q = &q[g * group * hd..(g + 1) * group * hd]; // (H/G, hd)
-        // Positions start..end of head g: hd rows of end - start, at the cache's row stride.
+        // Positions start..end of head g: hd rows of end - start, row_len apart.
+        let (kv, row_len) = cache.block(layer, g, chunk);
         fn rows<T>(data: &[T], stride: usize, dims: usize, len: usize) -> Rows<'_, T> {
             Rows { data, stride, dims, len }
         }
-        let (cap, len) = (cache.capacity(), end - start);
-        match cache.head(layer, g) {
-            HeadKv::F32(k, v) => attend(rows(&k[start..], cap, hd, len), rows(&v[start..], cap, hd, len), group_q, scale, slot),
-            HeadKv::F16(k, v) => attend(rows(&k[start..], cap, hd, len), rows(&v[start..], cap, hd, len), group_q, scale, slot),
+        let len = end - start;
+        match kv {
+            BlockKv::F32(k, v) => attend(rows(k, row_len, hd, len), rows(v, row_len, hd, len), group_q, scale, slot),
+            BlockKv::F16(k, v) => attend(rows(k, row_len, hd, len), rows(v, row_len, hd, len), group_q, scale, slot),
         }
     });
 

@@ -2,11 +2,14 @@
 //! f32 or f16 (half the bytes per decode step; the attention kernels convert
 //! f16 rows as they read them).
 //!
-//! Layout: layer x kv_head x head_dim x position: each head's keys and values
-//! are stored transposed, row d holding dimension d of every position. The
-//! attention kernel reads one head's block of positions as head_dim long,
-//! contiguous rows, once for all H/G query heads of its group, and vectorizes
-//! along positions (see kernels.rs).
+//! Layout: layer x kv_head x block x head_dim x position in block: each
+//! head's keys and values are stored in blocks of [`BLOCK`] positions, each
+//! block transposed (row d holding dimension d of the block's positions). The
+//! attention kernel reads one block as head_dim contiguous rows, once for all
+//! H/G query heads of its group, and vectorizes along positions (see
+//! kernels.rs). A block is one contiguous piece of memory (16 KiB for head_dim
+//! 16 in f32): rows a whole context apart would share cache sets and evict
+//! each other while the kernel reads all of them at once.
 
 use half::f16;
 
@@ -22,9 +25,13 @@ enum Store {
     F16 { k: Vec<f16>, v: Vec<f16> },
 }
 
-/// The keys and values of one head, each (head_dim x capacity): position p of
-/// row d at `d * capacity + p`.
-pub enum HeadKv<'a> {
+/// Positions per block of the cache, and per attention task.
+pub const BLOCK: usize = 256;
+
+/// The keys and values of one block of one head, each (head_dim x len), row d
+/// at `d * len`, where len is [`BLOCK`] or, for the last block, what remains
+/// of the capacity.
+pub enum BlockKv<'a> {
     F32(&'a [f32], &'a [f32]),
     F16(&'a [f16], &'a [f16]),
 }
@@ -75,38 +82,50 @@ impl KvCache {
         }
     }
 
-    fn offset(&self, layer: usize, head: usize) -> usize {
-        (layer * self.n_kv_heads + head) * self.capacity * self.head_dim
+    /// Where block `block` of a head starts, and its row length.
+    fn block_at(&self, layer: usize, head: usize, block: usize) -> (usize, usize) {
+        let head_start = (layer * self.n_kv_heads + head) * self.capacity * self.head_dim;
+        let row_len = BLOCK.min(self.capacity - block * BLOCK);
+        (head_start + block * BLOCK * self.head_dim, row_len)
+    }
+
+    /// Index of dimension d of position pos of a head.
+    fn index(&self, layer: usize, head: usize, pos: usize, d: usize) -> usize {
+        let (start, row_len) = self.block_at(layer, head, pos / BLOCK);
+        start + d * row_len + pos % BLOCK
     }
 
     /// Store the keys and values (each G x head_dim) of one position.
     pub fn store(&mut self, layer: usize, pos: usize, k: &[f32], v: &[f32]) {
-        let (hd, cap) = (self.head_dim, self.capacity);
+        let hd = self.head_dim;
         for h in 0..self.n_kv_heads {
-            let at = self.offset(layer, h) + pos;
             let (src_k, src_v) = (&k[h * hd..(h + 1) * hd], &v[h * hd..(h + 1) * hd]);
             for d in 0..hd {
+                let at = self.index(layer, h, pos, d);
                 match &mut self.store {
                     Store::F32 { k, v } => {
-                        k[at + d * cap] = src_k[d];
-                        v[at + d * cap] = src_v[d];
+                        k[at] = src_k[d];
+                        v[at] = src_v[d];
                     }
                     Store::F16 { k, v } => {
-                        k[at + d * cap] = f16::from_f32(src_k[d]);
-                        v[at + d * cap] = f16::from_f32(src_v[d]);
+                        k[at] = f16::from_f32(src_k[d]);
+                        v[at] = f16::from_f32(src_v[d]);
                     }
                 }
             }
         }
     }
 
-    /// Keys and values of one head, each (head_dim x capacity).
-    pub fn head(&self, layer: usize, head: usize) -> HeadKv<'_> {
-        let range = self.offset(layer, head)..self.offset(layer, head) + self.head_dim * self.capacity;
-        match &self.store {
-            Store::F32 { k, v } => HeadKv::F32(&k[range.clone()], &v[range]),
-            Store::F16 { k, v } => HeadKv::F16(&k[range.clone()], &v[range]),
-        }
+    /// Keys and values of block `block` (positions block * BLOCK..) of one
+    /// head, and the block's row length (see [`BlockKv`]).
+    pub fn block(&self, layer: usize, head: usize, block: usize) -> (BlockKv<'_>, usize) {
+        let (start, row_len) = self.block_at(layer, head, block);
+        let range = start..start + self.head_dim * row_len;
+        let kv = match &self.store {
+            Store::F32 { k, v } => BlockKv::F32(&k[range.clone()], &v[range]),
+            Store::F16 { k, v } => BlockKv::F16(&k[range.clone()], &v[range]),
+        };
+        (kv, row_len)
     }
 
     /// Fill positions 0..len with random values (for benchmarks at long context).
@@ -116,14 +135,13 @@ impl KvCache {
         for layer in 0..self.n_layers {
             for h in 0..self.n_kv_heads {
                 for d in 0..self.head_dim {
-                    let at = self.offset(layer, h) + d * self.capacity;
-                    let range = at..at + len;
                     for half in 0..2 {
                         values.iter_mut().for_each(|x| *x = rng.normal());
-                        match &mut self.store {
-                            Store::F32 { k, v } => [k, v][half][range.clone()].copy_from_slice(&values),
-                            Store::F16 { k, v } => {
-                                [k, v][half][range.clone()].iter_mut().zip(&values).for_each(|(d, &s)| *d = f16::from_f32(s))
+                        for (pos, &x) in values.iter().enumerate() {
+                            let at = self.index(layer, h, pos, d);
+                            match &mut self.store {
+                                Store::F32 { k, v } => [k, v][half][at] = x,
+                                Store::F16 { k, v } => [k, v][half][at] = f16::from_f32(x),
                             }
                         }
                     }
