@@ -34,30 +34,31 @@ fn has_avx2() -> bool {
 
 /// Dot product of two f32 slices of equal length.
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    debug_assert_eq!(a.len(), b.len());
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: the CPU supports the enabled features (checked above).
-        return unsafe { x86::dot_f32(a, b) };
-    }
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    return wasm::dot_f32(a, b);
-    #[allow(unreachable_code)]
-    scalar::dot_f32(a, b)
+    let mut out = [0.0];
+    rows_dot_slice(a, a.len(), b, &mut out);
+    out[0]
 }
 
 /// Dot product of an f16 row with f32 activations.
 pub fn dot_f16(w: &[f16], x: &[f32]) -> f32 {
-    debug_assert_eq!(w.len(), x.len());
+    let mut out = [0.0];
+    rows_dot_slice(w, w.len(), x, &mut out);
+    out[0]
+}
+
+/// `out[i] = w[i * cols..][..cols] . x` for each i: consecutive rows of a
+/// row-major f32 or f16 matrix against one vector.
+pub fn rows_dot_slice<W: Weight>(w: &[W], cols: usize, x: &[f32], out: &mut [f32]) {
+    assert!(x.len() >= cols && w.len() >= out.len() * cols, "rows_dot shapes");
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
-        // SAFETY: as above.
-        return unsafe { x86::dot_f16(w, x) };
+        // SAFETY: the CPU supports the enabled features (checked above).
+        return unsafe { x86::rows_dot(w, cols, x, out) };
     }
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    return wasm::dot_f16(w, x);
+    return portable::rows_dot::<wasm::F32x8, W>(w, cols, x, out);
     #[allow(unreachable_code)]
-    scalar::dot_f16(w, x)
+    portable::rows_dot::<[f32; 8], W>(w, cols, x, out)
 }
 
 /// `dst = src` as f32 (exact: every f16 is an f32).
@@ -86,24 +87,6 @@ pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
 }
 
 pub mod scalar {
-    use half::f16;
-
-    pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-        let mut acc = [0.0f32; 8];
-        let chunks = a.len() / 8 * 8;
-        for i in (0..chunks).step_by(8) {
-            for j in 0..8 {
-                acc[j] += a[i + j] * b[i + j];
-            }
-        }
-        let tail: f32 = a[chunks..].iter().zip(&b[chunks..]).map(|(x, y)| x * y).sum();
-        acc.iter().sum::<f32>() + tail
-    }
-
-    pub fn dot_f16(w: &[f16], x: &[f32]) -> f32 {
-        w.iter().zip(x).map(|(w, x)| f16_to_f32(w.to_bits()) * x).sum()
-    }
-
     /// One f16 (as bits) to f32 without hardware support: the simd128 kernel's
     /// steps on one lane, so that the exhaustive test of this function covers them.
     ///
@@ -160,6 +143,20 @@ mod x86 {
         fn to_array(self) -> [f32; 8] {
             unsafe { core::mem::transmute::<__m256, [f32; 8]>(self) }
         }
+        #[inline(always)]
+        unsafe fn load_f16(p: *const f16) -> Self {
+            _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
+        }
+        #[inline(always)]
+        fn prefetch(p: *const u8) {
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p as *const i8) }
+        }
+    }
+
+    // The generic row dots on AVX2 vectors, f16 converted by F16C.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn rows_dot<W: super::Weight>(w: &[W], cols: usize, x: &[f32], out: &mut [f32]) {
+        super::portable::rows_dot::<__m256, W>(w, cols, x, out)
     }
 
     // The generic attention bodies on AVX2 vectors.
@@ -189,77 +186,12 @@ mod x86 {
         _mm_cvtss_f32(s)
     }
 
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-        let n = a.len().min(b.len());
-        let (pa, pb) = (a.as_ptr(), b.as_ptr());
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let mut i = 0;
-        while i + 32 <= n {
-            // As in dot_f16: `a` (a weight row) 1 KiB ahead (a hint: never faults).
-            _mm_prefetch::<_MM_HINT_T0>(pa.wrapping_add(i + 256) as *const i8);
-            for (k, acc) in acc.iter_mut().enumerate() {
-                let off = i + 8 * k;
-                *acc = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(off)), _mm256_loadu_ps(pb.add(off)), *acc);
-            }
-            i += 32;
-        }
-        while i + 8 <= n {
-            acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc[0]);
-            i += 8;
-        }
-        let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-        let mut total = hsum(sum);
-        while i < n {
-            total += a[i] * b[i];
-            i += 1;
-        }
-        total
-    }
-
-    /// Eight f16 at `p` as eight f32 (one F16C instruction).
-    #[inline]
-    #[target_feature(enable = "avx2,f16c")]
-    unsafe fn load_f16x8(p: *const f16) -> __m256 {
-        _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn dot_f16(w: &[f16], x: &[f32]) -> f32 {
-        let n = w.len().min(x.len());
-        let (pw, px) = (w.as_ptr(), x.as_ptr());
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let mut i = 0;
-        while i + 32 <= n {
-            // Ask for the weights 1 KiB ahead (a hint: never faults past the end):
-            // rows are streamed once, and the hardware prefetcher alone leaves
-            // the core waiting (measured, 59M params, one thread: 29 -> 19 ms/token).
-            _mm_prefetch::<_MM_HINT_T0>(pw.wrapping_add(i + 512) as *const i8);
-            for (k, acc) in acc.iter_mut().enumerate() {
-                let off = i + 8 * k;
-                *acc = _mm256_fmadd_ps(load_f16x8(pw.add(off)), _mm256_loadu_ps(px.add(off)), *acc);
-            }
-            i += 32;
-        }
-        while i + 8 <= n {
-            acc[0] = _mm256_fmadd_ps(load_f16x8(pw.add(i)), _mm256_loadu_ps(px.add(i)), acc[0]);
-            i += 8;
-        }
-        let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-        let mut total = hsum(sum);
-        while i < n {
-            total += w[i].to_f32() * x[i];
-            i += 1;
-        }
-        total
-    }
-
     #[target_feature(enable = "avx2,f16c")]
     pub unsafe fn f16_to_f32(src: &[f16], dst: &mut [f32]) {
         let n = src.len().min(dst.len());
         let mut i = 0;
         while i + 8 <= n {
-            _mm256_storeu_ps(dst.as_mut_ptr().add(i), load_f16x8(src.as_ptr().add(i)));
+            _mm256_storeu_ps(dst.as_mut_ptr().add(i), <__m256 as super::Lanes8>::load_f16(src.as_ptr().add(i)));
             i += 8;
         }
         for j in i..n {
@@ -308,30 +240,11 @@ mod wasm {
             // SAFETY: two v128 are eight f32 lanes, in order.
             unsafe { core::mem::transmute::<(v128, v128), [f32; 8]>((self.0, self.1)) }
         }
-    }
-
-    pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-        let n = a.len().min(b.len());
-        let mut acc = [f32x4_splat(0.0); 4];
-        let mut i = 0;
-        // SAFETY: every load reads 4 floats at i + 4k + 3 < n.
-        unsafe {
-            while i + 16 <= n {
-                for (k, acc) in acc.iter_mut().enumerate() {
-                    let off = i + 4 * k;
-                    let va = v128_load(a.as_ptr().add(off) as *const v128);
-                    let vb = v128_load(b.as_ptr().add(off) as *const v128);
-                    *acc = f32x4_add(*acc, f32x4_mul(va, vb));
-                }
-                i += 16;
-            }
+        #[inline(always)]
+        unsafe fn load_f16(p: *const f16) -> Self {
+            let (lo, hi) = load_f16x8(p);
+            F32x8(lo, hi)
         }
-        let mut total = hsum(f32x4_add(f32x4_add(acc[0], acc[1]), f32x4_add(acc[2], acc[3])));
-        while i < n {
-            total += a[i] * b[i];
-            i += 1;
-        }
-        total
     }
 
     /// Four f16 (already sign-extended to i32 lanes) to f32: the steps of
@@ -349,32 +262,6 @@ mod wasm {
     unsafe fn load_f16x8(p: *const f16) -> (v128, v128) {
         let h = v128_load(p as *const v128);
         (f16x4_to_f32x4(i32x4_extend_low_i16x8(h)), f16x4_to_f32x4(i32x4_extend_high_i16x8(h)))
-    }
-
-    pub fn dot_f16(w: &[f16], x: &[f32]) -> f32 {
-        let n = w.len().min(x.len());
-        let mut acc = [f32x4_splat(0.0); 4];
-        let mut i = 0;
-        // SAFETY: each step reads w[i..i+16] and x[i..i+16] with i + 16 <= n.
-        unsafe {
-            while i + 16 <= n {
-                for half in 0..2 {
-                    let off = i + 8 * half;
-                    let (lo, hi) = load_f16x8(w.as_ptr().add(off));
-                    let x0 = v128_load(x.as_ptr().add(off) as *const v128);
-                    let x1 = v128_load(x.as_ptr().add(off + 4) as *const v128);
-                    acc[2 * half] = f32x4_add(acc[2 * half], f32x4_mul(lo, x0));
-                    acc[2 * half + 1] = f32x4_add(acc[2 * half + 1], f32x4_mul(hi, x1));
-                }
-                i += 16;
-            }
-        }
-        let mut total = hsum(f32x4_add(f32x4_add(acc[0], acc[1]), f32x4_add(acc[2], acc[3])));
-        while i < n {
-            total += super::scalar::f16_to_f32(w[i].to_bits()) * x[i];
-            i += 1;
-        }
-        total
     }
 
     pub fn f16_to_f32(src: &[f16], dst: &mut [f32]) {
@@ -521,6 +408,44 @@ pub trait Lanes8: Copy {
     fn mul_add(self, b: Self, c: Self) -> Self;
     fn sum(self) -> f32;
     fn to_array(self) -> [f32; 8];
+    /// Eight f16 at `p` as f32.
+    ///
+    /// # Safety
+    /// `p..p + 8` must be readable.
+    unsafe fn load_f16(p: *const f16) -> Self;
+    /// Ask for the cache line at `p` ahead of use (a hint: never faults).
+    #[inline(always)]
+    fn prefetch(_p: *const u8) {}
+}
+
+/// A weight element: f32, or f16 converted in registers as it is loaded.
+pub trait Weight: Copy + Send + Sync {
+    /// # Safety
+    /// `p..p + 8` must be readable.
+    unsafe fn load<V: Lanes8>(p: *const Self) -> V;
+    fn to_f32(self) -> f32;
+}
+
+impl Weight for f32 {
+    #[inline(always)]
+    unsafe fn load<V: Lanes8>(p: *const f32) -> V {
+        V::load(p)
+    }
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self
+    }
+}
+
+impl Weight for f16 {
+    #[inline(always)]
+    unsafe fn load<V: Lanes8>(p: *const f16) -> V {
+        V::load_f16(p)
+    }
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        scalar::f16_to_f32(self.to_bits())
+    }
 }
 
 impl Lanes8 for [f32; 8] {
@@ -548,12 +473,71 @@ impl Lanes8 for [f32; 8] {
     fn to_array(self) -> [f32; 8] {
         self
     }
+    #[inline(always)]
+    unsafe fn load_f16(p: *const f16) -> Self {
+        std::array::from_fn(|j| scalar::f16_to_f32((*p.add(j)).to_bits()))
+    }
 }
 
 pub mod portable {
-    use super::{Lanes8, Rows};
+    use super::{Lanes8, Rows, Weight};
 
     const LANES: usize = 8;
+
+    /// `out[i] = row i of w . x` for R rows at once, A accumulators per row:
+    /// each x vector loaded serves R rows, and R x A independent multiply-adds
+    /// are in flight. Weight rows are asked for 1 KiB ahead (a hint): they
+    /// are streamed once, and the hardware prefetcher alone leaves the core
+    /// waiting (measured, 59M params, one thread: 29 -> 19 ms/token).
+    #[inline(always)]
+    fn rows_dot_block<V: Lanes8, W: Weight, const R: usize, const A: usize>(w: &[W], cols: usize, x: &[f32], out: &mut [f32; R]) {
+        assert!(w.len() >= R * cols && x.len() >= cols);
+        let (pw, px) = (w.as_ptr(), x.as_ptr());
+        let step = A * LANES;
+        let (steps, vectors) = (cols / step * step, cols / LANES * LANES);
+        let ahead = 1024 / std::mem::size_of::<W>();
+        let mut acc = [[V::zero(); A]; R];
+        for c in (0..steps).step_by(step) {
+            for r in 0..R {
+                V::prefetch(pw.wrapping_add(r * cols + c + ahead) as *const u8);
+            }
+            for a in 0..A {
+                // SAFETY: c + a * 8 + 8 <= cols, within x and within each of the R rows.
+                let xv = unsafe { V::load(px.add(c + a * LANES)) };
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    acc[a] = unsafe { W::load::<V>(pw.add(r * cols + c + a * LANES)) }.mul_add(xv, acc[a]);
+                }
+            }
+        }
+        for c in (steps..vectors).step_by(LANES) {
+            // SAFETY: c + 8 <= cols, as above.
+            let xv = unsafe { V::load(px.add(c)) };
+            for (r, acc) in acc.iter_mut().enumerate() {
+                acc[0] = unsafe { W::load::<V>(pw.add(r * cols + c)) }.mul_add(xv, acc[0]);
+            }
+        }
+        for (r, (acc, o)) in acc.iter().zip(out.iter_mut()).enumerate() {
+            let tail: f32 = (vectors..cols).map(|c| w[r * cols + c].to_f32() * x[c]).sum();
+            *o = acc.iter().map(|a| a.sum()).sum::<f32>() + tail;
+        }
+    }
+
+    /// `out[i] = w[i * cols..][..cols] . x`: four rows at a time, then one;
+    /// each row summed in the same order either way (the result does not
+    /// depend on how rows are split into tasks).
+    #[inline(always)]
+    pub fn rows_dot<V: Lanes8, W: Weight>(w: &[W], cols: usize, x: &[f32], out: &mut [f32]) {
+        let done = out.len() / 4 * 4;
+        let mut blocks = out.chunks_exact_mut(4);
+        for (i, o) in (&mut blocks).enumerate() {
+            rows_dot_block::<V, W, 4, 2>(&w[i * 4 * cols..], cols, x, o.try_into().unwrap());
+        }
+        for (i, o) in blocks.into_remainder().iter_mut().enumerate() {
+            let mut one = [0.0];
+            rows_dot_block::<V, W, 1, 2>(&w[(done + i) * cols..], cols, x, &mut one);
+            *o = one[0];
+        }
+    }
 
     /// Positions per step: two vectors, so that R heads keep 2R independent
     /// accumulators in flight (a multiply-add waits on the one before it).
@@ -728,29 +712,37 @@ where
 // Matrix kernels built on the row dots.
 // ---------------------------------------------------------------------------
 
-/// Row `r` of `w` dotted with `x`.
+/// `out[i] = w.row(r0 + i) . x` for consecutive rows of one matrix.
 #[inline]
-fn row_dot(w: &Matrix, r: usize, x: &[f32]) -> f32 {
-    let range = r * w.cols..(r + 1) * w.cols;
+fn rows_dot(w: &Matrix, r0: usize, x: &[f32], out: &mut [f32]) {
+    let c = w.cols;
     match &w.data {
-        Data::F32(d) => dot(&d[range], x),
-        Data::F16(d) => dot_f16(&d[range], x),
+        Data::F32(d) => rows_dot_slice(&d[r0 * c..], c, x, out),
+        Data::F16(d) => rows_dot_slice(&d[r0 * c..], c, x, out),
     }
 }
 
-/// Row `r` of the matrices `ws` stacked on top of each other.
-#[inline]
-fn stacked_row_dot(ws: &[&Matrix], mut r: usize, x: &[f32]) -> f32 {
+/// [`rows_dot`] over the matrices `ws` stacked on top of each other.
+fn stacked_rows_dot(ws: &[&Matrix], mut r0: usize, x: &[f32], mut out: &mut [f32]) {
     for w in ws {
-        if r < w.rows {
-            return row_dot(w, r, x);
+        if out.is_empty() {
+            return;
         }
-        r -= w.rows;
+        if r0 < w.rows {
+            let n = out.len().min(w.rows - r0);
+            let (here, rest) = out.split_at_mut(n);
+            rows_dot(w, r0, x, here);
+            out = rest;
+            r0 = 0;
+        } else {
+            r0 -= w.rows;
+        }
     }
-    unreachable!("row beyond the stacked matrices")
+    assert!(out.is_empty(), "rows beyond the stacked matrices");
 }
 
-/// `out[t][r] = f(r, x_t)` for a batch x (n x cols): out (n x rows). Rows are
+/// `out[t][r] = f(r..)(x_t)` for a batch x (n x cols): out (n x rows), where
+/// `f(first, x_t, out)` fills `out` with rows first.. for one input. Rows are
 /// split into tasks (several per thread when parallel, one when serial); each
 /// task takes its rows for the whole batch, so every weight row is read from
 /// memory once per call. A batch is computed transposed (rows x n, in `tmp`)
@@ -758,23 +750,23 @@ fn stacked_row_dot(ws: &[&Matrix], mut r: usize, x: &[f32]) -> f32 {
 #[allow(clippy::too_many_arguments)]
 fn by_rows<F>(rows: usize, cols: usize, x: &[f32], n: usize, out: &mut [f32], tmp: &mut Vec<f32>, parallel: bool, f: F)
 where
-    F: Fn(usize, &[f32]) -> f32 + Sync + Send,
+    F: Fn(usize, &[f32], &mut [f32]) + Sync + Send,
 {
     assert_eq!(x.len(), n * cols, "matmul input length");
     assert_eq!(out.len(), n * rows, "matmul output length");
-    let rows_per_task = if parallel { rows.div_ceil(4 * threads()) } else { rows };
-    let work = |first: usize, chunk: &mut [f32]| {
-        for (i, o_row) in chunk.chunks_exact_mut(n).enumerate() {
-            for (t, o) in o_row.iter_mut().enumerate() {
-                *o = f(first / n + i, &x[t * cols..(t + 1) * cols]);
-            }
-        }
-    };
+    let rows_per_task = if parallel { rows.div_ceil(4 * threads()).next_multiple_of(4) } else { rows };
     if n == 1 {
-        return for_chunks(out, rows_per_task, parallel, work);
+        // One input: a task's outputs are consecutive rows.
+        return for_chunks(out, rows_per_task, parallel, |first, chunk| f(first, x, chunk));
     }
     tmp.resize(rows * n, 0.0);
-    for_chunks(tmp, rows_per_task * n, parallel, work);
+    for_chunks(tmp, rows_per_task * n, parallel, |first, chunk| {
+        for (i, o_row) in chunk.chunks_exact_mut(n).enumerate() {
+            for (t, o) in o_row.iter_mut().enumerate() {
+                f(first / n + i, &x[t * cols..(t + 1) * cols], std::slice::from_mut(o));
+            }
+        }
+    });
     for r in 0..rows {
         for t in 0..n {
             out[t * rows + r] = tmp[r * n + t];
@@ -789,14 +781,24 @@ where
 pub fn matmul(ws: &[&Matrix], x: &[f32], n: usize, out: &mut [f32], tmp: &mut Vec<f32>, parallel: bool) {
     let rows = ws.iter().map(|w| w.rows).sum();
     assert!(ws.iter().all(|w| w.cols == ws[0].cols), "stacked matrices need equal columns");
-    by_rows(rows, ws[0].cols, x, n, out, tmp, parallel, |r, xt| stacked_row_dot(ws, r, xt));
+    by_rows(rows, ws[0].cols, x, n, out, tmp, parallel, |r0, xt, o| stacked_rows_dot(ws, r0, xt, o));
 }
 
 /// SwiGLU's first half in one pass: `out = silu(x gate^T) * (x up^T)`,
-/// x (n x dim), out (n x ffn); row r of gate and of up are read together.
+/// x (n x dim), out (n x ffn); rows of gate and of up are read together.
 pub fn matmul_swiglu(gate: &Matrix, up: &Matrix, x: &[f32], n: usize, out: &mut [f32], tmp: &mut Vec<f32>, parallel: bool) {
     assert_eq!((gate.rows, gate.cols), (up.rows, up.cols), "gate and up shapes");
-    by_rows(gate.rows, gate.cols, x, n, out, tmp, parallel, |r, xt| silu(row_dot(gate, r, xt)) * row_dot(up, r, xt));
+    by_rows(gate.rows, gate.cols, x, n, out, tmp, parallel, |r0, xt, o| {
+        let mut u = [0.0f32; 16];
+        for (i, o) in o.chunks_mut(16).enumerate() {
+            let u = &mut u[..o.len()];
+            rows_dot(gate, r0 + 16 * i, xt, o);
+            rows_dot(up, r0 + 16 * i, xt, u);
+            for (g, u) in o.iter_mut().zip(u.iter()) {
+                *g = silu(*g) * u;
+            }
+        }
+    });
 }
 
 /// `out = W x` for one vector (no batch scratch needed): out (rows), x (cols).

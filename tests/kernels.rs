@@ -18,7 +18,9 @@ fn dot_matches_f64_for_all_tail_lengths() {
         let exact: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
         let got = dot(&a, &b) as f64;
         assert!((got - exact).abs() < 1e-4 * (1.0 + n as f64).sqrt(), "n={n}: {got} vs {exact}");
-        let scalar = gqa::kernels::scalar::dot_f32(&a, &b) as f64;
+        let mut one = [0.0];
+        gqa::kernels::portable::rows_dot::<[f32; 8], f32>(&a, n, &b, &mut one);
+        let scalar = one[0] as f64;
         assert!((scalar - exact).abs() < 1e-4 * (1.0 + n as f64).sqrt(), "scalar n={n}");
 
         let h: Vec<f16> = a.iter().map(|&v| f16::from_f32(v)).collect();
