@@ -134,6 +134,7 @@ mod x86 {
 
     impl super::Lanes for __m256 {
         const N: usize = 8;
+        const UNROLL: usize = 2;
         // SAFETY (all): only reached from functions compiled with AVX2, FMA
         // and F16C, called after the CPU was checked for them.
         #[inline(always)]
@@ -173,6 +174,7 @@ mod x86 {
 
     impl super::Lanes for __m512 {
         const N: usize = 16;
+        const UNROLL: usize = 2;
         // SAFETY (all): only reached from functions compiled with AVX-512F,
         // called after the CPU was checked for it.
         #[inline(always)]
@@ -289,6 +291,7 @@ mod wasm {
 
     impl super::Lanes for F32x8 {
         const N: usize = 8;
+        const UNROLL: usize = 1;
         #[inline(always)]
         fn zero() -> Self {
             F32x8(f32x4_splat(0.0), f32x4_splat(0.0))
@@ -490,6 +493,10 @@ pub fn max(x: &[f32]) -> f32 {
 pub trait Lanes: Copy {
     /// Lanes per vector.
     const N: usize;
+    /// Vectors the kernels keep in flight per row or head: 2 where 16 (or 32)
+    /// registers hold that many full vectors, 1 for simd128's pairs (V8 has
+    /// 16 xmm registers) and plain arrays.
+    const UNROLL: usize;
     fn zero() -> Self;
     fn splat(x: f32) -> Self;
     /// # Safety
@@ -542,6 +549,7 @@ impl Weight for f16 {
 
 impl Lanes for [f32; 8] {
     const N: usize = 8;
+    const UNROLL: usize = 1;
     #[inline(always)]
     fn zero() -> Self {
         [0.0; 8]
@@ -628,41 +636,49 @@ pub mod portable {
         let done = out.len() / 4 * 4;
         let mut blocks = out.chunks_exact_mut(4);
         for (i, o) in (&mut blocks).enumerate() {
-            rows_dot_block::<V, W, 4, 2>(&w[i * 4 * cols..], cols, x, o.try_into().unwrap());
+            let (w, o) = (&w[i * 4 * cols..], o.try_into().unwrap());
+            match V::UNROLL {
+                2 => rows_dot_block::<V, W, 4, 2>(w, cols, x, o),
+                _ => rows_dot_block::<V, W, 4, 1>(w, cols, x, o),
+            }
         }
         for (i, o) in blocks.into_remainder().iter_mut().enumerate() {
-            let mut one = [0.0];
-            rows_dot_block::<V, W, 1, 2>(&w[(done + i) * cols..], cols, x, &mut one);
-            *o = one[0];
+            let (w, o) = (&w[(done + i) * cols..], std::slice::from_mut(o).try_into().unwrap());
+            match V::UNROLL {
+                2 => rows_dot_block::<V, W, 1, 2>(w, cols, x, o),
+                _ => rows_dot_block::<V, W, 1, 1>(w, cols, x, o),
+            }
         }
     }
 
 
     /// scores (R x len) = scale * q (R x dims) . keys: one load of each key
-    /// vector serves R heads, whose accumulators stay in registers.
+    /// vector serves R heads, whose accumulators stay in registers; U vectors
+    /// of positions per step keep R x U independent multiply-adds in flight
+    /// (each waits on the one before it).
     #[inline(always)]
-    fn scores_heads<V: Lanes, const R: usize>(keys: Rows<f32>, q: &[f32], scale: f32, scores: &mut [f32]) {
+    fn scores_heads<V: Lanes, const R: usize, const U: usize>(keys: Rows<f32>, q: &[f32], scale: f32, scores: &mut [f32]) {
         let (dims, len, stride) = (keys.dims, keys.len, keys.stride);
         assert!(q.len() >= R * dims && scores.len() >= R * len);
-        // Positions per step: two vectors, so that R heads keep 2R independent
-        // accumulators in flight (a multiply-add waits on the one before it).
-        let step = 2 * V::N;
+        let step = U * V::N;
         let (k, steps) = (keys.data.as_ptr(), len / step * step);
         for p in (0..steps).step_by(step) {
-            let mut acc = [[V::zero(); 2]; R];
+            let mut acc = [[V::zero(); U]; R];
             for d in 0..dims {
-                // SAFETY: d * stride + p + 2N <= (dims - 1) * stride + len <= data.len() (Rows::check).
-                let kv = unsafe { [V::load(k.add(d * stride + p)), V::load(k.add(d * stride + p + V::N))] };
+                // SAFETY: d * stride + p + step <= (dims - 1) * stride + len <= data.len() (Rows::check).
+                let kv: [V; U] = std::array::from_fn(|u| unsafe { V::load(k.add(d * stride + p + u * V::N)) });
                 for (r, a) in acc.iter_mut().enumerate() {
                     let qd = V::splat(q[r * dims + d]);
-                    a[0] = qd.mul_add(kv[0], a[0]);
-                    a[1] = qd.mul_add(kv[1], a[1]);
+                    for u in 0..U {
+                        a[u] = qd.mul_add(kv[u], a[u]);
+                    }
                 }
             }
             for (r, a) in acc.iter().enumerate() {
                 let out = &mut scores[r * len + p..][..step];
-                a[0].store(out);
-                a[1].store(&mut out[V::N..]);
+                for u in 0..U {
+                    a[u].store(&mut out[u * V::N..]);
+                }
                 out.iter_mut().for_each(|s| *s *= scale);
             }
         }
@@ -675,43 +691,48 @@ pub mod portable {
     }
 
     /// out (R x dims) += probs (R x len) . values: one load of each value
-    /// vector serves R heads.
+    /// vector serves R heads (U vectors per step, as in scores_heads).
     #[inline(always)]
-    fn values_heads<V: Lanes, const R: usize>(values: Rows<f32>, probs: &[f32], out: &mut [f32]) {
+    fn values_heads<V: Lanes, const R: usize, const U: usize>(values: Rows<f32>, probs: &[f32], out: &mut [f32]) {
         let (dims, len, stride) = (values.dims, values.len, values.stride);
         assert!(probs.len() >= R * len && out.len() >= R * dims);
-        let step = 2 * V::N;
+        let step = U * V::N;
         let (v, pr, steps) = (values.data.as_ptr(), probs.as_ptr(), len / step * step);
         for d in 0..dims {
-            let mut acc = [[V::zero(); 2]; R];
+            let mut acc = [[V::zero(); U]; R];
             for p in (0..steps).step_by(step) {
-                // SAFETY: as in scores_heads, and r * len + p + 2N <= R * len <= probs.len().
-                let vv = unsafe { [V::load(v.add(d * stride + p)), V::load(v.add(d * stride + p + V::N))] };
+                // SAFETY: as in scores_heads, and r * len + p + step <= R * len <= probs.len().
+                let vv: [V; U] = std::array::from_fn(|u| unsafe { V::load(v.add(d * stride + p + u * V::N)) });
                 for (r, a) in acc.iter_mut().enumerate() {
-                    let pv = unsafe { [V::load(pr.add(r * len + p)), V::load(pr.add(r * len + p + V::N))] };
-                    a[0] = pv[0].mul_add(vv[0], a[0]);
-                    a[1] = pv[1].mul_add(vv[1], a[1]);
+                    for u in 0..U {
+                        a[u] = unsafe { V::load(pr.add(r * len + p + u * V::N)) }.mul_add(vv[u], a[u]);
+                    }
                 }
             }
             let row = &values.data[d * stride..][..len];
             for (r, a) in acc.iter().enumerate() {
                 let tail: f32 = (steps..len).map(|p| probs[r * len + p] * row[p]).sum();
-                out[r * dims + d] += a[0].sum() + a[1].sum() + tail;
+                out[r * dims + d] += a.iter().map(|a| a.sum()).sum::<f32>() + tail;
             }
         }
     }
 
-    /// Run `kernel::<V, R>(args)` over a group's heads in blocks of up to four.
+    /// Run `kernel::<V, R, U>(args)` over a group's heads in blocks of up to
+    /// four, with U = V::UNROLL.
     macro_rules! head_blocks {
         ($group:expr, $kernel:ident::<$v:ty>, |$h:ident| ($($arg:expr),*)) => {{
             let mut $h = 0;
             while $h < $group {
                 let r = ($group - $h).min(4);
-                match r {
-                    4 => $kernel::<$v, 4>($($arg),*),
-                    3 => $kernel::<$v, 3>($($arg),*),
-                    2 => $kernel::<$v, 2>($($arg),*),
-                    _ => $kernel::<$v, 1>($($arg),*),
+                match (r, <$v>::UNROLL) {
+                    (4, 2) => $kernel::<$v, 4, 2>($($arg),*),
+                    (3, 2) => $kernel::<$v, 3, 2>($($arg),*),
+                    (2, 2) => $kernel::<$v, 2, 2>($($arg),*),
+                    (_, 2) => $kernel::<$v, 1, 2>($($arg),*),
+                    (4, _) => $kernel::<$v, 4, 1>($($arg),*),
+                    (3, _) => $kernel::<$v, 3, 1>($($arg),*),
+                    (2, _) => $kernel::<$v, 2, 1>($($arg),*),
+                    _ => $kernel::<$v, 1, 1>($($arg),*),
                 }
                 $h += r;
             }
