@@ -24,6 +24,12 @@ RUSTFLAGS="-C target-feature=+simd128" cargo build --quiet --lib --target wasm32
 
 # All native tests, training included (candle, CPU).
 t cargo test --features train
+# Where the CPU has AVX-512 the kernels above ran on it; run them again on AVX2.
+if grep -qw avx512f /proc/cpuinfo 2>/dev/null; then
+  GQA_NO_AVX512=1 t cargo test --test kernels --test engine --test fixture
+else
+  echo "note: no AVX-512 on this CPU: the kernels ran on AVX2 only"
+fi
 # The file loaders against a minute of mutated inputs (examples/fuzz_loaders.rs).
 t cargo run --quiet --features train --example fuzz_loaders -- --seconds 60
 
