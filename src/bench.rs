@@ -157,7 +157,35 @@ pub struct BenchReport {
     pub kv_dtype: String,
     pub copy_gb_s: f64,
     pub read_gb_s: f64,
+    /// Peak resident memory while converting the base to every G (Linux).
+    pub convert_memory: Option<ConvertMemory>,
+    /// Bytes of the base model's weights and of the engine's KV cache.
+    pub weight_bytes: u64,
+    pub kv_cache_bytes: u64,
     pub rows: Vec<BenchRow>,
+}
+
+/// Resident memory of this process around the conversions of [`run`], in
+/// bytes (Linux): before them, and the peak while they ran.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct ConvertMemory {
+    pub resident_before: u64,
+    pub peak: u64,
+}
+
+/// (VmRSS, VmHWM) of this process in bytes, where /proc says (Linux).
+fn resident() -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let field = |name: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// Restart VmHWM from the current resident size (Linux; a no-op elsewhere).
+fn reset_peak_resident() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 /// "MHA", "MQA" or "GQA-G".
@@ -184,17 +212,21 @@ pub fn run(
     steps: usize,
     rounds: usize,
     progress: &mut dyn FnMut(usize, usize),
-) -> Result<(Bandwidth, Vec<BenchRow>)> {
+) -> Result<(Bandwidth, Vec<BenchRow>, Option<ConvertMemory>)> {
     let rounds = rounds.max(1);
     let total = rounds * groups.len() * contexts.len();
     let cases = contexts.iter().map(|&ctx| DecodeCase::new(ctx, steps, backend.capacity())).collect::<Result<Vec<_>>>()?;
-    // Convert each G once (the time is reported; the models share all but wk/wv).
+    // Convert each G once (the time is reported; the models share all but
+    // wk/wv, and the peak resident memory while they are made is measured).
+    reset_peak_resident();
+    let resident_before = resident();
     let mut models = Vec::with_capacity(groups.len());
     for &g in groups {
         let start = Instant::now();
         let model = convert(base, g, Method::Mean, 0)?;
         models.push((model, start.elapsed().as_secs_f64() * 1e3));
     }
+    let convert_memory = resident_before.zip(resident()).map(|((before, _), (_, peak))| ConvertMemory { resident_before: before, peak });
     // step_times[g][c]: one median step time per round.
     let mut step_times = vec![vec![Vec::new(); contexts.len()]; groups.len()];
     let (mut copy, mut read) = (Vec::new(), Vec::new());
@@ -239,7 +271,7 @@ pub fn run(
             });
         }
     }
-    Ok((bandwidth, rows))
+    Ok((bandwidth, rows, convert_memory))
 }
 
 pub fn median(values: &mut [f64]) -> f64 {
@@ -301,5 +333,17 @@ pub fn markdown(report: &BenchReport) -> String {
             );
         }
     }
+    if let Some(m) = report.convert_memory {
+        let held = (report.weight_bytes + report.kv_cache_bytes) as f64;
+        s += &format!(
+            "\nConverting to every G: resident {:.1} MiB before, peak {:.1} MiB; weights + KV cache {:.1} MiB (peak = {:.2}x that)\n",
+            m.resident_before as f64 / MIB,
+            m.peak as f64 / MIB,
+            held / MIB,
+            m.peak as f64 / held
+        );
+    }
     s
 }
+
+const MIB: f64 = (1u64 << 20) as f64;

@@ -106,9 +106,10 @@ pub fn run(a: BenchArgs) -> Result<()> {
     if let Some(why) = fallback {
         eprintln!("{why}");
     }
+    let kv_bytes = backend.kv_bytes_allocated() as u64; // for the base's G, before run() swaps models
     let mut timings = Vec::new();
     let bar = bar((a.rounds * groups.len() * contexts.len()) as u64, "cases");
-    let (bandwidth, rows) = bench::run(backend.as_mut(), &base, &groups, &contexts, a.steps, a.rounds, &mut |d, _| {
+    let (bandwidth, rows, convert_memory) = bench::run(backend.as_mut(), &base, &groups, &contexts, a.steps, a.rounds, &mut |d, _| {
         bar.set_position(d as u64);
         if let Some(t) = &gpu_timing {
             timings.push(std::mem::take(&mut *t.lock().unwrap()));
@@ -123,6 +124,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
         kv_dtype: a.engine.kv_dtype.name().into(),
         copy_gb_s: bandwidth.copy / 1e9,
         read_gb_s: bandwidth.read / 1e9,
+        convert_memory,
+        weight_bytes: base.weight_bytes() as u64,
+        kv_cache_bytes: kv_bytes,
         rows,
     };
     if a.json {

@@ -336,7 +336,7 @@ fn decode_speed(base: &Model, short: usize) -> Result<Vec<(usize, f64, f64)>> {
     let long = model.config.max_position_embeddings;
     let groups = [8, 4, 2, 1];
     let mut session = Session::cpu(model.clone(), None, Some(long))?;
-    let (_, rows) = bench::run(session.backend(), &model, &groups, &[short, long], 32, 3, &mut |_, _| {})?;
+    let (_, rows, _) = bench::run(session.backend(), &model, &groups, &[short, long], 32, 3, &mut |_, _| {})?;
     Ok(groups
         .iter()
         .map(|&g| {
