@@ -13,7 +13,7 @@
 use crate::backend::{Backend, EngineOptions, Logits};
 use crate::config::Config;
 use crate::error::{GqaError, Result};
-use crate::kernels::{attention_scores, attention_values, axpy, exp_shifted_sum, for_chunks, matmul, matmul_swiglu, max, threads, KvElem, Rows};
+use crate::kernels::{attention_scores, attention_values, axpy, exp_shifted_sum, for_chunks, matmul, matmul_swiglu, max, threads, Elem, Rows};
 use crate::kv_cache::{BlockKv, KvCache, BLOCK};
 use crate::model::Model;
 use crate::rope::RopeTable;
@@ -332,7 +332,7 @@ fn grouped_attention(c: &Config, cache: &KvCache, layer: usize, n_ctx: usize, q:
 
 /// One attention task: the H/G query heads `qs` (H/G, hd) over the keys and
 /// values (hd rows of len positions) of one chunk, into `slot` (see [`attention_task_len`]).
-fn attend<T: KvElem>(keys: Rows<T>, values: Rows<T>, qs: &[f32], scale: f32, slot: &mut [f32]) {
+fn attend<T: Elem>(keys: Rows<T>, values: Rows<T>, qs: &[f32], scale: f32, slot: &mut [f32]) {
     let (hd, len) = (keys.dims, keys.len);
     let group = qs.len() / hd;
     let (stats, rest) = slot.split_at_mut(2 * group);

@@ -1,9 +1,11 @@
-//! The CPU engine's inner loops, written once with explicit SIMD:
-//! x86-64 AVX2 + FMA + F16C (detected at run time), wasm32 simd128 (chosen at
-//! compile time with `-C target-feature=+simd128`), and a scalar fallback.
+//! The CPU engine's inner loops, each written once over [`Lanes`], a small
+//! vector trait implemented for x86-64 AVX-512 and AVX2 + FMA + F16C (detected
+//! at run time), wasm32 simd128 (chosen at compile time with
+//! `-C target-feature=+simd128`), and plain arrays (the fallback).
 //!
 //! Decoding is bound by memory bandwidth, so the kernels stream each weight row
-//! once, convert f16 to f32 in registers, and keep several accumulators in flight.
+//! once, four rows per activation load, convert f16 to f32 in registers, and
+//! keep several accumulators in flight.
 //! Natively, rows are split across threads (rayon) when the caller says the work
 //! pays for it; wasm runs on one thread.
 
@@ -59,7 +61,7 @@ pub fn dot_f16(w: &[f16], x: &[f32]) -> f32 {
 
 /// `out[i] = w[i * cols..][..cols] . x` for each i: consecutive rows of a
 /// row-major f32 or f16 matrix against one vector.
-pub fn rows_dot_slice<W: Weight>(w: &[W], cols: usize, x: &[f32], out: &mut [f32]) {
+pub fn rows_dot_slice<W: Elem>(w: &[W], cols: usize, x: &[f32], out: &mut [f32]) {
     assert!(x.len() >= cols && w.len() >= out.len() * cols, "rows_dot shapes");
     #[cfg(target_arch = "x86_64")]
     if has_avx512() {
@@ -214,35 +216,35 @@ mod x86 {
 
     // The generic kernels on AVX-512 vectors.
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn rows_dot_avx512<W: super::Weight>(w: &[W], cols: usize, x: &[f32], out: &mut [f32]) {
+    pub unsafe fn rows_dot_avx512<W: super::Elem>(w: &[W], cols: usize, x: &[f32], out: &mut [f32]) {
         super::portable::rows_dot::<__m512, W>(w, cols, x, out)
     }
 
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn attention_scores_avx512(keys: Rows<f32>, qs: &[f32], scale: f32, scores: &mut [f32]) {
-        super::portable::attention_scores::<__m512>(keys, qs, scale, scores)
+    pub unsafe fn attention_scores_avx512<T: super::Elem>(keys: Rows<T>, qs: &[f32], scale: f32, scores: &mut [f32]) {
+        super::portable::attention_scores::<__m512, T>(keys, qs, scale, scores)
     }
 
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn attention_values_avx512(values: Rows<f32>, probs: &[f32], out: &mut [f32]) {
-        super::portable::attention_values::<__m512>(values, probs, out)
+    pub unsafe fn attention_values_avx512<T: super::Elem>(values: Rows<T>, probs: &[f32], out: &mut [f32]) {
+        super::portable::attention_values::<__m512, T>(values, probs, out)
     }
 
     // The generic row dots on AVX2 vectors, f16 converted by F16C.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn rows_dot<W: super::Weight>(w: &[W], cols: usize, x: &[f32], out: &mut [f32]) {
+    pub unsafe fn rows_dot<W: super::Elem>(w: &[W], cols: usize, x: &[f32], out: &mut [f32]) {
         super::portable::rows_dot::<__m256, W>(w, cols, x, out)
     }
 
     // The generic attention bodies on AVX2 vectors.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn attention_scores(keys: Rows<f32>, qs: &[f32], scale: f32, scores: &mut [f32]) {
-        super::portable::attention_scores::<__m256>(keys, qs, scale, scores)
+    pub unsafe fn attention_scores<T: super::Elem>(keys: Rows<T>, qs: &[f32], scale: f32, scores: &mut [f32]) {
+        super::portable::attention_scores::<__m256, T>(keys, qs, scale, scores)
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn attention_values(values: Rows<f32>, probs: &[f32], out: &mut [f32]) {
-        super::portable::attention_values::<__m256>(values, probs, out)
+    pub unsafe fn attention_values<T: super::Elem>(values: Rows<T>, probs: &[f32], out: &mut [f32]) {
+        super::portable::attention_values::<__m256, T>(values, probs, out)
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -365,17 +367,14 @@ mod wasm {
 
 // ---------------------------------------------------------------------------
 // Attention over a block of cached positions, for all query heads of a group.
-// The cache stores keys and values transposed (see kv_cache.rs): row d holds
-// dimension d of consecutive positions, so both products run along contiguous
-// rows, vectorized over positions. Each key or value vector loaded serves up
-// to four query heads of the group at once, their accumulators held in
-// registers: with fewer KV heads (larger groups) there are fewer bytes to load
-// per multiply. The bodies are plain Rust over 8-lane arrays, compiled with
-// AVX2+FMA on x86-64 (and without, as the fallback) and with simd128 on wasm.
+// The cache stores keys and values in transposed blocks (see kv_cache.rs): row
+// d holds dimension d of the block's positions, so both products run along
+// contiguous rows, vectorized over positions. Each key or value vector loaded
+// (f16 converted in registers) serves up to four query heads of the group at
+// once, their accumulators held in registers: with fewer KV heads (larger
+// groups) there are fewer bytes to load per multiply-add. The bodies are
+// written once over `Lanes` (see below).
 // ---------------------------------------------------------------------------
-
-/// Longest block of positions the attention kernels take.
-pub const MAX_ROW: usize = 512;
 
 /// A block of cached positions, transposed: `dims` rows of `len` positions,
 /// row d starting at `data[d * stride]`.
@@ -387,88 +386,53 @@ pub struct Rows<'a, T> {
     pub len: usize,
 }
 
-/// An element of the KV cache: f32, or f16 converted block by block as it is read.
-pub trait KvElem: Copy + Send + Sync {
-    /// Call `f` with the block as f32 rows: the cache's own rows, or the f16
-    /// block converted into a per-thread buffer (dims x len).
-    fn with_f32<R>(rows: Rows<Self>, f: impl FnOnce(Rows<f32>) -> R) -> R;
-}
-
-impl KvElem for f32 {
-    #[inline(always)]
-    fn with_f32<R>(rows: Rows<f32>, f: impl FnOnce(Rows<f32>) -> R) -> R {
-        f(rows)
-    }
-}
-
-impl KvElem for f16 {
-    fn with_f32<R>(rows: Rows<f16>, f: impl FnOnce(Rows<f32>) -> R) -> R {
-        thread_local! {
-            static BUF: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-        }
-        BUF.with_borrow_mut(|buf| {
-            let (dims, len) = (rows.dims, rows.len);
-            buf.resize(dims * len, 0.0);
-            for (d, out) in buf.chunks_exact_mut(len.max(1)).take(dims).enumerate() {
-                f16_to_f32(&rows.data[d * rows.stride..][..len], out);
-            }
-            f(Rows { data: buf, stride: len, dims, len })
-        })
-    }
-}
-
-impl Rows<'_, f32> {
+impl<T> Rows<'_, T> {
     /// Panics unless every row lies inside `data` (the kernels rely on it).
     fn check(&self) {
-        assert!(self.len <= MAX_ROW, "attention block of {} positions above {MAX_ROW}", self.len);
         assert!(self.dims == 0 || (self.dims - 1) * self.stride + self.len <= self.data.len(), "attention rows outside the cache");
     }
 }
 
 /// scores (group x len) = scale * qs (group x dims) . keys, keys given as
 /// rows (dims x len).
-pub fn attention_scores<T: KvElem>(keys: Rows<T>, qs: &[f32], scale: f32, scores: &mut [f32]) {
-    T::with_f32(keys, |keys| {
-        keys.check();
-        assert!(qs.len() % keys.dims.max(1) == 0 && scores.len() >= qs.len() / keys.dims.max(1) * keys.len, "attention scores shapes");
-        #[cfg(target_arch = "x86_64")]
-        if has_avx512() {
-            // SAFETY: the CPU supports AVX-512F (checked).
-            return unsafe { x86::attention_scores_avx512(keys, qs, scale, scores) };
-        }
-        #[cfg(target_arch = "x86_64")]
-        if has_avx2() {
-            // SAFETY: the CPU supports the enabled features (checked above).
-            return unsafe { x86::attention_scores(keys, qs, scale, scores) };
-        }
-        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-        return portable::attention_scores::<wasm::F32x8>(keys, qs, scale, scores);
-        #[allow(unreachable_code)]
-        portable::attention_scores::<[f32; 8]>(keys, qs, scale, scores)
-    })
+pub fn attention_scores<T: Elem>(keys: Rows<T>, qs: &[f32], scale: f32, scores: &mut [f32]) {
+    keys.check();
+    assert!(qs.len().is_multiple_of(keys.dims.max(1)) && scores.len() >= qs.len() / keys.dims.max(1) * keys.len, "attention scores shapes");
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        // SAFETY: the CPU supports AVX-512F (checked).
+        return unsafe { x86::attention_scores_avx512(keys, qs, scale, scores) };
+    }
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU supports the enabled features (checked above).
+        return unsafe { x86::attention_scores(keys, qs, scale, scores) };
+    }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return portable::attention_scores::<wasm::F32x8, T>(keys, qs, scale, scores);
+    #[allow(unreachable_code)]
+    portable::attention_scores::<[f32; 8], T>(keys, qs, scale, scores)
 }
 
 /// out (group x dims) += probs (group x len) . values, values given as rows
 /// (dims x len).
-pub fn attention_values<T: KvElem>(values: Rows<T>, probs: &[f32], out: &mut [f32]) {
-    T::with_f32(values, |values| {
-        values.check();
-        assert!(out.len() % values.dims.max(1) == 0 && probs.len() >= out.len() / values.dims.max(1) * values.len, "attention values shapes");
-        #[cfg(target_arch = "x86_64")]
-        if has_avx512() {
-            // SAFETY: the CPU supports AVX-512F (checked).
-            return unsafe { x86::attention_values_avx512(values, probs, out) };
-        }
-        #[cfg(target_arch = "x86_64")]
-        if has_avx2() {
-            // SAFETY: as above.
-            return unsafe { x86::attention_values(values, probs, out) };
-        }
-        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-        return portable::attention_values::<wasm::F32x8>(values, probs, out);
-        #[allow(unreachable_code)]
-        portable::attention_values::<[f32; 8]>(values, probs, out)
-    })
+pub fn attention_values<T: Elem>(values: Rows<T>, probs: &[f32], out: &mut [f32]) {
+    values.check();
+    assert!(out.len().is_multiple_of(values.dims.max(1)) && probs.len() >= out.len() / values.dims.max(1) * values.len, "attention values shapes");
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        // SAFETY: the CPU supports AVX-512F (checked).
+        return unsafe { x86::attention_values_avx512(values, probs, out) };
+    }
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: as above.
+        return unsafe { x86::attention_values(values, probs, out) };
+    }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return portable::attention_values::<wasm::F32x8, T>(values, probs, out);
+    #[allow(unreachable_code)]
+    portable::attention_values::<[f32; 8], T>(values, probs, out)
 }
 
 /// x = exp(x - max) for each element; returns the sum. Vectorizable exp
@@ -517,15 +481,16 @@ pub trait Lanes: Copy {
     fn prefetch(_p: *const u8) {}
 }
 
-/// A weight element: f32, or f16 converted in registers as it is loaded.
-pub trait Weight: Copy + Send + Sync {
+/// An element of a weight matrix or of the KV cache: f32, or f16 converted
+/// in registers as it is loaded.
+pub trait Elem: Copy + Send + Sync {
     /// # Safety
     /// `p..p + 8` must be readable.
     unsafe fn load<V: Lanes>(p: *const Self) -> V;
     fn to_f32(self) -> f32;
 }
 
-impl Weight for f32 {
+impl Elem for f32 {
     #[inline(always)]
     unsafe fn load<V: Lanes>(p: *const f32) -> V {
         V::load(p)
@@ -536,7 +501,7 @@ impl Weight for f32 {
     }
 }
 
-impl Weight for f16 {
+impl Elem for f16 {
     #[inline(always)]
     unsafe fn load<V: Lanes>(p: *const f16) -> V {
         V::load_f16(p)
@@ -581,7 +546,7 @@ impl Lanes for [f32; 8] {
 }
 
 pub mod portable {
-    use super::{Lanes, Rows, Weight};
+    use super::{Elem, Lanes, Rows};
 
     /// Lanes of the plain-array loops (max, exp).
     const LANES: usize = 8;
@@ -593,7 +558,7 @@ pub mod portable {
     /// prefetcher alone leaves the core waiting (measured on a single-row
     /// kernel, 59M params, one thread: 29 -> 19 ms/token).
     #[inline(always)]
-    fn rows_dot_block<V: Lanes, W: Weight, const R: usize, const A: usize>(w: &[W], cols: usize, x: &[f32], out: &mut [f32; R]) {
+    fn rows_dot_block<V: Lanes, W: Elem, const R: usize, const A: usize>(w: &[W], cols: usize, x: &[f32], out: &mut [f32; R]) {
         assert!(w.len() >= R * cols && x.len() >= cols);
         let (pw, px) = (w.as_ptr(), x.as_ptr());
         let step = A * V::N;
@@ -632,7 +597,7 @@ pub mod portable {
     /// each row summed in the same order either way (the result does not
     /// depend on how rows are split into tasks).
     #[inline(always)]
-    pub fn rows_dot<V: Lanes, W: Weight>(w: &[W], cols: usize, x: &[f32], out: &mut [f32]) {
+    pub fn rows_dot<V: Lanes, W: Elem>(w: &[W], cols: usize, x: &[f32], out: &mut [f32]) {
         let done = out.len() / 4 * 4;
         let mut blocks = out.chunks_exact_mut(4);
         for (i, o) in (&mut blocks).enumerate() {
@@ -657,7 +622,7 @@ pub mod portable {
     /// of positions per step keep R x U independent multiply-adds in flight
     /// (each waits on the one before it).
     #[inline(always)]
-    fn scores_heads<V: Lanes, const R: usize, const U: usize>(keys: Rows<f32>, q: &[f32], scale: f32, scores: &mut [f32]) {
+    fn scores_heads<V: Lanes, T: Elem, const R: usize, const U: usize>(keys: Rows<T>, q: &[f32], scale: f32, scores: &mut [f32]) {
         let (dims, len, stride) = (keys.dims, keys.len, keys.stride);
         assert!(q.len() >= R * dims && scores.len() >= R * len);
         let step = U * V::N;
@@ -666,7 +631,7 @@ pub mod portable {
             let mut acc = [[V::zero(); U]; R];
             for d in 0..dims {
                 // SAFETY: d * stride + p + step <= (dims - 1) * stride + len <= data.len() (Rows::check).
-                let kv: [V; U] = std::array::from_fn(|u| unsafe { V::load(k.add(d * stride + p + u * V::N)) });
+                let kv: [V; U] = std::array::from_fn(|u| unsafe { T::load::<V>(k.add(d * stride + p + u * V::N)) });
                 for (r, a) in acc.iter_mut().enumerate() {
                     let qd = V::splat(q[r * dims + d]);
                     for u in 0..U {
@@ -684,7 +649,7 @@ pub mod portable {
         }
         for p in steps..len {
             for r in 0..R {
-                let s: f32 = (0..dims).map(|d| q[r * dims + d] * keys.data[d * stride + p]).sum();
+                let s: f32 = (0..dims).map(|d| q[r * dims + d] * keys.data[d * stride + p].to_f32()).sum();
                 scores[r * len + p] = s * scale;
             }
         }
@@ -693,7 +658,7 @@ pub mod portable {
     /// out (R x dims) += probs (R x len) . values: one load of each value
     /// vector serves R heads (U vectors per step, as in scores_heads).
     #[inline(always)]
-    fn values_heads<V: Lanes, const R: usize, const U: usize>(values: Rows<f32>, probs: &[f32], out: &mut [f32]) {
+    fn values_heads<V: Lanes, T: Elem, const R: usize, const U: usize>(values: Rows<T>, probs: &[f32], out: &mut [f32]) {
         let (dims, len, stride) = (values.dims, values.len, values.stride);
         assert!(probs.len() >= R * len && out.len() >= R * dims);
         let step = U * V::N;
@@ -702,7 +667,7 @@ pub mod portable {
             let mut acc = [[V::zero(); U]; R];
             for p in (0..steps).step_by(step) {
                 // SAFETY: as in scores_heads, and r * len + p + step <= R * len <= probs.len().
-                let vv: [V; U] = std::array::from_fn(|u| unsafe { V::load(v.add(d * stride + p + u * V::N)) });
+                let vv: [V; U] = std::array::from_fn(|u| unsafe { T::load::<V>(v.add(d * stride + p + u * V::N)) });
                 for (r, a) in acc.iter_mut().enumerate() {
                     for u in 0..U {
                         a[u] = unsafe { V::load(pr.add(r * len + p + u * V::N)) }.mul_add(vv[u], a[u]);
@@ -711,7 +676,7 @@ pub mod portable {
             }
             let row = &values.data[d * stride..][..len];
             for (r, a) in acc.iter().enumerate() {
-                let tail: f32 = (steps..len).map(|p| probs[r * len + p] * row[p]).sum();
+                let tail: f32 = (steps..len).map(|p| probs[r * len + p] * row[p].to_f32()).sum();
                 out[r * dims + d] += a.iter().map(|a| a.sum()).sum::<f32>() + tail;
             }
         }
@@ -720,19 +685,19 @@ pub mod portable {
     /// Run `kernel::<V, R, U>(args)` over a group's heads in blocks of up to
     /// four, with U = V::UNROLL.
     macro_rules! head_blocks {
-        ($group:expr, $kernel:ident::<$v:ty>, |$h:ident| ($($arg:expr),*)) => {{
+        ($group:expr, $kernel:ident::<$v:ty, $t:ty>, |$h:ident| ($($arg:expr),*)) => {{
             let mut $h = 0;
             while $h < $group {
                 let r = ($group - $h).min(4);
                 match (r, <$v>::UNROLL) {
-                    (4, 2) => $kernel::<$v, 4, 2>($($arg),*),
-                    (3, 2) => $kernel::<$v, 3, 2>($($arg),*),
-                    (2, 2) => $kernel::<$v, 2, 2>($($arg),*),
-                    (_, 2) => $kernel::<$v, 1, 2>($($arg),*),
-                    (4, _) => $kernel::<$v, 4, 1>($($arg),*),
-                    (3, _) => $kernel::<$v, 3, 1>($($arg),*),
-                    (2, _) => $kernel::<$v, 2, 1>($($arg),*),
-                    _ => $kernel::<$v, 1, 1>($($arg),*),
+                    (4, 2) => $kernel::<$v, $t, 4, 2>($($arg),*),
+                    (3, 2) => $kernel::<$v, $t, 3, 2>($($arg),*),
+                    (2, 2) => $kernel::<$v, $t, 2, 2>($($arg),*),
+                    (_, 2) => $kernel::<$v, $t, 1, 2>($($arg),*),
+                    (4, _) => $kernel::<$v, $t, 4, 1>($($arg),*),
+                    (3, _) => $kernel::<$v, $t, 3, 1>($($arg),*),
+                    (2, _) => $kernel::<$v, $t, 2, 1>($($arg),*),
+                    _ => $kernel::<$v, $t, 1, 1>($($arg),*),
                 }
                 $h += r;
             }
@@ -740,15 +705,15 @@ pub mod portable {
     }
 
     #[inline(always)]
-    pub fn attention_scores<V: Lanes>(keys: Rows<f32>, qs: &[f32], scale: f32, scores: &mut [f32]) {
+    pub fn attention_scores<V: Lanes, T: Elem>(keys: Rows<T>, qs: &[f32], scale: f32, scores: &mut [f32]) {
         let (dims, len) = (keys.dims, keys.len);
-        head_blocks!(qs.len() / dims, scores_heads::<V>, |h| (keys, &qs[h * dims..], scale, &mut scores[h * len..]));
+        head_blocks!(qs.len() / dims, scores_heads::<V, T>, |h| (keys, &qs[h * dims..], scale, &mut scores[h * len..]));
     }
 
     #[inline(always)]
-    pub fn attention_values<V: Lanes>(values: Rows<f32>, probs: &[f32], out: &mut [f32]) {
+    pub fn attention_values<V: Lanes, T: Elem>(values: Rows<T>, probs: &[f32], out: &mut [f32]) {
         let (dims, len) = (values.dims, values.len);
-        head_blocks!(out.len() / dims, values_heads::<V>, |h| (values, &probs[h * len..], &mut out[h * dims..]));
+        head_blocks!(out.len() / dims, values_heads::<V, T>, |h| (values, &probs[h * len..], &mut out[h * dims..]));
     }
 
     #[inline(always)]
