@@ -79,20 +79,24 @@ pub fn rows_dot_slice<W: Elem>(w: &[W], cols: usize, x: &[f32], out: &mut [f32])
     portable::rows_dot::<[f32; 8], W>(w, cols, x, out)
 }
 
-/// `dst = src` as f32 (exact: every f16 is an f32).
+/// `dst = src` as f32 (exact: every f16 is an f32), by the same vector loads
+/// the matrix and attention kernels use for f16.
 pub fn f16_to_f32(src: &[f16], dst: &mut [f32]) {
     assert_eq!(src.len(), dst.len(), "f16_to_f32 lengths");
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        // SAFETY: the CPU supports AVX-512F (checked).
+        return unsafe { x86::f16_to_f32_avx512(src, dst) };
+    }
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: as above.
         return unsafe { x86::f16_to_f32(src, dst) };
     }
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    return wasm::f16_to_f32(src, dst);
+    return portable::f16_to_f32::<wasm::F32x8>(src, dst);
     #[allow(unreachable_code)]
-    for (d, &s) in dst.iter_mut().zip(src) {
-        *d = scalar::f16_to_f32(s.to_bits());
-    }
+    portable::f16_to_f32::<[f32; 8]>(src, dst)
 }
 
 /// `y += a * x`.
@@ -263,17 +267,14 @@ mod x86 {
         _mm_cvtss_f32(s)
     }
 
-    #[target_feature(enable = "avx2,f16c")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn f16_to_f32(src: &[f16], dst: &mut [f32]) {
-        let n = src.len().min(dst.len());
-        let mut i = 0;
-        while i + 8 <= n {
-            _mm256_storeu_ps(dst.as_mut_ptr().add(i), <__m256 as super::Lanes>::load_f16(src.as_ptr().add(i)));
-            i += 8;
-        }
-        for j in i..n {
-            dst[j] = src[j].to_f32();
-        }
+        super::portable::f16_to_f32::<__m256>(src, dst)
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn f16_to_f32_avx512(src: &[f16], dst: &mut [f32]) {
+        super::portable::f16_to_f32::<__m512>(src, dst)
     }
 }
 
@@ -345,23 +346,6 @@ mod wasm {
     unsafe fn load_f16x8(p: *const f16) -> (v128, v128) {
         let h = v128_load(p as *const v128);
         (f16x4_to_f32x4(i32x4_extend_low_i16x8(h)), f16x4_to_f32x4(i32x4_extend_high_i16x8(h)))
-    }
-
-    pub fn f16_to_f32(src: &[f16], dst: &mut [f32]) {
-        let n = src.len().min(dst.len());
-        let mut i = 0;
-        // SAFETY: each step reads src[i..i+8] and writes dst[i..i+8] with i + 8 <= n.
-        unsafe {
-            while i + 8 <= n {
-                let (lo, hi) = load_f16x8(src.as_ptr().add(i));
-                v128_store(dst.as_mut_ptr().add(i) as *mut v128, lo);
-                v128_store(dst.as_mut_ptr().add(i + 4) as *mut v128, hi);
-                i += 8;
-            }
-        }
-        for j in i..n {
-            dst[j] = super::scalar::f16_to_f32(src[j].to_bits());
-        }
     }
 }
 
@@ -590,6 +574,20 @@ pub mod portable {
         for (r, (acc, o)) in acc.iter().zip(out.iter_mut()).enumerate() {
             let tail: f32 = (vectors..cols).map(|c| w[r * cols + c].to_f32() * x[c]).sum();
             *o = acc.iter().map(|a| a.sum()).sum::<f32>() + tail;
+        }
+    }
+
+    /// `dst = src` as f32, one vector at a time.
+    #[inline(always)]
+    pub fn f16_to_f32<V: Lanes>(src: &[half::f16], dst: &mut [f32]) {
+        let n = src.len().min(dst.len());
+        let vectors = n / V::N * V::N;
+        for i in (0..vectors).step_by(V::N) {
+            // SAFETY: i + N <= n <= src.len().
+            unsafe { V::load_f16(src.as_ptr().add(i)) }.store(&mut dst[i..]);
+        }
+        for i in vectors..n {
+            dst[i] = src[i].to_f32();
         }
     }
 

@@ -110,11 +110,7 @@ impl Matrix {
         let range = r * self.cols..(r + 1) * self.cols;
         match &self.data {
             Data::F32(d) => out.copy_from_slice(&d[range]),
-            Data::F16(d) => {
-                for (o, v) in out.iter_mut().zip(&d[range]) {
-                    *o = v.to_f32();
-                }
-            }
+            Data::F16(d) => crate::kernels::f16_to_f32(&d[range], out),
         }
     }
 

@@ -47,8 +47,9 @@ fn f16_subnormals_and_signs_convert_exactly() {
 }
 
 /// Every f16 bit pattern but NaN converts exactly as half::f16::to_f32 does: the
-/// kernel this machine dispatches to (F16C here), over slices with every tail
-/// length, and the scalar steps that the wasm simd128 kernel runs lane by lane.
+/// vector loads the kernels use on this machine (AVX-512 or F16C; tests/run.sh
+/// runs this again on AVX2), over slices with every tail length, and the scalar
+/// steps that the wasm simd128 load runs lane by lane.
 #[test]
 fn f16_conversion_is_exact_for_all_bit_patterns() {
     let all: Vec<f16> = (0..=u16::MAX).map(f16::from_bits).filter(|h| !h.is_nan()).collect();
