@@ -2,7 +2,7 @@
 import { state, to, can, watch, settle, setInfo } from './state.js';
 import { startWorker, send } from './worker-client.js';
 import * as sources from './sources.js';
-import { fmtBytes, showInfo, startRun, showToken, showDone, clearResults, clearCompare, addCompareRow, drawSweep, showBackendNote, engineLabel } from './readouts.js';
+import { fmtBytes, showInfo, startRun, showToken, showDone, clearResults, clearCompare, addCompareRow, updateCompareSpeed, drawSweep, showBackendNote, engineLabel } from './readouts.js';
 import { fail, clearError, notice, progress } from './messages.js';
 
 const $ = (id) => document.getElementById(id);
@@ -73,6 +73,9 @@ const replies = {
   compareRow(m) {
     // The shipped quality table where it covers this row, else the live measurement.
     addCompareRow(m, shippedQuality(m));
+  },
+  compareSpeed(m) {
+    updateCompareSpeed(m);
   },
   sweepPoint(m) {
     (state.sweep[m.g] ??= []).push([m.ctx, m.tokS]);
@@ -236,7 +239,7 @@ async function compareAll() {
   try {
     const checkpoints = await checkpointsToCompare();
     $('compare-label').textContent = `Measured on ${engineLabel(state.info.backend)}, at ${mode === 'real' ? 'a real' : 'a synthetic'} context of ${context} positions` +
-      (mode === 'real' ? ' (generated from the prompt; tok/s over the last 48 tokens).' : ' (KV cache filled with synthetic values; median of 47 timed steps).');
+      (mode === 'real' ? ' (generated from the prompt; tok/s over the last 48 tokens).' : ' (KV cache filled with synthetic values; median of 47 timed steps; then each row timed twice more in interleaved rounds, and the median of the three shown).');
     send('compare', {
       prompt: $('prompt').value, params: params(), groups: state.groupsToCompare, method: $('method').value, seed: seed(),
       context, mode, checkpoints,

@@ -152,6 +152,18 @@ export function addCompareRow(m, table) {
   drawFigure3();
 }
 
+// A further round of compare timed the row at `index`: show the median of its rounds.
+export function updateCompareSpeed({ index, tokS, rounds }) {
+  const r = state.compare[index];
+  if (!r) return;
+  Object.assign(r, { tokS, msPerToken: 1000 / tokS, rounds });
+  const row = $('compare-table').tBodies[0].rows[index];
+  row.dataset.tokS = tokS;
+  row.cells[1].textContent = tokS.toFixed(1);
+  row.cells[2].textContent = r.msPerToken.toFixed(3);
+  drawFigure3();
+}
+
 // The paper's Figure 3: quality against time per token, one point per row; converted points
 // hollow, uptrained ones filled. Quality: the table's validation loss (long windows where the
 // table has them) when every row has it, else the live top-1 agreement.

@@ -2,7 +2,7 @@
 // Messages in:  {type: 'load' | 'backend' | 'setGroups' | 'generate' | 'stop' | 'compare' |
 //                'sweep' | 'loseGpu' (with ?test=1 only), ...}
 // Messages out: {type: 'ready' | 'loaded' | 'backend' | 'info' | 'token' | 'done' |
-//                'gpuLost' | 'compareRow' | 'sweepPoint' | 'finished' | 'error', ...}
+//                'gpuLost' | 'compareRow' | 'compareSpeed' | 'sweepPoint' | 'finished' | 'error', ...}
 // Generation runs a few tokens at a time and yields between batches, so 'stop' arrives.
 import init, * as gqa from './pkg/gqa.js';
 
@@ -85,6 +85,19 @@ const handlers = {
     const main = requireSession();
     const restore = main.info().n_kv_heads;
     let reference = null;
+    // Each row's tok/s samples, in the order the rows were posted.
+    const timed = [];
+    // Run `f` on an uptrained checkpoint's own session, opened for the call.
+    const withCheckpoint = async (source, f) => {
+      session = openSession(source, main.info().capacity);
+      try {
+        await applyBackend(false);
+        return await f();
+      } finally {
+        session.free();
+        session = main;
+      }
+    };
     try {
       for (const g of groups) {
         if (stopRequested) break;
@@ -94,20 +107,30 @@ const handlers = {
         reference ??= row.ids;
         const quality = reference.length >= 2 ? session.qualityVsBase(Uint32Array.from(reference)) : null;
         delete row.ids;
+        timed.push({ g, source: null, samples: [row.tokS] });
         post({ type: 'compareRow', g, checkpoint: null, quality, ...row });
       }
       for (const { g, dir, source } of checkpoints) {
         if (stopRequested) break;
-        session = openSession(source, main.info().capacity);
-        try {
-          await applyBackend(false);
-          const row = await measureAt(prompt, params, context, mode);
-          if (!row) break;
-          delete row.ids;
-          post({ type: 'compareRow', g, checkpoint: dir, quality: null, ...row });
-        } finally {
-          session.free();
-          session = main;
+        const row = await withCheckpoint(source, () => measureAt(prompt, params, context, mode));
+        if (!row) break;
+        delete row.ids;
+        timed.push({ g, source, samples: [row.tokS] });
+        post({ type: 'compareRow', g, checkpoint: dir, quality: null, ...row });
+      }
+      // On a synthetic context, further rounds time every row once more, in the same order,
+      // so that a slow spell of a shared machine slows every G alike; each row then shows
+      // the median of its rounds.
+      for (let round = 1; mode !== 'real' && round < COMPARE_ROUNDS; round++) {
+        for (const [index, t] of timed.entries()) {
+          if (stopRequested) return;
+          const time = () => onGpuFailure(() => session.decodeSpeed(context, TIMED_STEPS));
+          if (t.source) t.samples.push(await withCheckpoint(t.source, time));
+          else {
+            session.setGroups(t.g, method, seed);
+            t.samples.push(await time());
+          }
+          post({ type: 'compareSpeed', index, tokS: median(t.samples), rounds: t.samples.length });
         }
       }
     } finally {
@@ -148,6 +171,13 @@ function openSession(source, capacity) {
 
 // Decode steps timed per synthetic measurement, and tokens timed at the end of a real one.
 const TIMED_STEPS = 48;
+// Interleaved rounds of compare on a synthetic context (see compare).
+const COMPARE_ROUNDS = 3;
+
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
 
 // The session's decode speed at `context` positions ('synthetic' or 'real', see compare),
 // and a text from the prompt with `params`. Null when the GPU was lost.

@@ -104,7 +104,7 @@ async function compareAt(context, mode = 'synthetic') {
   await page.click('#compare-btn');
   await page.waitForFunction(() => window.gqaState.busy, null, { timeout: 5_000 }).catch(() => {});
   await idle();
-  return state('s.compare.map((r) => ({ g: r.g, label: r.label, uptrained: r.uptrained, tokS: r.tokS, bytes: r.bytesPerToken, context: r.context, table: !!r.table, longNats: r.table?.eval_long?.nats_per_token ?? null }))');
+  return state('s.compare.map((r) => ({ g: r.g, label: r.label, uptrained: r.uptrained, tokS: r.tokS, rounds: r.rounds ?? 1, bytes: r.bytesPerToken, context: r.context, table: !!r.table, longNats: r.table?.eval_long?.nats_per_token ?? null }))');
 }
 
 // Generate and check that at least `min` tokens streamed and tok/s shows.
@@ -177,6 +177,9 @@ try {
       `compare at context ${long}: the uptrained checkpoints have rows too (${uptrainedRows.map((r) => r.label).join(', ')})`);
     check(rows.every((r) => r.context === long && r.table), `every row at context ${long}, with the shipped quality table's numbers`);
     check(converted.every((r, i) => i === 0 || r.bytes < converted[i - 1].bytes), `bytes per token fall from MHA to MQA: ${converted.map((r) => r.bytes).join(' > ')}`);
+    const shownTokS = await page.$$eval('#compare-table tbody tr', (trs) => trs.map((tr) => Number(tr.dataset.tokS)));
+    check(rows.every((r, i) => r.rounds === 3 && shownTokS[i] === r.tokS),
+      `every row timed in 3 interleaved rounds, the table showing their median (${rows.map((r) => r.rounds).join(', ')} rounds)`);
     // Speed is measured here, not asserted (the machine may be busy): the figures go to the log and the README.
     const rising = converted.every((r, i) => i === 0 || r.tokS > converted[i - 1].tokS);
     const [mha, mqa] = [converted[0], converted.at(-1)];
