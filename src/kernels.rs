@@ -45,20 +45,6 @@ fn has_avx512() -> bool {
     *USE.get_or_init(|| is_x86_feature_detected!("avx512f") && std::env::var_os("GQA_NO_AVX512").is_none())
 }
 
-/// Dot product of two f32 slices of equal length.
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut out = [0.0];
-    rows_dot_slice(a, a.len(), b, &mut out);
-    out[0]
-}
-
-/// Dot product of an f16 row with f32 activations.
-pub fn dot_f16(w: &[f16], x: &[f32]) -> f32 {
-    let mut out = [0.0];
-    rows_dot_slice(w, w.len(), x, &mut out);
-    out[0]
-}
-
 /// `out[i] = w[i * cols..][..cols] . x` for each i: consecutive rows of a
 /// row-major f32 or f16 matrix against one vector.
 pub fn rows_dot_slice<W: Elem>(w: &[W], cols: usize, x: &[f32], out: &mut [f32]) {

@@ -1,9 +1,16 @@
 //! SIMD kernels against plain f64 loops, on lengths that exercise every tail.
 
-use gqa::kernels::{dot, dot_f16, f16_to_f32, matmul, matmul_swiglu, matvec};
+use gqa::kernels::{f16_to_f32, matmul, matmul_swiglu, matvec, rows_dot_slice, Elem};
 use gqa::rng::Rng;
 use gqa::tensor::{DType, Matrix};
 use half::f16;
+
+/// One row (f32 or f16) dotted with x, by the matrix kernel.
+fn dot<W: Elem>(w: &[W], x: &[f32]) -> f32 {
+    let mut out = [0.0];
+    rows_dot_slice(w, w.len(), x, &mut out);
+    out[0]
+}
 
 fn randn(n: usize, seed: u64) -> Vec<f32> {
     let mut r = Rng::new(seed);
@@ -25,7 +32,7 @@ fn dot_matches_f64_for_all_tail_lengths() {
 
         let h: Vec<f16> = a.iter().map(|&v| f16::from_f32(v)).collect();
         let exact_h: f64 = h.iter().zip(&b).map(|(x, y)| x.to_f64() * *y as f64).sum();
-        let got_h = dot_f16(&h, &b) as f64;
+        let got_h = dot(&h, &b) as f64;
         assert!((got_h - exact_h).abs() < 1e-4 * (1.0 + n as f64).sqrt(), "f16 n={n}: {got_h} vs {exact_h}");
     }
 }
@@ -42,7 +49,7 @@ fn f16_subnormals_and_signs_convert_exactly() {
         let mut w = vec![f16::ZERO; 16];
         x[i] = 1.0;
         w[i] = *v;
-        assert_eq!(dot_f16(&w, &x), v.to_f32(), "value {v}");
+        assert_eq!(dot(&w, &x), v.to_f32(), "value {v}");
     }
 }
 
