@@ -137,11 +137,15 @@ impl KvCache {
                 for d in 0..self.head_dim {
                     for half in 0..2 {
                         values.iter_mut().for_each(|x| *x = rng.normal());
-                        for (pos, &x) in values.iter().enumerate() {
-                            let at = self.index(layer, h, pos, d);
+                        // Row d of each block holds that block's stretch of positions.
+                        for (block, part) in values.chunks(BLOCK).enumerate() {
+                            let (start, row_len) = self.block_at(layer, h, block);
+                            let range = start + d * row_len..start + d * row_len + part.len();
                             match &mut self.store {
-                                Store::F32 { k, v } => [k, v][half][at] = x,
-                                Store::F16 { k, v } => [k, v][half][at] = f16::from_f32(x),
+                                Store::F32 { k, v } => [k, v][half][range].copy_from_slice(part),
+                                Store::F16 { k, v } => {
+                                    [k, v][half][range].iter_mut().zip(part).for_each(|(d, &s)| *d = f16::from_f32(s))
+                                }
                             }
                         }
                     }
