@@ -84,9 +84,9 @@ impl CpuEngine {
         CpuEngine::with_options(model, capacity, EngineOptions::default())
     }
 
-    /// An engine whose KV cache holds `capacity` positions in `options.kv_dtype`.
+    /// An engine whose KV cache holds `capacity` positions in `options.kv_dtype` (f32 when unset).
     pub fn with_options(model: Model, capacity: usize, options: EngineOptions) -> Result<CpuEngine> {
-        let cache = KvCache::new(&model.config, capacity, options.kv_dtype)?;
+        let cache = KvCache::new(&model.config, capacity, options.cpu_kv_dtype())?;
         let c = &model.config;
         let rope = RopeTable::new(c.head_dim(), c.rope_theta, capacity);
         let scratch = Scratch::new(c, capacity);
@@ -125,7 +125,7 @@ impl CpuEngine {
     /// reallocated for its G heads and the context starts over.
     pub fn set_model(&mut self, model: Model) -> Result<()> {
         let capacity = self.cache.capacity();
-        let options = EngineOptions { kv_dtype: self.cache.dtype() };
+        let options = EngineOptions { kv_dtype: Some(self.cache.dtype()) };
         *self = CpuEngine { min_parallel_bytes: self.min_parallel_bytes, ..CpuEngine::with_options(model, capacity, options)? };
         Ok(())
     }

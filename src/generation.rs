@@ -112,9 +112,21 @@ impl Generation {
         self.greedy
     }
 
-    /// The next token from a forward pass's logits.
-    pub fn choose(&mut self, logits: &[f32]) -> u32 {
-        self.sampler.sample(logits)
+    /// Run the forward pass this generation asked for on `backend` and return the
+    /// chosen token: the argmax when greedy, else a draw from the sampler's seeded
+    /// stream that the backend samples with (the GPU engine on the device).
+    pub fn forward_next(&mut self, backend: &mut dyn Backend, tokens: &[u32]) -> Result<u32> {
+        if self.greedy {
+            return backend.forward_argmax(tokens);
+        }
+        let u = self.sampler.next_uniform();
+        backend.forward_sample(tokens, self.sampler.config(), u)
+    }
+
+    /// The sampler's settings, and the uniform draw the next sampled token consumes
+    /// (for engines that sample without blocking: the GPU engine in the browser).
+    pub fn next_draw(&mut self) -> (SamplerConfig, f32) {
+        (self.sampler.config().clone(), self.sampler.next_uniform())
     }
 
     /// The stop rules, in order: the prompt first; enough tokens; the end of

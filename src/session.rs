@@ -4,7 +4,7 @@
 
 #[cfg(not(target_arch = "wasm32"))]
 use crate::backend::{open::open, BackendKind, EngineOptions};
-use crate::backend::{Backend, Logits};
+use crate::backend::Backend;
 use crate::config::default_capacity;
 use crate::convert::{convert, Method};
 use crate::cpu::CpuEngine;
@@ -25,12 +25,7 @@ pub struct Session {
 
 /// Run the forward pass a generation asked for and give it the chosen token.
 fn feed(backend: &mut dyn Backend, g: &mut Generation, tokens: &[u32]) -> Result<()> {
-    let next = if g.greedy() {
-        backend.forward_argmax(tokens)?
-    } else {
-        let logits = backend.forward(tokens, Logits::Last)?;
-        g.choose(&logits)
-    };
+    let next = g.forward_next(backend, tokens)?;
     g.sampled(next);
     Ok(())
 }

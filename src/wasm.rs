@@ -146,7 +146,7 @@ pub struct WebSession {
     session: Session,
     /// Statistics of the last generation on the GPU (it runs outside the session).
     gpu_stats: Option<Stats>,
-    /// The KV-cache precision every engine of this session uses.
+    /// The KV-cache precision asked for (unset: each engine's default).
     options: EngineOptions,
     stream: Option<TextStream>,
 }
@@ -155,7 +155,7 @@ pub struct WebSession {
 impl WebSession {
     /// A Hugging Face model: config.json text, model.safetensors bytes and, optionally,
     /// tokenizer.json bytes. `capacity` limits the KV cache (default: min(the context, 4096));
-    /// `kvDtype` is its precision, "f32" (default) or "f16".
+    /// `kvDtype` is its precision, "f32" or "f16" (default: f32 on the CPU, f16 on WebGPU).
     #[wasm_bindgen(js_name = fromHf)]
     pub fn from_hf(
         config_json: &str,
@@ -199,8 +199,8 @@ impl WebSession {
         let context = model.config.max_position_embeddings;
         let capacity = capacity.unwrap_or_else(|| default_capacity(&model.config)).min(context);
         let kv_dtype = match kv_dtype.as_deref() {
-            None => DType::F32,
-            Some(name) => DType::parse(name).ok_or_else(|| JsError::new(&format!("unknown KV dtype '{name}': use f32 or f16")))?,
+            None => None,
+            Some(name) => Some(DType::parse(name).ok_or_else(|| JsError::new(&format!("unknown KV dtype '{name}': use f32 or f16")))?),
         };
         let options = EngineOptions { kv_dtype };
         let engine = CpuEngine::with_options(model.clone(), capacity, options).map_err(js_error)?;
@@ -213,7 +213,7 @@ impl WebSession {
         let base_kv_heads = self.session.base().config.n_kv_heads();
         let has_tokenizer = self.session.tokenizer().is_some();
         let backend = self.session.backend();
-        let (name, capacity) = (backend.name(), backend.capacity());
+        let (name, capacity, kv_dtype) = (backend.name(), backend.capacity(), backend.kv_dtype());
         let model = self.session.model();
         let c = &model.config;
         to_js(&Info {
@@ -229,9 +229,9 @@ impl WebSession {
             capacity,
             params: c.n_params() as f64,
             weight_bytes: model.weight_bytes(),
-            kv_dtype: self.options.kv_dtype.name().into(),
-            kv_bytes_per_position: kv_cache_bytes(c, c.n_kv_heads(), 1, self.options.kv_dtype.size()),
-            kv_bytes_per_position_mha: kv_cache_bytes(c, c.n_heads(), 1, self.options.kv_dtype.size()),
+            kv_dtype: kv_dtype.name().into(),
+            kv_bytes_per_position: kv_cache_bytes(c, c.n_kv_heads(), 1, kv_dtype.size()),
+            kv_bytes_per_position_mha: kv_cache_bytes(c, c.n_heads(), 1, kv_dtype.size()),
             group_choices: divisors(base_kv_heads),
             has_tokenizer,
         })

@@ -39,7 +39,7 @@ fn decode_matches_reference_for_every_g_and_kv_dtype() {
             let model = test_model(&small_config(g), 3 + g as u64);
             let toks = tokens(20, model.config.vocab_size);
             let expected = reference_logits(&model, &toks);
-            let mut engine = CpuEngine::with_options(model, 64, EngineOptions { kv_dtype }).unwrap();
+            let mut engine = CpuEngine::with_options(model, 64, EngineOptions { kv_dtype: Some(kv_dtype) }).unwrap();
             for (t, &tok) in toks.iter().enumerate() {
                 let logits = engine.forward(&[tok], Logits::Last).unwrap();
                 let d = max_abs_diff(&logits, &expected[t]);
@@ -65,7 +65,7 @@ fn serial_and_parallel_paths_agree_exactly() {
             let model = test_model(&small_config(2), 17);
             let toks = tokens(300, model.config.vocab_size);
             let run = |min_parallel_bytes: usize| {
-                let mut engine = CpuEngine::with_options(model.clone(), 310, EngineOptions { kv_dtype }).unwrap();
+                let mut engine = CpuEngine::with_options(model.clone(), 310, EngineOptions { kv_dtype: Some(kv_dtype) }).unwrap();
                 engine.set_min_parallel_bytes(min_parallel_bytes);
                 let mut logits = engine.forward(&toks, Logits::All).unwrap();
                 for &tok in &toks[..5] {
@@ -150,7 +150,7 @@ fn kv_cache_is_sized_for_g_and_dtype() {
         for g in [8, 4, 2, 1] {
             let c = small_config(g);
             assert_eq!((c.num_hidden_layers, c.head_dim()), (2, 8));
-            let engine = CpuEngine::with_options(test_model(&c, 1), 100, EngineOptions { kv_dtype }).unwrap();
+            let engine = CpuEngine::with_options(test_model(&c, 1), 100, EngineOptions { kv_dtype: Some(kv_dtype) }).unwrap();
             let expected = 2 * (2 * g * 100 * 8) * kv_dtype.size();
             assert_eq!(engine.cache().bytes(), expected);
             assert_eq!(gqa::kv_cache_bytes(&c, g, 100, kv_dtype.size()), expected);

@@ -26,6 +26,12 @@ fn device() -> GpuContext {
         .unwrap_or_else(|e| panic!("this test needs a GPU adapter (a Vulkan driver; mesa-vulkan-drivers has lavapipe): {e}"))
 }
 
+/// The GPU engine's options with an f32 KV cache, as the CPU engine's default: the
+/// logits then agree to 1e-4. (The GPU's own default is f16, tested below.)
+fn f32_kv() -> GpuOptions {
+    GpuOptions { kv_dtype: DType::F32, ..GpuOptions::default() }
+}
+
 fn engine(model: Model, capacity: usize, options: GpuOptions) -> GpuEngine {
     GpuEngine::with_context(device(), model, capacity, options).unwrap()
 }
@@ -65,7 +71,7 @@ fn greedy_tokens_on_gpu(gpu: &mut GpuEngine, first: u32, steps: usize) -> Vec<u3
 #[test]
 #[cfg_attr(not(has_vulkan), ignore = "needs a Vulkan driver (mesa-vulkan-drivers: lavapipe)")]
 fn random_model_matches_cpu_for_every_g() {
-    let mut gpu = engine(test_model(&small_config(8), 1), 128, GpuOptions::default());
+    let mut gpu = engine(test_model(&small_config(8), 1), 128, f32_kv());
     for g in divisors(8) {
         let model = test_model(&small_config(g), 11 + g as u64);
         let mut cpu = CpuEngine::new(model.clone(), 128).unwrap();
@@ -87,13 +93,110 @@ fn random_model_matches_cpu_for_every_g() {
     }
 }
 
+/// Each engine's default KV precision, as opened for every front end: f16 on the GPU
+/// (half the bytes), f32 on the CPU; an explicit choice wins on both.
+#[test]
+#[cfg_attr(not(has_vulkan), ignore = "needs a Vulkan driver (mesa-vulkan-drivers: lavapipe)")]
+fn gpu_kv_cache_defaults_to_f16() {
+    use gqa::backend::{open::open, BackendKind, EngineOptions};
+    let model = test_model(&small_config(2), 3);
+    for (kind, asked, expected) in [
+        (BackendKind::Gpu, None, DType::F16),
+        (BackendKind::Cpu, None, DType::F32),
+        (BackendKind::Gpu, Some(DType::F32), DType::F32),
+        (BackendKind::Cpu, Some(DType::F16), DType::F16),
+    ] {
+        let opened = open(kind, model.clone(), 64, EngineOptions { kv_dtype: asked }).unwrap();
+        assert!(opened.fallback.is_none(), "{:?}", opened.fallback);
+        let b = opened.backend;
+        assert_eq!(b.kv_dtype(), expected, "{kind:?} asked {asked:?}");
+        assert_eq!(b.kv_bytes_allocated(), gqa::kv_cache_bytes(&model.config, 2, 64, expected.size()), "{kind:?} KV bytes");
+    }
+}
+
+/// The split length chosen per call: the longest split (32..=1024 positions) that
+/// still launches the device's target number of attention workgroups, and never
+/// more (token, split) pairs than the partials buffer holds.
+#[test]
+fn attention_split_fills_the_device_within_the_partials() {
+    use gqa::gpu::resident::{Dims, MAX_SPLIT, MIN_SPLIT};
+    for target in [16, 256, 1024] {
+        for g in divisors(8) {
+            let c = gqa::config::Config::new(64, 96, 2, 8, g, 97, 20_000);
+            for (capacity, batch) in [(20_000, 64), (3000, 8), (100, 1)] {
+                let d = Dims::new(&c, capacity, batch, target, None).unwrap();
+                for n_ctx in [1, 31, 33, 255, 256, 2048, 4097, 8192, 20_000] {
+                    for t in [1, 7, batch] {
+                        if n_ctx > capacity || t > batch || t > n_ctx {
+                            continue;
+                        }
+                        let split = d.attention_split(n_ctx, t);
+                        assert!(split.is_power_of_two() && (MIN_SPLIT..=MAX_SPLIT).contains(&split), "split {split}");
+                        let workgroups = g * n_ctx.div_ceil(split) * t;
+                        let at_min = g * n_ctx.div_ceil(MIN_SPLIT) * t;
+                        let what = format!("target {target} G {g} ctx {n_ctx} T {t}: split {split}, {workgroups} workgroups");
+                        // Enough workgroups whenever the shortest split gives enough ...
+                        assert!(workgroups >= target.min(at_min), "{what}");
+                        // ... with the longest split that does.
+                        assert!(split == MAX_SPLIT || g * n_ctx.div_ceil(2 * split) * t < target, "{what}");
+                        assert!(t * n_ctx.div_ceil(split) <= d.max_split_rows, "{what}: partials hold {}", d.max_split_rows);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Long contexts (past 4096 positions) with the chosen splits and with forced ones,
+/// for every G and both KV precisions: decode logits equal the CPU engine's on the
+/// same synthetic cache (1e-4 with f32 KV; with f16 KV, the bound of
+/// `f16_kv_cache_is_close` relative to the largest logit), and a prefill batch
+/// crossing split boundaries too.
+#[test]
+#[cfg_attr(not(has_vulkan), ignore = "needs a Vulkan driver (mesa-vulkan-drivers: lavapipe)")]
+fn long_context_splits_match_cpu() {
+    use gqa::backend::EngineOptions;
+    let capacity = 4700;
+    let filled = 4600;
+    for kv_dtype in [DType::F32, DType::F16] {
+        for g in divisors(8) {
+            let model = test_model(&gqa::config::Config::new(64, 96, 2, 8, g, 97, capacity), 40 + g as u64);
+            let mut cpu = CpuEngine::with_options(model.clone(), capacity, EngineOptions { kv_dtype: Some(kv_dtype) }).unwrap();
+            for split in [None, Some(32), Some(100), Some(1024)] {
+                let options = GpuOptions { kv_dtype, attention_split: split, max_batch: 16, ..GpuOptions::default() };
+                let mut gpu = engine(model.clone(), capacity, options);
+                cpu.fill_synthetic(filled, 9).unwrap();
+                gpu.fill_synthetic(filled, 9).unwrap();
+                let what = format!("G={g} {kv_dtype:?} KV, split {split:?}");
+                // A prefill of 20 tokens (two submissions of 16 and 4), then decode steps.
+                let toks: Vec<u32> = (0..20).map(|i| ((i * 29 + 5) % 97) as u32).collect();
+                let expected = cpu.forward(&toks, Logits::All).unwrap();
+                let got = gpu.forward(&toks, Logits::All).unwrap();
+                let scale = expected.iter().fold(0.0f32, |a, &b| a.max(b.abs()));
+                let tol = if kv_dtype == DType::F32 { 1e-4 } else { 2e-3 * scale };
+                let d = max_abs_diff(&got, &expected);
+                assert!(d <= tol, "{what}: prefill logits differ by {d} (tolerance {tol})");
+                let mut token = argmax(&expected[expected.len() - 97..]);
+                for step in 0..4 {
+                    let expected = cpu.forward(&[token], Logits::Last).unwrap();
+                    let got = gpu.forward(&[token], Logits::Last).unwrap();
+                    let d = max_abs_diff(&got, &expected);
+                    assert!(d <= tol, "{what} step {step}: decode logits differ by {d} (tolerance {tol})");
+                    token = argmax(&expected);
+                }
+                println!("{what}: max |GPU - CPU| {d:.2e}");
+            }
+        }
+    }
+}
+
 /// The workgroup-reduction matvec (used where the adapter has no subgroups, as in
 /// browsers) gives the same logits as the subgroup variant and the CPU.
 #[test]
 #[cfg_attr(not(has_vulkan), ignore = "needs a Vulkan driver (mesa-vulkan-drivers: lavapipe)")]
 fn workgroup_matvec_matches_cpu() {
     let model = test_model(&small_config(4), 17);
-    let options = GpuOptions { use_subgroups: false, ..Default::default() };
+    let options = GpuOptions { use_subgroups: false, ..f32_kv() };
     let mut gpu = engine(model.clone(), 128, options);
     assert!(!gpu.uses_subgroups());
     let mut cpu = CpuEngine::new(model, 128).unwrap();
@@ -108,7 +211,7 @@ fn workgroup_matvec_matches_cpu() {
 #[cfg_attr(not(has_vulkan), ignore = "needs a Vulkan driver (mesa-vulkan-drivers: lavapipe)")]
 fn prefill_matches_cpu_across_batches_and_splits() {
     let model = test_model(&small_config(2), 9);
-    let mut gpu = engine(model.clone(), 600, GpuOptions { max_batch: 48, ..Default::default() });
+    let mut gpu = engine(model.clone(), 600, GpuOptions { max_batch: 48, ..f32_kv() });
     let mut cpu = CpuEngine::new(model, 600).unwrap();
     let toks: Vec<u32> = (0..300).map(|i| ((i * 37 + 11) % 97) as u32).collect();
     let expected = cpu.forward(&toks, Logits::All).unwrap();
@@ -128,7 +231,7 @@ fn prefill_matches_cpu_across_batches_and_splits() {
 #[test]
 #[cfg_attr(not(has_vulkan), ignore = "needs a Vulkan driver (mesa-vulkan-drivers: lavapipe)")]
 fn f16_weights_match_cpu() {
-    let mut gpu = engine(test_model(&small_config(8), 1).to_dtype(DType::F16), 128, GpuOptions::default());
+    let mut gpu = engine(test_model(&small_config(8), 1).to_dtype(DType::F16), 128, f32_kv());
     for g in divisors(8) {
         let model = test_model(&small_config(g), 5 + g as u64).to_dtype(DType::F16);
         gpu.set_model(model.clone()).unwrap();
@@ -151,7 +254,7 @@ fn f16_weights_match_cpu() {
 #[test]
 #[cfg_attr(not(has_vulkan), ignore = "needs a Vulkan driver (mesa-vulkan-drivers: lavapipe)")]
 fn f16_kv_cache_is_close() {
-    let options = GpuOptions { kv_dtype: DType::F16, ..Default::default() };
+    let options = GpuOptions { kv_dtype: DType::F16, ..f32_kv() };
     let mut gpu = engine(test_model(&small_config(8), 1), 128, options);
     for g in divisors(8) {
         let model = test_model(&small_config(g), 8 + g as u64);
@@ -184,7 +287,7 @@ fn f16_kv_cache_is_close() {
 #[cfg_attr(not(has_vulkan), ignore = "needs a Vulkan driver (mesa-vulkan-drivers: lavapipe)")]
 fn switching_g_keeps_memory_flat() {
     let base = test_model(&small_config(8), 3);
-    let mut gpu = engine(base.clone(), 256, GpuOptions::default());
+    let mut gpu = engine(base.clone(), 256, f32_kv());
     let models: Vec<Model> = divisors(8).iter().map(|&g| convert(&base, g, Method::Mean, 0).unwrap()).collect();
     let mut by_g = vec![None; models.len()];
     let mut reports: Vec<Vec<u64>> = vec![Vec::new(); models.len()];
@@ -222,20 +325,20 @@ fn binding_limit_splits_or_refuses() {
     let mut ctx = device();
     // 16 KiB bindings: the embedding, LM head and MLP matrices (~25 KB) split in two.
     ctx.limits.max_storage_buffer_binding_size = 16 << 10;
-    let mut gpu = GpuEngine::with_context(ctx, model.clone(), 64, GpuOptions { max_batch: 8, ..Default::default() }).unwrap();
+    let mut gpu = GpuEngine::with_context(ctx, model.clone(), 64, GpuOptions { max_batch: 8, ..f32_kv() }).unwrap();
     let mut cpu = CpuEngine::new(model.clone(), 64).unwrap();
     greedy_run(&mut cpu, &mut gpu, 1, 16, 1e-4, "split tensors");
 
     let mut ctx = device();
     ctx.limits.max_storage_buffer_binding_size = 8 << 10;
-    let err = GpuEngine::with_context(ctx, model.clone(), 64, GpuOptions { max_batch: 8, ..Default::default() }).err().unwrap();
+    let err = GpuEngine::with_context(ctx, model.clone(), 64, GpuOptions { max_batch: 8, ..f32_kv() }).err().unwrap();
     let msg = err.to_string();
     assert!(msg.contains("KV cache") && msg.contains("8192"), "{msg}");
 
     let mut ctx = device();
     ctx.limits.max_storage_buffer_binding_size = 200;
     let small = convert(&model, 1, Method::Mean, 0).unwrap();
-    let err = GpuEngine::with_context(ctx, small, 4, GpuOptions { max_batch: 1, ..Default::default() }).err().unwrap();
+    let err = GpuEngine::with_context(ctx, small, 4, GpuOptions { max_batch: 1, ..f32_kv() }).err().unwrap();
     let msg = err.to_string();
     assert!(msg.contains("model.layers.0.self_attn.q_proj.weight") && msg.contains("200"), "{msg}");
 }
@@ -271,7 +374,7 @@ fn stories260k_matches_cpu_and_reference_text() {
     let ctx = device();
     let (base, tokenizer) = gqa::loader::load(&model_path, Some(&tok_path)).unwrap();
     let capacity = base.config.max_position_embeddings;
-    let mut gpu = GpuEngine::with_context(ctx, base.clone(), capacity, GpuOptions::default()).unwrap();
+    let mut gpu = GpuEngine::with_context(ctx, base.clone(), capacity, f32_kv()).unwrap();
     // G = 1, 2, 4 by pooling (Algorithm 4); G = 8 = H by repeating each KV head (an
     // equivalent MHA model: conversion cannot add heads).
     for g in base.config.group_choices() {
@@ -304,7 +407,7 @@ fn stories260k_matches_cpu_and_reference_text() {
 #[cfg_attr(not(has_vulkan), ignore = "needs a Vulkan driver (mesa-vulkan-drivers: lavapipe)")]
 fn async_generate_matches_session() {
     let model = test_model(&small_config(2), 31);
-    let gpu = engine(model.clone(), 64, GpuOptions::default());
+    let gpu = engine(model.clone(), 64, f32_kv());
     let mut session = gqa::session::Session::new(model, None, Box::new(gpu)).unwrap();
     let prompt = [1u32, 7, 9];
     for sampler in [Default::default(), gqa::sampler::SamplerConfig { temperature: 0.9, top_p: 0.9, top_k: 0, seed: 3 }] {
@@ -317,12 +420,85 @@ fn async_generate_matches_session() {
         assert_eq!(streamed, ids);
         let expected_stats = session.stats().clone();
         let (ids_async, stats) = {
-            let mut gpu2 = engine(session.model().clone(), 64, GpuOptions::default());
+            let mut gpu2 = engine(session.model().clone(), 64, f32_kv());
             pollster::block_on(gpu2.generate_ids_async(&prompt, &params, &mut |_| true)).unwrap()
         };
         assert_eq!(ids_async, ids);
+        // The CPU engine, sampling on the CPU from the same seed, picks the same ids (the
+        // logits agree to 1e-4; see gpu_sampling_matches_cpu_sampler for the boundaries).
+        let mut cpu = gqa::session::Session::cpu(session.model().clone(), None, Some(64)).unwrap();
+        assert_eq!(cpu.generate_ids(&prompt, &params, &mut |_| true).unwrap(), ids, "CPU vs GPU ids, {:?}", params.sampler);
         assert_eq!(stats.context_used, expected_stats.context_used);
         assert_eq!(stats.stop_reason, expected_stats.stop_reason);
         assert_eq!(stats.generated_tokens, expected_stats.generated_tokens);
     }
+}
+
+/// Sampling on the GPU (sample.wgsl) against the CPU sampler (`sample_with`) on the
+/// same fixed logits and uniform draws: flat, peaked, tied and underflowing logits;
+/// vocabularies below and above the GPU's 1024 ranked candidates; temperature alone,
+/// top-k, top-p and both. The GPU's exp and sums may round differently from the
+/// CPU's (a few f32 ulps per term, up to ~1e-5 of the mass over 3000 terms), so a
+/// token may differ only where the draw lies that close to a boundary between two
+/// tokens: wherever moving u by 2e-5 leaves the CPU's token unchanged, the tokens
+/// must be equal, and such near-boundary draws must stay few (< 5%; a flat
+/// 3000-token vocabulary puts a boundary every ~3e-4). Where the rule reaches past the candidates (top-k 2000, a wide
+/// nucleus) the engine reads the logits back and samples them on the CPU, and says so.
+#[test]
+#[cfg_attr(not(has_vulkan), ignore = "needs a Vulkan driver (mesa-vulkan-drivers: lavapipe)")]
+fn gpu_sampling_matches_cpu_sampler() {
+    use gqa::rng::Rng;
+    use gqa::sampler::{sample_with, SamplerConfig};
+    let configs = [(1.0, 0, 1.0), (0.8, 40, 1.0), (1.0, 0, 0.9), (0.7, 50, 0.95), (1.5, 2000, 1.0), (1.0, 0, 0.5), (0.3, 1, 1.0)];
+    let (mut checked, mut near) = (0, 0);
+    for vocab in [97, 3000] {
+        let model = test_model(&gqa::config::Config::new(16, 32, 1, 2, 1, vocab, 64), 2);
+        let mut gpu = engine(model, 16, f32_kv());
+        let mut rng = Rng::new(vocab as u64);
+        let mut fallbacks = 0;
+        for shape in ["flat", "peaked", "tied", "underflow"] {
+            let logits: Vec<f32> = (0..vocab)
+                .map(|i| {
+                    let x = rng.normal();
+                    match shape {
+                        "flat" => x,
+                        "peaked" => 6.0 * x,
+                        "tied" => (2.0 * x).round() / 2.0,
+                        _ if i % 3 == 0 => -1e4,
+                        _ => 3.0 * x,
+                    }
+                })
+                .collect();
+            for &(temperature, top_k, top_p) in &configs {
+                let cfg = SamplerConfig { temperature, top_k, top_p, seed: 0 };
+                for _ in 0..25 {
+                    let u = rng.uniform();
+                    let before = gpu.take_timing();
+                    let got = pollster::block_on(gpu.sample_async(&logits, &cfg, u)).unwrap();
+                    let timing = gpu.take_timing();
+                    drop(before);
+                    fallbacks += timing.sample_fallbacks;
+                    if timing.sample_fallbacks == 0 {
+                        assert!(timing.read_bytes <= 64, "{} bytes read back for one sampled token", timing.read_bytes);
+                    }
+                    let expected = sample_with(&cfg, &logits, u);
+                    let stable = [u - 2e-5, u + 2e-5].iter().all(|&v| sample_with(&cfg, &logits, v.clamp(0.0, 0.99999)) == expected);
+                    checked += 1;
+                    if stable {
+                        assert_eq!(got, expected, "vocab {vocab}, {shape} logits, {cfg:?}, u {u}");
+                    } else {
+                        near += 1;
+                    }
+                }
+            }
+        }
+        println!("vocab {vocab}: {fallbacks} tokens sampled on the CPU after the GPU's candidates ran out");
+        if vocab < 1024 {
+            assert_eq!(fallbacks, 0, "every token of a small vocabulary is a GPU candidate");
+        } else {
+            assert!(fallbacks > 0, "top-k 2000 reaches past the 1024 candidates");
+        }
+    }
+    println!("{checked} draws, {near} within 2e-5 of a boundary");
+    assert!(near * 20 <= checked, "{near} of {checked} draws near a boundary");
 }

@@ -84,7 +84,7 @@ fn switching_g_reallocates_the_cache_for_g_heads() {
 fn f16_kv_cache_stats_count_two_bytes() {
     let mut c = small_config(8);
     c.max_position_embeddings = 64;
-    let options = EngineOptions { kv_dtype: DType::F16 };
+    let options = EngineOptions { kv_dtype: Some(DType::F16) };
     let (mut s, _) = Session::open(BackendKind::Cpu, test_model(&c, 2), None, None, options).unwrap();
     for g in [8, 2] {
         s.set_groups(g, Method::Mean, 0).unwrap();

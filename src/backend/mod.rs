@@ -9,6 +9,7 @@ pub mod open;
 
 use crate::error::{GqaError, Result};
 use crate::model::Model;
+use crate::sampler::SamplerConfig;
 use crate::tensor::DType;
 
 
@@ -40,15 +41,24 @@ impl std::str::FromStr for BackendKind {
 }
 
 /// What an engine is opened with besides the model and its KV capacity.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EngineOptions {
-    /// Precision of the KV cache: f32, or f16 (half the bytes per position).
-    pub kv_dtype: DType,
+    /// Precision of the KV cache: f32, or f16 (half the bytes per position); `None`
+    /// takes the engine's default, f32 on the CPU and f16 on the GPU.
+    pub kv_dtype: Option<DType>,
 }
 
-impl Default for EngineOptions {
-    fn default() -> Self {
-        EngineOptions { kv_dtype: DType::F32 }
+impl EngineOptions {
+    /// The KV precision asked for, else the CPU engine's default (f32: its f16 cache
+    /// costs a conversion per element read, as fast as f32 only where bytes dominate).
+    pub fn cpu_kv_dtype(&self) -> DType {
+        self.kv_dtype.unwrap_or(DType::F32)
+    }
+
+    /// The KV precision asked for, else the GPU engine's default (f16: half the bytes,
+    /// converted for free by `unpack2x16float`).
+    pub fn gpu_kv_dtype(&self) -> DType {
+        self.kv_dtype.unwrap_or(DType::F16)
     }
 }
 
@@ -64,6 +74,12 @@ pub trait Backend {
     /// The GPU engine computes it there and reads back only the token.
     fn forward_argmax(&mut self, tokens: &[u32]) -> Result<u32> {
         Ok(crate::sampler::argmax(&self.forward(tokens, Logits::Last)?))
+    }
+    /// Run new tokens and sample the next token from the last logits with `sampler`
+    /// and the uniform draw `u` (the sampler's seeded stream). The GPU engine samples
+    /// there and reads back only the token.
+    fn forward_sample(&mut self, tokens: &[u32], sampler: &SamplerConfig, u: f32) -> Result<u32> {
+        Ok(crate::sampler::sample_with(sampler, &self.forward(tokens, Logits::Last)?, u))
     }
     /// Positions in the KV cache.
     fn pos(&self) -> usize;

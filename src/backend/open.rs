@@ -16,7 +16,7 @@ pub struct Opened {
 }
 
 /// A backend of `kind` for `model` with a KV cache of `capacity` positions in
-/// `options.kv_dtype`. Errors
+/// `options.kv_dtype` (each engine's default when unset). Errors
 /// about the model itself on the GPU (e.g. a tensor larger than the binding limit)
 /// are returned, not turned into a fallback.
 pub async fn open_async(kind: BackendKind, model: Model, capacity: usize, options: EngineOptions) -> Result<Opened> {
@@ -24,7 +24,7 @@ pub async fn open_async(kind: BackendKind, model: Model, capacity: usize, option
         BackendKind::Cpu => None,
         BackendKind::Gpu => match GpuContext::new().await {
             Ok(ctx) => {
-                let engine = GpuEngine::with_context(ctx, model, capacity, GpuOptions { kv_dtype: options.kv_dtype, ..GpuOptions::default() })?;
+                let engine = GpuEngine::with_context(ctx, model, capacity, GpuOptions { kv_dtype: options.gpu_kv_dtype(), ..GpuOptions::default() })?;
                 return Ok(Opened { backend: Box::new(engine), fallback: None });
             }
             Err(e) => Some(format!("GPU backend unavailable, using the CPU: {e}")),

@@ -107,6 +107,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         eprintln!("{why}");
     }
     let kv_bytes = backend.kv_bytes_allocated() as u64; // for the base's G, before run() swaps models
+    let kv_dtype = backend.kv_dtype();
     let mut timings = Vec::new();
     let bar = bar((a.rounds * groups.len() * contexts.len()) as u64, "cases");
     let (bandwidth, rows, convert_memory) = bench::run(backend.as_mut(), &base, &groups, &contexts, a.steps, a.rounds, &mut |d, _| {
@@ -121,7 +122,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         threads: rayon::current_num_threads(),
         params: base.config.n_params(),
         dtype: a.dtype.name().into(),
-        kv_dtype: a.engine.kv_dtype.name().into(),
+        kv_dtype: kv_dtype.name().into(),
         copy_gb_s: bandwidth.copy / 1e9,
         read_gb_s: bandwidth.read / 1e9,
         convert_memory,
@@ -139,10 +140,10 @@ pub fn run(a: BenchArgs) -> Result<()> {
         let c = &base.config;
         println!(
             "\nKV cache ({}) at context {}: MHA {} vs MQA {}",
-            a.engine.kv_dtype.name(),
+            kv_dtype.name(),
             capacity,
-            human_bytes(kv_cache_bytes(c, c.n_heads(), capacity, a.engine.kv_dtype.size())),
-            human_bytes(kv_cache_bytes(c, 1, capacity, a.engine.kv_dtype.size()))
+            human_bytes(kv_cache_bytes(c, c.n_heads(), capacity, kv_dtype.size())),
+            human_bytes(kv_cache_bytes(c, 1, capacity, kv_dtype.size()))
         );
     }
     Ok(())

@@ -44,9 +44,10 @@ pub struct ModelArgs {
 /// Engine settings shared by generate, eval and bench.
 #[derive(Args)]
 pub struct EngineArgs {
-    /// KV cache precision: f32, or f16 (half the bytes per position).
-    #[arg(long, value_parser = parse_dtype, default_value = "f32")]
-    pub kv_dtype: DType,
+    /// KV cache precision: f32, or f16 (half the bytes per position) [default: f32 on
+    /// the CPU, f16 on the GPU]
+    #[arg(long, value_parser = parse_dtype)]
+    pub kv_dtype: Option<DType>,
 }
 
 impl EngineArgs {

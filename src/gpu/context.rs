@@ -90,6 +90,18 @@ impl GpuContext {
         format!("{} ({:?}, {:?})", self.info.name, self.info.backend, self.info.device_type)
     }
 
+    /// How many workgroups one dispatch should launch to keep this device busy. A
+    /// discrete GPU runs ~100 compute units of several workgroups each; an integrated
+    /// one a few tens; a CPU rasterizer (lavapipe, SwiftShader) one per thread, where
+    /// more workgroups only add merging.
+    pub fn target_workgroups(&self) -> usize {
+        match self.info.device_type {
+            wgpu::DeviceType::Cpu => 16,
+            wgpu::DeviceType::IntegratedGpu => 256,
+            _ => 1024,
+        }
+    }
+
     /// The largest buffer one storage binding may cover.
     pub fn max_binding(&self) -> u64 {
         self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size)

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use super::context::GpuContext;
 use super::options::GpuOptions;
-use super::graph::{record, Want};
+use super::graph::{record, sample, SampleParams, Want};
 use super::memory::Allocator;
 use super::resident::Resident;
 use super::submit::{Submitter, Timing};
@@ -19,6 +19,7 @@ use crate::backend::{Backend, Logits};
 use crate::config::kv_cache_bytes_checked;
 use crate::error::{GqaError, Result};
 use crate::model::Model;
+use crate::sampler::{sample_with, SamplerConfig};
 use crate::tensor::DType;
 
 pub struct GpuEngine {
@@ -191,6 +192,62 @@ impl GpuEngine {
         Ok(next)
     }
 
+    /// Run `tokens` and sample the next token on the GPU with `sampler` and the
+    /// uniform draw `u` (sample.wgsl): only the token and a status, 8 bytes, are read
+    /// back. When the rule reaches past the GPU's ranked candidates, the logits are read
+    /// back and sampled on the CPU with the same `u`.
+    pub async fn forward_sample_async(&mut self, tokens: &[u32], sampler: &SamplerConfig, u: f32) -> Result<u32> {
+        sampler.check()?;
+        if sampler.greedy() {
+            return self.forward_argmax_async(tokens).await;
+        }
+        if !(0.0..1.0).contains(&u) {
+            return Err(GqaError::Invalid(format!("the uniform draw must be in [0, 1), got {u}")));
+        }
+        self.check(tokens)?;
+        let params = SampleParams::new(sampler, u);
+        let chunks: Vec<&[u32]> = tokens.chunks(self.options.max_batch).collect();
+        let mut read = Vec::new();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let want = if i + 1 == chunks.len() { Want::Sample(params) } else { Want::Nothing };
+            read = self.run_chunk(chunk, want).await?;
+        }
+        self.sampled(&read, sampler, u).await
+    }
+
+    /// Sample one row of `logits` on the device, as a decode step does after its LM
+    /// head (the same kernel and fallback): for checks against the CPU sampler.
+    pub async fn sample_async(&mut self, logits: &[f32], sampler: &SamplerConfig, u: f32) -> Result<u32> {
+        sampler.check()?;
+        let vocab = self.model.config.vocab_size;
+        if logits.len() != vocab || sampler.greedy() || !(0.0..1.0).contains(&u) {
+            return Err(GqaError::Invalid(format!(
+                "sampling on the GPU takes {vocab} logits, a temperature > 0 and u in [0, 1); got {} logits, temperature {}, u {u}",
+                logits.len(),
+                sampler.temperature
+            )));
+        }
+        let res = self.res.as_mut().ok_or_else(not_loaded)?;
+        self.ctx.queue.write_buffer(&res.logits, 0, bytemuck::cast_slice(logits));
+        let mut ops = Vec::new();
+        sample(&mut ops, res, SampleParams::new(sampler, u));
+        let read = self.submit.run(&self.ctx, &self.alloc, res, &ops, &[], Want::Sample(SampleParams::new(sampler, u))).await?;
+        self.sampled(&read, sampler, u).await
+    }
+
+    /// The token sample.wgsl read back (token, status); status 1: the rule reached past
+    /// the GPU's candidates, so the logits are read back and sampled here.
+    async fn sampled(&mut self, read: &[u8], sampler: &SamplerConfig, u: f32) -> Result<u32> {
+        let word = |i: usize| u32::from_le_bytes(read[4 * i..4 * i + 4].try_into().unwrap());
+        if word(1) == 0 {
+            return Ok(word(0));
+        }
+        let res = self.res.as_ref().ok_or_else(not_loaded)?;
+        let bytes = self.submit.fetch_logits(&self.ctx, res).await?;
+        let logits: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        Ok(sample_with(sampler, &logits, u))
+    }
+
     fn check(&self, tokens: &[u32]) -> Result<()> {
         let vocab = self.model.config.vocab_size;
         if tokens.is_empty() {
@@ -238,6 +295,9 @@ impl Backend for GpuEngine {
     }
     fn forward_argmax(&mut self, tokens: &[u32]) -> Result<u32> {
         block_on(self.forward_argmax_async(tokens))
+    }
+    fn forward_sample(&mut self, tokens: &[u32], sampler: &SamplerConfig, u: f32) -> Result<u32> {
+        block_on(self.forward_sample_async(tokens, sampler, u))
     }
     fn pos(&self) -> usize {
         GpuEngine::pos(self)

@@ -1,11 +1,11 @@
 //! Generation on the GPU engine without blocking, for the browser page (where the
 //! synchronous [`Backend`](crate::backend::Backend) calls cannot wait on the GPU),
-//! driving the same [`Generation`] as the session: the same stop rules and statistics. Greedy decoding
-//! reads back one token per step (argmax on the GPU); sampling reads back the logits.
+//! driving the same [`Generation`] as the session: the same stop rules and statistics. Each
+//! step reads back only its token: greedy decoding takes the argmax on the GPU, sampling
+//! draws there (sample.wgsl) from the session's seeded stream.
 
 use super::engine::GpuEngine;
 use crate::error::Result;
-use crate::backend::Logits;
 use crate::generation::{Action, GenerateParams, Generation, Stats};
 
 impl GpuEngine {
@@ -36,8 +36,8 @@ impl GpuEngine {
             let next = if g.greedy() {
                 self.forward_argmax_async(&tokens).await?
             } else {
-                let logits = self.forward_async(&tokens, Logits::Last).await?;
-                g.choose(&logits)
+                let (sampler, u) = g.next_draw();
+                self.forward_sample_async(&tokens, &sampler, u).await?
             };
             g.sampled(next);
         };

@@ -11,8 +11,9 @@
 
 use super::memory::GpuBuffer;
 use super::pipelines::{variant, Kernel, Variant};
-use super::resident::{Resident, ATTENTION_SPLIT};
+use super::resident::Resident;
 use super::weights::{pad_cols, GpuMatrix};
+use crate::sampler::SamplerConfig;
 use crate::tensor::DType;
 
 /// One dispatch: a kernel, its buffers (bindings 1..), parameters and workgroup counts.
@@ -28,8 +29,31 @@ pub struct Op {
 #[derive(Clone, Copy, PartialEq)]
 pub enum Want {
     Nothing,
+    /// The greedy token (4 bytes).
     Argmax,
+    /// A sampled token and its status (8 bytes; sample.wgsl).
+    Sample(SampleParams),
     Logits { rows: usize },
+}
+
+/// The sampler's settings and uniform draw for sample.wgsl (temperature > 0).
+#[derive(Clone, Copy, PartialEq)]
+pub struct SampleParams {
+    pub inv_temperature: f32,
+    pub top_k: u32,
+    pub top_p: f32,
+    pub u: f32,
+}
+
+impl SampleParams {
+    pub fn new(sampler: &SamplerConfig, u: f32) -> SampleParams {
+        SampleParams {
+            inv_temperature: 1.0 / sampler.temperature,
+            top_k: sampler.top_k.min(u32::MAX as usize) as u32,
+            top_p: sampler.top_p,
+            u,
+        }
+    }
 }
 
 /// The dispatches of one forward pass over `t_new` tokens (already in `res.tokens`)
@@ -57,7 +81,11 @@ pub fn record(res: &Resident, pos: usize, t_new: usize, want: Want, kv_dtype: DT
 
     let eps = d.eps.to_bits();
     let half = (d.hd / 2) as u32;
-    let n_splits = (pos + t_new).div_ceil(ATTENTION_SPLIT) as u32;
+    // Split the context so that attention fills the device (resident.rs).
+    let split = d.attention_split(pos + t_new, t_new);
+    let n_splits = (pos + t_new).div_ceil(split);
+    debug_assert!(t_new * n_splits <= d.max_split_rows, "the attention partials are sized for this");
+    let n_splits = n_splits as u32;
     let scale = (1.0 / (d.hd as f32).sqrt()).to_bits();
     for layer in &res.layers {
         // ---- attention: x += wo(attention(rope(wq xb), rope(wk xb), wv xb)) ----
@@ -94,7 +122,7 @@ pub fn record(res: &Resident, pos: usize, t_new: usize, want: Want, kv_dtype: DT
                 d.capacity as u32,
                 pos0,
                 d.q_pad as u32,
-                ATTENTION_SPLIT as u32,
+                split as u32,
                 n_splits,
                 d.tile as u32,
                 d.n_heads as u32,
@@ -127,17 +155,26 @@ pub fn record(res: &Resident, pos: usize, t_new: usize, want: Want, kv_dtype: DT
     // ---- final norm and LM head, for the rows wanted ----
     let rows = match want {
         Want::Nothing => return ops,
-        Want::Argmax => 1,
+        Want::Argmax | Want::Sample(_) => 1,
         Want::Logits { rows } => rows,
     };
     let in_row0 = (t_new - rows) as u32;
     push(op, Kernel::RmsNorm, plain, &[&res.x, &res.norm, &res.xb], &[d.dim as u32, d.dim_pad as u32, in_row0, eps], [rows as u32, 1, 1]);
     let classifier = res.lm_head.as_ref().unwrap_or(&res.embed);
     linear(op, subgroups, classifier, &res.xb, &res.logits, d.vocab, rows); // (rows, vocab)
-    if want == Want::Argmax {
-        push(op, Kernel::Argmax, plain, &[&res.logits, &res.argmax], &[d.vocab as u32, 0], [1, 1, 1]);
+    match want {
+        Want::Argmax => push(op, Kernel::Argmax, plain, &[&res.logits, &res.argmax], &[d.vocab as u32, 0], [1, 1, 1]),
+        Want::Sample(s) => sample(op, res, s),
+        _ => {}
     }
     ops
+}
+
+/// The sampling kernel on the first row of `res.logits`, into `res.argmax`.
+pub fn sample(ops: &mut Vec<Op>, res: &Resident, s: SampleParams) {
+    let params = [res.dims.vocab as u32, 0, s.inv_temperature.to_bits(), s.top_k, s.top_p.to_bits(), s.u.to_bits()];
+    let plain = Variant { weights_f16: false, kv_f16: false };
+    push(ops, Kernel::Sample, plain, &[&res.logits, &res.argmax], &params, [1, 1, 1]);
 }
 
 /// Append one dispatch to `ops`.

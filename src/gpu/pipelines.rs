@@ -25,6 +25,7 @@ pub enum Kernel {
     Add,
     Embed,
     Argmax,
+    Sample,
 }
 
 impl Kernel {
@@ -44,6 +45,7 @@ impl Kernel {
             Kernel::Add => include_str!("../../shaders/add.wgsl"),
             Kernel::Embed => include_str!("../../shaders/embed.wgsl"),
             Kernel::Argmax => include_str!("../../shaders/argmax.wgsl"),
+            Kernel::Sample => include_str!("../../shaders/sample.wgsl"),
         }
     }
 
@@ -69,7 +71,7 @@ impl Kernel {
             // tokens, table, x
             Kernel::Embed => &[false, false, true],
             // logits, result
-            Kernel::Argmax => &[false, true],
+            Kernel::Argmax | Kernel::Sample => &[false, true],
         }
     }
 
@@ -87,6 +89,7 @@ impl Kernel {
             Kernel::Add => "add",
             Kernel::Embed => "embed",
             Kernel::Argmax => "argmax",
+            Kernel::Sample => "sample",
         }
     }
 }

@@ -12,9 +12,10 @@ use crate::model::Model;
 use crate::rng::Rng;
 use crate::tensor::DType;
 
-/// Positions one attention workgroup covers (as the CPU engine's chunks); longer
-/// contexts are split and merged by max and log-sum-exp.
-pub const ATTENTION_SPLIT: usize = 256;
+/// The positions one attention workgroup covers (a split) range over powers of two
+/// from MIN_SPLIT to MAX_SPLIT; the splits are merged by max and log-sum-exp.
+pub const MIN_SPLIT: usize = 32;
+pub const MAX_SPLIT: usize = 1024;
 
 /// Workgroup-memory capacities of attention.wgsl (in f32), and its accumulators.
 const ATT_KV_TILE: usize = 2048;
@@ -37,7 +38,12 @@ pub struct Dims {
     pub n_kv_heads: usize,
     pub group: usize,
     pub capacity: usize,
-    pub n_splits_max: usize,
+    /// Workgroups a dispatch needs to fill this device (`GpuContext::target_workgroups`).
+    pub target_workgroups: usize,
+    /// A split length fixed by the options (tests), instead of `attention_split`'s choice.
+    pub forced_split: Option<usize>,
+    /// The most (token, split) pairs of one call: the attention partials hold H x this.
+    pub max_split_rows: usize,
     pub tile: usize,
     /// attention.wgsl: invocations per query head (softmax) and per output element.
     pub lanes_h: usize,
@@ -51,7 +57,7 @@ fn floor_pow2(n: usize) -> usize {
 }
 
 impl Dims {
-    pub fn new(c: &Config, capacity: usize) -> Result<Dims> {
+    pub fn new(c: &Config, capacity: usize, max_batch: usize, target_workgroups: usize, forced_split: Option<usize>) -> Result<Dims> {
         let (hd, n_heads, n_kv_heads) = (c.head_dim(), c.n_heads(), c.n_kv_heads());
         let group = c.group_size();
         if group > ATT_MAX_GROUP || group * hd > ATT_MAX_PAIRS || hd > ATT_KV_TILE {
@@ -60,7 +66,16 @@ impl Dims {
             )));
         }
         let tile = 128.min(ATT_KV_TILE / hd).min(ATT_SCORES / group).max(1);
-        Ok(Dims {
+        if forced_split == Some(0) {
+            return Err(GqaError::Invalid("the attention split must be at least 1 position".into()));
+        }
+        // attention_split keeps T x splits below 2 x target / G, unless the splits are
+        // already the longest; a forced split allows any T x ceil(capacity / split).
+        let split_rows = |split: usize| max_batch * capacity.div_ceil(split);
+        let max_split_rows = match forced_split {
+            Some(split) => split_rows(split),
+            None => split_rows(MIN_SPLIT).min((2 * target_workgroups).div_ceil(n_kv_heads).max(split_rows(MAX_SPLIT))),
+        };        Ok(Dims {
             dim: c.hidden_size,
             dim_pad: pad_cols(c.hidden_size),
             q_pad: pad_cols(n_heads * hd),
@@ -72,12 +87,30 @@ impl Dims {
             n_kv_heads,
             group,
             capacity,
-            n_splits_max: capacity.div_ceil(ATTENTION_SPLIT),
+            target_workgroups,
+            forced_split,
+            max_split_rows,
             tile,
             lanes_h: (ATT_WG / group).min(8),
             lanes_p: floor_pow2((ATT_WG / (group * hd)).max(1)),
             eps: c.rms_norm_eps,
         })
+    }
+
+    /// The split length for `t` new tokens attending to `n_ctx` positions: the longest
+    /// split (fewer partial results to merge) that still launches `target_workgroups`
+    /// attention workgroups (G x splits x T), so that a decode step at batch 1 fills the
+    /// device even with one KV head; 32 positions at least, 1024 at most.
+    pub fn attention_split(&self, n_ctx: usize, t: usize) -> usize {
+        if let Some(split) = self.forced_split {
+            return split;
+        }
+        let workgroups = |split: usize| self.n_kv_heads * n_ctx.div_ceil(split) * t;
+        let mut split = MIN_SPLIT;
+        while split < MAX_SPLIT && workgroups(2 * split) >= self.target_workgroups {
+            split *= 2;
+        }
+        split
     }
 }
 
@@ -115,7 +148,7 @@ pub struct Resident {
     pub proj: GpuBuffer,       // (B, dim_pad) wo / down output
     pub gate: GpuBuffer,       // (B, ffn_pad)
     pub up: GpuBuffer,         // (B, ffn_pad)
-    pub partial: GpuBuffer,    // (B, H, n_splits_max, 2 + hd)
+    pub partial: GpuBuffer,    // (T, H, n_splits, 2 + hd) with T x n_splits <= max_split_rows
     pub logits: GpuBuffer,     // (B, vocab)
     pub argmax: GpuBuffer,     // (4) u32
     pub timestamps: GpuBuffer, // 2 x u64, resolved queries
@@ -137,7 +170,7 @@ impl Resident {
     /// device's binding limit first.
     pub fn new(ctx: &GpuContext, alloc: &Allocator, m: &Model, options: &GpuOptions, capacity: usize) -> Result<Resident> {
         let c = &m.config;
-        let dims = Dims::new(c, capacity)?;
+        let dims = Dims::new(c, capacity, options.max_batch, ctx.target_workgroups(), options.attention_split)?;
         let storage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
         let vector = |name: &str, v: &[f32]| alloc.with_data(&ctx.device, name, &f32_bytes(v), storage);
         let kv_elem = options.kv_dtype.size() as u64;
@@ -188,7 +221,7 @@ impl Resident {
         let read_bytes = READ_LOGITS + b * dims.vocab as u64 * 4;
         for (name, bytes) in [
             ("logits", b * dims.vocab as u64 * 4),
-            ("attention partials", b * (dims.n_heads * dims.n_splits_max * (2 + dims.hd)) as u64 * 4),
+            ("attention partials", (dims.n_heads * dims.max_split_rows * (2 + dims.hd)) as u64 * 4),
         ] {
             if bytes > ctx.max_binding() {
                 return Err(GqaError::Backend(format!(
@@ -213,7 +246,7 @@ impl Resident {
             proj: act("proj", dims.dim_pad),
             gate: act("gate", dims.ffn_pad),
             up: act("up", dims.ffn_pad),
-            partial: act("partial", dims.n_heads * dims.n_splits_max * (2 + dims.hd)),
+            partial: zeroed("partial", (dims.n_heads * dims.max_split_rows * (2 + dims.hd)) as u64 * 4, storage),
             logits: act("logits", dims.vocab),
             argmax: zeroed("argmax", 16, storage),
             timestamps: zeroed("timestamps", 16, wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC),
@@ -232,10 +265,19 @@ impl Resident {
         for layer in &self.layers {
             for h in 0..d.n_kv_heads {
                 let offset = (h * d.capacity * d.hd * elem) as u64;
-                for cache in [&layer.k_cache, &layer.v_cache] {
-                    let values: Vec<f32> = (0..len * d.hd).map(|_| rng.normal()).collect();
+                // The CPU cache's draw order (kv_cache.rs): for each head_dim row d,
+                // the keys' then the values' positions; stored here (position, d).
+                let mut kv = [vec![0.0f32; len * d.hd], vec![0.0f32; len * d.hd]];
+                for i in 0..d.hd {
+                    for values in kv.iter_mut() {
+                        for pos in 0..len {
+                            values[pos * d.hd + i] = rng.normal();
+                        }
+                    }
+                }
+                for (cache, values) in [&layer.k_cache, &layer.v_cache].into_iter().zip(&kv) {
                     let bytes = match kv_dtype {
-                        DType::F32 => f32_bytes(&values),
+                        DType::F32 => f32_bytes(values),
                         DType::F16 => values.iter().flat_map(|v| half::f16::from_f32(*v).to_bits().to_le_bytes()).collect(),
                     };
                     if !bytes.is_empty() {

@@ -23,6 +23,10 @@ pub struct Timing {
     pub wall_s: f64,
     /// GPU time inside the compute passes, when the adapter has timestamp queries.
     pub kernel_s: Option<f64>,
+    /// Bytes read back from the device (timestamps, tokens, logits).
+    pub read_bytes: u64,
+    /// Sampled tokens the GPU left to the CPU (the rule reached past its candidates).
+    pub sample_fallbacks: usize,
 }
 
 /// The state submissions keep between calls.
@@ -99,7 +103,9 @@ impl Submitter {
             }
         }
         let queue = &ctx.queue;
-        queue.write_buffer(&res.tokens, 0, bytemuck::cast_slice(tokens));
+        if !tokens.is_empty() {
+            queue.write_buffer(&res.tokens, 0, bytemuck::cast_slice(tokens));
+        }
         queue.write_buffer(&res.params, 0, &params);
 
         let mut encoder = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("forward") });
@@ -132,6 +138,10 @@ impl Submitter {
                 encoder.copy_buffer_to_buffer(&res.argmax, 0, &res.readback, READ_ARGMAX, 4);
                 read_len = READ_ARGMAX + 4;
             }
+            Want::Sample(_) => {
+                encoder.copy_buffer_to_buffer(&res.argmax, 0, &res.readback, READ_ARGMAX, 8);
+                read_len = READ_ARGMAX + 8;
+            }
             Want::Logits { rows } => {
                 let bytes = (rows * res.dims.vocab * 4) as u64;
                 encoder.copy_buffer_to_buffer(&res.logits, 0, &res.readback, READ_LOGITS, bytes);
@@ -152,13 +162,28 @@ impl Submitter {
             }
             match want {
                 Want::Nothing => {}
-                Want::Argmax => out = bytes[READ_ARGMAX as usize..READ_ARGMAX as usize + 4].to_vec(),
+                Want::Argmax | Want::Sample(_) => out = bytes[READ_ARGMAX as usize..].to_vec(),
                 Want::Logits { .. } => out = bytes[READ_LOGITS as usize..].to_vec(),
             }
         }
         let mut timing = self.timing.lock().unwrap();
+        timing.read_bytes += read_len;
         timing.forwards += 1;
         timing.wall_s += start.elapsed().as_secs_f64();
         Ok(out)
+    }
+
+    /// Read back the logits the last forward pass left on the device (its last row):
+    /// for a sampled token that the GPU left to the CPU.
+    pub async fn fetch_logits(&mut self, ctx: &GpuContext, res: &Resident) -> Result<Vec<u8>> {
+        let bytes = (res.dims.vocab * 4) as u64;
+        let mut encoder = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("logits") });
+        encoder.copy_buffer_to_buffer(&res.logits, 0, &res.readback, READ_LOGITS, bytes);
+        ctx.queue.submit([encoder.finish()]);
+        let out = ctx.read(&res.readback, READ_LOGITS + bytes).await?;
+        let mut timing = self.timing.lock().unwrap();
+        timing.read_bytes += READ_LOGITS + bytes;
+        timing.sample_fallbacks += 1;
+        Ok(out[READ_LOGITS as usize..].to_vec())
     }
 }
