@@ -61,6 +61,8 @@ pub struct BenchArgs {
     /// Engine: cpu, or gpu (wgpu; without a GPU adapter it says why and uses the CPU).
     #[arg(long, default_value = "cpu")]
     pub backend: BackendKind,
+    /// Print the report as JSON (on the GPU with its profile: adapter, copy bandwidth,
+    /// per-kernel time, fixed cost and read-back per token).
     #[arg(long)]
     pub json: bool,
 }
@@ -130,12 +132,28 @@ pub fn run(a: BenchArgs) -> Result<()> {
         kv_cache_bytes: kv_bytes,
         rows,
     };
+    // On the GPU: where the time goes, case by case (gpu/report.rs).
+    let gpu_profile = match backend.as_any_mut().downcast_mut::<gqa::gpu::GpuEngine>() {
+        Some(gpu) => {
+            eprintln!("profiling each case on the GPU ...");
+            Some(gqa::gpu::report::profile(gpu, &base, &report.rows, &timings, a.steps)?)
+        }
+        None => None,
+    };
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&report).expect("report serializes"));
+        #[derive(serde::Serialize)]
+        struct Output<'a> {
+            #[serde(flatten)]
+            report: &'a BenchReport,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            gpu: Option<gqa::gpu::report::GpuProfile>,
+        }
+        let out = Output { report: &report, gpu: gpu_profile };
+        println!("{}", serde_json::to_string_pretty(&out).expect("report serializes"));
     } else {
         print!("{}", bench::markdown(&report));
-        if gpu_timing.is_some() {
-            print!("{}", gqa::gpu::report::timing_markdown(&report.rows, &timings));
+        if let Some(p) = &gpu_profile {
+            print!("{}", gqa::gpu::report::markdown(p));
         }
         let c = &base.config;
         println!(

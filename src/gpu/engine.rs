@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use super::context::GpuContext;
 use super::options::GpuOptions;
-use super::graph::{record, sample, SampleParams, Want};
+use super::graph::{copy, emptied, record, sample, SampleParams, Want};
 use super::memory::Allocator;
 use super::resident::Resident;
 use super::submit::{Submitter, Timing};
@@ -248,6 +248,57 @@ impl GpuEngine {
         Ok(sample_with(sampler, &logits, u))
     }
 
+    /// Time each dispatch of the next forward pass on its own (`Timing::kernels`).
+    pub fn profile_next_forward(&mut self) {
+        self.submit.profile_next = true;
+    }
+
+    /// The fixed cost of a decode step: the dispatches a decode step at the current
+    /// position records, each replaced by one workgroup of an empty kernel, then the
+    /// 4-byte read-back of a greedy step. Wall seconds of the median of `reps`; the
+    /// cache and position are left as they were.
+    pub async fn empty_forward_async(&mut self, reps: usize) -> Result<f64> {
+        let subgroups = self.uses_subgroups();
+        let res = self.res.as_mut().ok_or_else(not_loaded)?;
+        let ops = emptied(&record(res, self.pos, 1, Want::Argmax, self.options.kv_dtype, subgroups), res);
+        let saved = std::mem::take(&mut *self.submit.timing.lock().unwrap());
+        let mut times = Vec::new();
+        for _ in 0..reps.max(1) {
+            let start = web_time::Instant::now();
+            self.submit.run(&self.ctx, &self.alloc, res, &ops, &[], Want::Argmax).await?;
+            times.push(start.elapsed().as_secs_f64());
+        }
+        *self.submit.timing.lock().unwrap() = saved;
+        times.sort_by(f64::total_cmp);
+        Ok(times[times.len() / 2])
+    }
+
+    /// The device's copy bandwidth (bytes read plus written per second) by the copy
+    /// kernel over two buffers of up to `bytes` (at most a storage binding), timed
+    /// by timestamp queries where the adapter has them (else wall time): the best of
+    /// `reps`.
+    pub async fn copy_bandwidth_async(&mut self, bytes: u64, reps: usize) -> Result<f64> {
+        let bytes = bytes.min(self.ctx.max_binding()) / 16 * 16;
+        let usage = wgpu::BufferUsages::STORAGE;
+        let src = self.alloc.zeroed(&self.ctx.device, "copy source", bytes, usage);
+        let dst = self.alloc.zeroed(&self.ctx.device, "copy destination", bytes, usage);
+        let ops = [copy(&src, &dst, bytes)];
+        let res = self.res.as_mut().ok_or_else(not_loaded)?;
+        let saved = std::mem::take(&mut *self.submit.timing.lock().unwrap());
+        let mut best = f64::INFINITY;
+        for _ in 0..reps.max(1) {
+            let start = web_time::Instant::now();
+            self.submit.run(&self.ctx, &self.alloc, res, &ops, &[], Want::Argmax).await?;
+            let wall = start.elapsed().as_secs_f64();
+            let t = std::mem::take(&mut *self.submit.timing.lock().unwrap());
+            best = best.min(t.kernel_s.unwrap_or(wall));
+        }
+        *self.submit.timing.lock().unwrap() = saved;
+        // The bind group of these buffers goes with them.
+        self.submit.clear();
+        Ok(2.0 * bytes as f64 / best)
+    }
+
     fn check(&self, tokens: &[u32]) -> Result<()> {
         let vocab = self.model.config.vocab_size;
         if tokens.is_empty() {
@@ -337,5 +388,15 @@ impl GpuEngine {
     /// `new_async`, blocking.
     pub fn new(model: Model, capacity: usize, options: GpuOptions) -> Result<GpuEngine> {
         pollster::block_on(GpuEngine::new_async(model, capacity, options))
+    }
+
+    /// `empty_forward_async`, blocking.
+    pub fn empty_forward(&mut self, reps: usize) -> Result<f64> {
+        pollster::block_on(self.empty_forward_async(reps))
+    }
+
+    /// `copy_bandwidth_async`, blocking.
+    pub fn copy_bandwidth(&mut self, bytes: u64, reps: usize) -> Result<f64> {
+        pollster::block_on(self.copy_bandwidth_async(bytes, reps))
     }
 }

@@ -177,6 +177,28 @@ pub fn sample(ops: &mut Vec<Op>, res: &Resident, s: SampleParams) {
     push(ops, Kernel::Sample, plain, &[&res.logits, &res.argmax], &params, [1, 1, 1]);
 }
 
+/// `ops` with every dispatch replaced by one workgroup of the empty kernel on one
+/// read-write buffer (so consecutive dispatches are ordered by barriers, as in the
+/// forward pass): what dispatching alone costs.
+pub fn emptied(ops: &[Op], res: &Resident) -> Vec<Op> {
+    let plain = Variant { weights_f16: false, kv_f16: false };
+    let mut out = Vec::with_capacity(ops.len());
+    for _ in ops {
+        push(&mut out, Kernel::Empty, plain, &[&res.x], &[], [1, 1, 1]);
+    }
+    out
+}
+
+/// One dispatch of the copy kernel: `dst` = `src`, `bytes` each (a multiple of 16).
+pub fn copy(src: &GpuBuffer, dst: &GpuBuffer, bytes: u64) -> Op {
+    let n = (bytes / 16) as u32;
+    let groups = n.div_ceil(256).min(4096);
+    let plain = Variant { weights_f16: false, kv_f16: false };
+    let mut ops = Vec::new();
+    push(&mut ops, Kernel::Copy, plain, &[src, dst], &[n, groups * 256], [groups, 1, 1]);
+    ops.pop().unwrap()
+}
+
 /// Append one dispatch to `ops`.
 fn push(ops: &mut Vec<Op>, kernel: Kernel, variant: Variant, buffers: &[&GpuBuffer], params: &[u32], groups: [u32; 3]) {
     let mut p = [0u32; 16];

@@ -26,6 +26,8 @@ pub enum Kernel {
     Embed,
     Argmax,
     Sample,
+    Copy,
+    Empty,
 }
 
 impl Kernel {
@@ -46,6 +48,8 @@ impl Kernel {
             Kernel::Embed => include_str!("../../shaders/embed.wgsl"),
             Kernel::Argmax => include_str!("../../shaders/argmax.wgsl"),
             Kernel::Sample => include_str!("../../shaders/sample.wgsl"),
+            Kernel::Copy => include_str!("../../shaders/copy.wgsl"),
+            Kernel::Empty => include_str!("../../shaders/empty.wgsl"),
         }
     }
 
@@ -72,10 +76,14 @@ impl Kernel {
             Kernel::Embed => &[false, false, true],
             // logits, result
             Kernel::Argmax | Kernel::Sample => &[false, true],
+            // src, dst
+            Kernel::Copy => &[false, true],
+            // x
+            Kernel::Empty => &[true],
         }
     }
 
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Kernel::Matvec => "matvec",
             Kernel::MatvecSubgroup => "matvec_subgroup",
@@ -90,6 +98,8 @@ impl Kernel {
             Kernel::Embed => "embed",
             Kernel::Argmax => "argmax",
             Kernel::Sample => "sample",
+            Kernel::Copy => "copy",
+            Kernel::Empty => "empty",
         }
     }
 }

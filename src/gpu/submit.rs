@@ -3,7 +3,7 @@
 //! queries when the adapter has them), one queue submission, and the read-back of
 //! what the caller wants (nothing, the argmax, or logits).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use web_time::Instant;
@@ -27,7 +27,19 @@ pub struct Timing {
     pub read_bytes: u64,
     /// Sampled tokens the GPU left to the CPU (the rule reached past its candidates).
     pub sample_fallbacks: usize,
+    /// GPU time per kernel, from the profiled forward passes (`Submitter::profile_next`).
+    pub kernels: BTreeMap<&'static str, KernelTime>,
 }
+
+/// One kernel's share of the profiled forward passes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KernelTime {
+    pub dispatches: usize,
+    pub seconds: f64,
+}
+
+/// The most dispatches a profiled forward pass times (two timestamp queries each).
+const MAX_PROFILED: usize = 2048;
 
 /// The state submissions keep between calls.
 pub struct Submitter {
@@ -36,6 +48,10 @@ pub struct Submitter {
     query_set: Option<wgpu::QuerySet>,
     /// Queue submissions so far.
     pub submissions: u64,
+    /// Time each dispatch of the next forward pass on its own (one compute pass per
+    /// dispatch, each with its two timestamps) into `Timing::kernels`. Splitting the
+    /// passes adds their boundaries to the time: a profile, not a speed.
+    pub profile_next: bool,
     /// Shared so a front end can read it while the engine is borrowed (bench).
     pub timing: Arc<Mutex<Timing>>,
 }
@@ -49,7 +65,14 @@ impl Submitter {
                 count: 2,
             })
         });
-        Submitter { pipelines: Pipelines::new(), bind_groups: HashMap::new(), query_set, submissions: 0, timing: Arc::default() }
+        Submitter {
+            pipelines: Pipelines::new(),
+            bind_groups: HashMap::new(),
+            query_set,
+            submissions: 0,
+            profile_next: false,
+            timing: Arc::default(),
+        }
     }
 
     /// Forget the bind groups (their buffers are about to be freed).
@@ -109,7 +132,38 @@ impl Submitter {
         queue.write_buffer(&res.params, 0, &params);
 
         let mut encoder = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("forward") });
-        {
+        let encode = |pass: &mut wgpu::ComputePass, i: usize, op: &Op| {
+            pass.set_pipeline(self.pipelines.cached(op.kernel, op.variant));
+            pass.set_bind_group(0, &self.bind_groups[&(op.kernel, op.buffers.clone())], &[(i as u64 * slot) as u32]);
+            pass.dispatch_workgroups(op.groups[0], op.groups[1], op.groups[2]);
+        };
+        // Profiled: one pass per dispatch, timed on its own; else one pass, timed whole.
+        let profile = self.profile_next && ctx.timestamps && ops.len() <= MAX_PROFILED;
+        self.profile_next = false;
+        let mut profiled = None;
+        let mut read_len = 0;
+        if profile {
+            let queries = 2 * ops.len() as u32;
+            let qs = ctx.device.create_query_set(&wgpu::QuerySetDescriptor { label: Some("profile"), ty: wgpu::QueryType::Timestamp, count: queries });
+            for (i, op) in ops.iter().enumerate() {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some(op.kernel.name()),
+                    timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                        query_set: &qs,
+                        beginning_of_pass_write_index: Some(2 * i as u32),
+                        end_of_pass_write_index: Some(2 * i as u32 + 1),
+                    }),
+                });
+                encode(&mut pass, i, op);
+            }
+            let bytes = 8 * queries as u64;
+            let resolved = alloc.zeroed(&ctx.device, "profile timestamps", bytes, wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC);
+            let read = alloc.zeroed(&ctx.device, "profile read-back", bytes, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
+            encoder.resolve_query_set(&qs, 0..queries, &resolved, 0);
+            encoder.copy_buffer_to_buffer(&resolved, 0, &read, 0, bytes);
+            // Both buffers live until the read-back (a dropped buffer is destroyed).
+            profiled = Some((read, bytes, resolved));
+        } else {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("forward"),
                 timestamp_writes: self.query_set.as_ref().map(|qs| wgpu::ComputePassTimestampWrites {
@@ -119,18 +173,14 @@ impl Submitter {
                 }),
             });
             for (i, op) in ops.iter().enumerate() {
-                let pipeline = self.pipelines.cached(op.kernel, op.variant);
-                pass.set_pipeline(pipeline);
-                let bg = &self.bind_groups[&(op.kernel, op.buffers.clone())];
-                pass.set_bind_group(0, bg, &[(i as u64 * slot) as u32]);
-                pass.dispatch_workgroups(op.groups[0], op.groups[1], op.groups[2]);
+                encode(&mut pass, i, op);
             }
-        }
-        let mut read_len = 0;
-        if let Some(qs) = &self.query_set {
-            encoder.resolve_query_set(qs, 0..2, &res.timestamps, 0);
-            encoder.copy_buffer_to_buffer(&res.timestamps, 0, &res.readback, 0, 16);
-            read_len = 16;
+            drop(pass);
+            if let Some(qs) = &self.query_set {
+                encoder.resolve_query_set(qs, 0..2, &res.timestamps, 0);
+                encoder.copy_buffer_to_buffer(&res.timestamps, 0, &res.readback, 0, 16);
+                read_len = 16;
+            }
         }
         match want {
             Want::Nothing => {}
@@ -152,9 +202,22 @@ impl Submitter {
         self.submissions += 1;
 
         let mut out = Vec::new();
+        if let Some((read, bytes, _)) = &profiled {
+            let stamps = ctx.read(read, *bytes).await?;
+            let stamp = |q: usize| u64::from_le_bytes(stamps[8 * q..8 * q + 8].try_into().unwrap());
+            let period = ctx.queue.get_timestamp_period() as f64 * 1e-9;
+            let mut timing = self.timing.lock().unwrap();
+            for (i, op) in ops.iter().enumerate() {
+                let seconds = stamp(2 * i + 1).saturating_sub(stamp(2 * i)) as f64 * period;
+                let k = timing.kernels.entry(op.kernel.name()).or_default();
+                k.dispatches += 1;
+                k.seconds += seconds;
+                *timing.kernel_s.get_or_insert(0.0) += seconds;
+            }
+        }
         if read_len > 0 {
             let bytes = ctx.read(&res.readback, read_len).await?;
-            if self.query_set.is_some() {
+            if self.query_set.is_some() && !profile {
                 let t0 = u64::from_le_bytes(bytes[0..8].try_into().unwrap());
                 let t1 = u64::from_le_bytes(bytes[8..16].try_into().unwrap());
                 let ns = t1.saturating_sub(t0) as f64 * ctx.queue.get_timestamp_period() as f64;
