@@ -52,6 +52,8 @@ projection heads of each group (GQA paper, Algorithm 4). Models: a Hugging Face 
         Eval(cli::eval::EvalArgs),
         /// Decode tokens/s for every G at several contexts, against this machine's memory bandwidth.
         Bench(cli::bench::BenchArgs),
+        /// The GPU engine and sampler against the CPU's on one model, for every G and KV precision.
+        CheckGpu(cli::check::CheckArgs),
         /// Train the model family: MHA base, converted and uptrained GQA variants, results table.
         #[cfg(feature = "train")]
         Train(cli::train::TrainArgs),
@@ -64,6 +66,7 @@ projection heads of each group (GQA paper, Algorithm 4). Models: a Hugging Face 
             Command::Convert(a) => cli::convert::run(a),
             Command::Eval(a) => cli::eval::run(a),
             Command::Bench(a) => cli::bench::run(a),
+            Command::CheckGpu(a) => cli::check::run(a),
             #[cfg(feature = "train")]
             Command::Train(a) => cli::train::run(a),
         };

@@ -65,6 +65,9 @@ pub struct BenchArgs {
     /// per-kernel time, fixed cost and read-back per token).
     #[arg(long)]
     pub json: bool,
+    /// Also write the JSON report to this file (the Markdown still goes to stdout).
+    #[arg(long)]
+    pub json_out: Option<PathBuf>,
 }
 
 pub fn run(a: BenchArgs) -> Result<()> {
@@ -84,7 +87,13 @@ pub fn run(a: BenchArgs) -> Result<()> {
             let config = gqa::Config::new(dim, ffn, a.layers.unwrap_or(1), heads, heads, a.vocab, ctx);
             Model::random(&config, 1, a.dtype)?
         }
-        (None, None) => Model::random(&bench::preset(&a.preset)?, 1, a.dtype)?,
+        (None, None) => {
+            // Random weights know no context limit: the preset's grows to the contexts asked.
+            let mut config = bench::preset(&a.preset)?;
+            let longest = a.contexts.iter().flatten().copied().max().unwrap_or(0);
+            config.max_position_embeddings = config.max_position_embeddings.max(longest);
+            Model::random(&config, 1, a.dtype)?
+        }
     };
     let groups = a.groups.clone().unwrap_or_else(|| divisors(base.config.n_kv_heads()));
     let limit = base.config.max_position_embeddings;
@@ -140,16 +149,20 @@ pub fn run(a: BenchArgs) -> Result<()> {
         }
         None => None,
     };
+    #[derive(serde::Serialize)]
+    struct Output<'a> {
+        #[serde(flatten)]
+        report: &'a BenchReport,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        gpu: Option<gqa::gpu::report::GpuProfile>,
+    }
+    let out = Output { report: &report, gpu: gpu_profile.clone() };
+    let json = serde_json::to_string_pretty(&out).expect("report serializes");
+    if let Some(path) = &a.json_out {
+        std::fs::write(path, &json).map_err(|e| GqaError::io(path.display(), e))?;
+    }
     if a.json {
-        #[derive(serde::Serialize)]
-        struct Output<'a> {
-            #[serde(flatten)]
-            report: &'a BenchReport,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            gpu: Option<gqa::gpu::report::GpuProfile>,
-        }
-        let out = Output { report: &report, gpu: gpu_profile };
-        println!("{}", serde_json::to_string_pretty(&out).expect("report serializes"));
+        println!("{json}");
     } else {
         print!("{}", bench::markdown(&report));
         if let Some(p) = &gpu_profile {

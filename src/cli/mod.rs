@@ -3,6 +3,7 @@
 //! dispatch are in main.rs.
 
 pub mod bench;
+pub mod check;
 pub mod convert;
 pub mod eval;
 pub mod generate;

@@ -13,10 +13,14 @@
 //! - [`options`]: [`GpuOptions`], the engine's settings.
 //! - [`engine`]: [`GpuEngine`], the engine over those parts.
 //! - [`generate`]: `GpuEngine::generate_ids_async`, the session's generation loop, async.
-//! - `report` (native): the GPU side of `gqa bench` (time inside and outside kernels).
+//! - `report` (native): the GPU side of `gqa bench`: per-kernel time, fixed cost,
+//!   read-back and the device's copy bandwidth.
+//! - `check` (native): `gqa check-gpu`, the GPU engine and sampler against the CPU's.
 //!
 //! [`Backend`]: crate::backend::Backend
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod check;
 pub mod context;
 pub mod engine;
 pub mod generate;
