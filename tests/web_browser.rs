@@ -38,7 +38,8 @@ async fn webgpu_logits_match_the_cpu_engine_for_every_g() {
     // positions, so that attention runs in two 256-position splits and their merge.
     let model = common::test_model(&common::small_config(8), 2);
     let weights = gqa::hf::to_safetensors(&model, gqa::tensor::DType::F32).unwrap();
-    let mut session = ok(WebSession::from_hf(&model.config.to_json(), &weights, None, Some(400), None));
+    // An f32 KV cache on both engines (the GPU's default is f16, tested below).
+    let mut session = ok(WebSession::from_hf(&model.config.to_json(), &weights, None, Some(400), Some("f32".into())));
     let tokens: Vec<u32> = (0..300).map(|i| (i * 7 + 1) % 97).collect();
     for g in [8, 4, 1] {
         ok(session.set_groups(g, "mean", 0));
@@ -63,4 +64,42 @@ async fn webgpu_logits_match_the_cpu_engine_for_every_g() {
     let generated = field(&stats, "generated_tokens").as_f64().unwrap();
     assert!(generated >= 1.0 && streamed.get() as f64 >= generated, "generated {generated}, streamed {}", streamed.get());
     console_log!("WebGPU: {} tokens streamed on {:?}", streamed.get(), field(&stats, "backend"));
+
+    // Sampled generation: the GPU samples (sample.wgsl) from the session's seeded draws,
+    // so the CPU engine streams the same ids for the same seed.
+    let mut texts = Vec::new();
+    for gpu in [true, false] {
+        if gpu { ok(session.use_gpu().await); } else { ok(session.use_cpu()); }
+        let text = std::rc::Rc::new(std::cell::RefCell::new(String::new()));
+        let sink = text.clone();
+        let on_token = Closure::<dyn FnMut(String) -> bool>::new(move |t: String| {
+            sink.borrow_mut().push_str(&t);
+            true
+        });
+        let params = js_sys::JSON::parse(r#"{"maxTokens": 40, "temperature": 0.8, "topP": 0.9, "seed": 5}"#).unwrap();
+        ok(session.generate("", params, on_token.as_ref().unchecked_ref::<js_sys::Function>().clone()).await);
+        texts.push(text.borrow().clone());
+    }
+    assert_eq!(texts[0], texts[1], "sampled text on WebGPU vs the CPU, same seed");
+}
+
+/// The GPU sampler against the CPU's on fixed logits, on WebGPU (see the native test).
+#[wasm_bindgen_test]
+#[cfg_attr(not(has_vulkan), ignore = "needs WebGPU in the browser (a Vulkan driver: mesa-vulkan-drivers)")]
+async fn webgpu_sampling_matches_the_cpu_sampler() {
+    common::gpu_sampling_matches_cpu(8).await;
+}
+
+/// The KV cache's precision by default: f16 on WebGPU, f32 on the CPU.
+#[wasm_bindgen_test]
+#[cfg_attr(not(has_vulkan), ignore = "needs WebGPU in the browser (a Vulkan driver: mesa-vulkan-drivers)")]
+async fn webgpu_kv_cache_defaults_to_f16() {
+    let model = common::test_model(&common::small_config(2), 2);
+    let weights = gqa::hf::to_safetensors(&model, gqa::tensor::DType::F32).unwrap();
+    let mut session = ok(WebSession::from_hf(&model.config.to_json(), &weights, None, Some(64), None));
+    assert_eq!(field(&ok(session.info()), "kv_dtype").as_string().unwrap(), "f32");
+    ok(session.use_gpu().await);
+    assert_eq!(field(&ok(session.info()), "kv_dtype").as_string().unwrap(), "f16");
+    ok(session.use_cpu());
+    assert_eq!(field(&ok(session.info()), "kv_dtype").as_string().unwrap(), "f32");
 }

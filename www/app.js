@@ -35,6 +35,7 @@ const replies = {
     state.contextUsed = 0;
     clearResults();
     updateInfo(m.info);
+    showBackendNote();
     // Compare at the model's whole context (as far as the KV cache holds) unless a shorter one was chosen.
     const chosen = Number($('context').value);
     if (!(chosen > 0 && chosen <= m.info.capacity)) $('context').value = m.info.capacity;
@@ -45,6 +46,7 @@ const replies = {
   },
   info(m) {
     updateInfo(m.info);
+    showBackendNote();
     if (m.convertMs !== undefined) $('progress-label').textContent = `converted to G = ${m.info.n_kv_heads} in ${m.convertMs.toFixed(1)} ms`;
     to('ready');
   },

@@ -200,5 +200,9 @@ export function showBackendNote() {
   const lines = [gpu?.available ? `WebGPU available: ${gpu.reason}${gpu.software ? ' (software fallback adapter)' : ''}.` : `WebGPU unavailable: ${gpu?.reason ?? 'unknown'}.`];
   lines.push(`CPU engine: ${state.simd}, one thread.`);
   if (state.backendReason) lines.push(`Running on ${state.onGpu ? 'WebGPU' : 'the CPU'}: ${state.backendReason}.`);
+  if (state.onGpu && state.info?.kv_dtype === 'f16') {
+    lines.push('WebGPU keeps the KV cache in f16 (half the bytes of the CPU engine\'s f32), so sampled text can part from ' +
+      'the CPU\'s for the same seed where two tokens are nearly tied; open the page with ?kv=f32 to keep both in f32.');
+  }
   $('backend-note').textContent = lines.join(' ');
 }

@@ -5,9 +5,14 @@ let worker = null;
 // replies[type](reply); a crash of the worker goes to replies.crash(message).
 export function startWorker(replies) {
   worker?.terminate();
-  // The page's ?test=1 (the end-to-end test) turns on the worker's test hooks, and nothing else does.
-  const test = new URLSearchParams(location.search).get('test') === '1' ? '?test=1' : '';
-  worker = new Worker(new URL(`./worker.js${test}`, import.meta.url), { type: 'module' });
+  // The page's ?test=1 (the end-to-end test) turns on the worker's test hooks, and nothing
+  // else does; ?kv=f32|f16 sets the KV cache's precision on every engine.
+  const page = new URLSearchParams(location.search);
+  const params = new URLSearchParams();
+  if (page.get('test') === '1') params.set('test', '1');
+  if (page.has('kv')) params.set('kv', page.get('kv'));
+  const search = params.size ? `?${params}` : '';
+  worker = new Worker(new URL(`./worker.js${search}`, import.meta.url), { type: 'module' });
   worker.onmessage = ({ data }) => replies[data.type]?.(data);
   worker.onerror = (e) => {
     e.preventDefault();

@@ -19,6 +19,8 @@ const post = (msg) => postMessage(msg);
 // tests/web/e2e.mjs opens the page so): 'loseGpu' destroys the GPU devices the engine
 // opened, which is what a lost device looks like to it (the test of the CPU fallback).
 const testing = new URL(self.location.href).searchParams.get('test') === '1';
+// The KV cache's precision from the page's ?kv= (unset: f32 on the CPU, f16 on WebGPU).
+const kvDtype = new URL(self.location.href).searchParams.get('kv') ?? undefined;
 const devices = [];
 if (testing && self.GPUAdapter) {
   const requestDevice = GPUAdapter.prototype.requestDevice;
@@ -163,9 +165,9 @@ const handlers = {
 // A session from a load source (hf, llama2c or preset) with a KV cache of `capacity` positions.
 function openSession(source, capacity) {
   const tok = source.tokenizer ? new Uint8Array(source.tokenizer) : undefined;
-  if (source.kind === 'hf') return gqa.Session.fromHf(source.config, new Uint8Array(source.weights), tok, capacity);
-  if (source.kind === 'llama2c') return gqa.Session.fromLlama2c(new Uint8Array(source.weights), tok, capacity);
-  if (source.kind === 'preset') return gqa.Session.fromPreset(source.name, source.seed, !!source.f16, capacity);
+  if (source.kind === 'hf') return gqa.Session.fromHf(source.config, new Uint8Array(source.weights), tok, capacity, kvDtype);
+  if (source.kind === 'llama2c') return gqa.Session.fromLlama2c(new Uint8Array(source.weights), tok, capacity, kvDtype);
+  if (source.kind === 'preset') return gqa.Session.fromPreset(source.name, source.seed, !!source.f16, capacity, kvDtype);
   throw new Error(`unknown model source '${source.kind}'`);
 }
 

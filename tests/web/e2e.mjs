@@ -234,6 +234,7 @@ try {
   await page.selectOption('#backend', 'cpu');
   await loadModel('preset:tiny');
   await generateAndCheck('tiny preset, CPU');
+  const cpuText = await page.textContent('#output');
   await page.screenshot({ path: `${shots}/cpu-tiny.png`, fullPage: true });
 
   // WebGPU (in headless Chromium: SwiftShader), when the browser offers it.
@@ -245,6 +246,12 @@ try {
     check(/gpu/.test(backend), `WebGPU backend in use: ${backend} (${await page.textContent('#backend-note')})`);
     const stats = await generateAndCheck('tiny preset, WebGPU');
     check(/gpu/.test(stats.backend), `generated on ${stats.backend}`);
+    // Sampling runs on the GPU (sample.wgsl) from the same seeded draws as the CPU's. With
+    // the GPU's default f16 KV cache the text may part from the CPU's (f32): the note says so.
+    const note = await page.textContent('#backend-note');
+    check((await state('s.info.kv_dtype')) === 'f16' && /f16/.test(note) && /\?kv=f32/.test(note),
+      `on WebGPU the KV cache is f16 by default, and the note says what that does to sampled text: "${note.slice(note.indexOf('WebGPU keeps'))}"`);
+    console.log(`sampled text, f16 KV on WebGPU vs f32 on the CPU: ${(await page.textContent('#output')) === cpuText ? 'the same' : 'parted'}`);
     await page.screenshot({ path: `${shots}/webgpu-tiny.png`, fullPage: true });
 
     // A lost device mid-generation: the page says so, keeps the text, runs on the CPU.
@@ -259,6 +266,24 @@ try {
     check((await page.textContent('#output')).length > 40, 'the text generated before the loss is kept');
     check(/cpu/.test(await state('s.info.backend')) && (await page.inputValue('#backend')) === 'cpu', 'the page continues on the CPU');
     await generateAndCheck('tiny preset, CPU after the GPU was lost');
+
+    // ?kv=f32: both engines keep f32 keys and values, and sampling on WebGPU streams the
+    // CPU's text for the same seed.
+    await page.goto(`${url}&kv=f32`);
+    await idle();
+    await loadModel('preset:tiny');
+    await generateAndCheck('tiny preset, CPU, ?kv=f32');
+    const cpuF32 = await page.textContent('#output');
+    await page.selectOption('#backend', 'webgpu');
+    await idle();
+    await page.waitForFunction(() => /gpu/.test(window.gqaState.info.backend), null, { timeout: 60_000 }).catch(() => {});
+    await generateAndCheck('tiny preset, WebGPU, ?kv=f32');
+    const gpuF32 = await page.textContent('#output');
+    check((await state('s.info.kv_dtype')) === 'f32' && gpuF32 === cpuF32,
+      `with ?kv=f32, WebGPU sampling (temperature 0.8, top-p 0.9, seed ${await page.inputValue('#seed')}) streams the CPU's text ` +
+      `(${gpuF32.length} chars): ${JSON.stringify(gpuF32.slice(-50))} vs ${JSON.stringify(cpuF32.slice(-50))}`);
+    await page.selectOption('#backend', 'cpu');
+    await idle();
   } else {
     skip('WebGPU generation', `WebGPU in the browser (${gpu?.reason})`);
   }
