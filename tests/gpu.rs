@@ -147,47 +147,12 @@ fn attention_split_fills_the_device_within_the_partials() {
     }
 }
 
-/// Long contexts (past 4096 positions) with the chosen splits and with forced ones,
-/// for every G and both KV precisions: decode logits equal the CPU engine's on the
-/// same synthetic cache (1e-4 with f32 KV; with f16 KV, the bound of
-/// `f16_kv_cache_is_close` relative to the largest logit), and a prefill batch
-/// crossing split boundaries too.
+/// Long contexts past 4096 positions, with the chosen splits and forced ones: see
+/// `common::long_context_matches_cpu`, which the browser test runs on WebGPU too.
 #[test]
 #[cfg_attr(not(has_vulkan), ignore = "needs a Vulkan driver (mesa-vulkan-drivers: lavapipe)")]
 fn long_context_splits_match_cpu() {
-    use gqa::backend::EngineOptions;
-    let capacity = 4700;
-    let filled = 4600;
-    for kv_dtype in [DType::F32, DType::F16] {
-        for g in divisors(8) {
-            let model = test_model(&gqa::config::Config::new(64, 96, 2, 8, g, 97, capacity), 40 + g as u64);
-            let mut cpu = CpuEngine::with_options(model.clone(), capacity, EngineOptions { kv_dtype: Some(kv_dtype) }).unwrap();
-            for split in [None, Some(48), Some(1024)] {
-                let options = GpuOptions { kv_dtype, attention_split: split, max_batch: 16, ..GpuOptions::default() };
-                let mut gpu = engine(model.clone(), capacity, options);
-                cpu.fill_synthetic(filled, 9).unwrap();
-                gpu.fill_synthetic(filled, 9).unwrap();
-                let what = format!("G={g} {kv_dtype:?} KV, split {split:?}");
-                // A prefill of 20 tokens (two submissions of 16 and 4), then decode steps.
-                let toks: Vec<u32> = (0..20).map(|i| ((i * 29 + 5) % 97) as u32).collect();
-                let expected = cpu.forward(&toks, Logits::All).unwrap();
-                let got = gpu.forward(&toks, Logits::All).unwrap();
-                let scale = expected.iter().fold(0.0f32, |a, &b| a.max(b.abs()));
-                let tol = if kv_dtype == DType::F32 { 1e-4 } else { 2e-3 * scale };
-                let d = max_abs_diff(&got, &expected);
-                assert!(d <= tol, "{what}: prefill logits differ by {d} (tolerance {tol})");
-                let mut token = argmax(&expected[expected.len() - 97..]);
-                for step in 0..4 {
-                    let expected = cpu.forward(&[token], Logits::Last).unwrap();
-                    let got = gpu.forward(&[token], Logits::Last).unwrap();
-                    let d = max_abs_diff(&got, &expected);
-                    assert!(d <= tol, "{what} step {step}: decode logits differ by {d} (tolerance {tol})");
-                    token = argmax(&expected);
-                }
-                println!("{what}: max |GPU - CPU| {d:.2e}");
-            }
-        }
-    }
+    pollster::block_on(common::long_context_matches_cpu(&[None, Some(48), Some(1024)]));
 }
 
 /// The workgroup-reduction matvec (used where the adapter has no subgroups, as in

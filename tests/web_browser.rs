@@ -90,6 +90,14 @@ async fn webgpu_sampling_matches_the_cpu_sampler() {
     common::gpu_sampling_matches_cpu(8).await;
 }
 
+/// Long contexts past 4096 positions on WebGPU, both KV precisions, every G, with the
+/// split the engine chooses for this adapter (see the native test).
+#[wasm_bindgen_test]
+#[cfg_attr(not(has_vulkan), ignore = "needs WebGPU in the browser (a Vulkan driver: mesa-vulkan-drivers)")]
+async fn webgpu_long_context_matches_the_cpu_engine() {
+    common::long_context_matches_cpu(&[None]).await;
+}
+
 /// The KV cache's precision by default: f16 on WebGPU, f32 on the CPU.
 #[wasm_bindgen_test]
 #[cfg_attr(not(has_vulkan), ignore = "needs WebGPU in the browser (a Vulkan driver: mesa-vulkan-drivers)")]

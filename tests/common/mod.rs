@@ -218,3 +218,48 @@ pub async fn gpu_sampling_matches_cpu(draws: usize) {
     println!("{checked} draws, {near} within 2e-5 of a boundary");
     assert!(near * 20 <= checked, "{near} of {checked} draws near a boundary");
 }
+
+/// Long contexts (past 4096 positions) with the chosen splits and with forced ones,
+/// for every G and both KV precisions: decode logits equal the CPU engine's on the
+/// same synthetic cache (1e-4 with f32 KV; with f16 KV, the bound of
+/// `f16_kv_cache_is_close` relative to the largest logit), and a prefill batch
+/// crossing split boundaries too.
+pub async fn long_context_matches_cpu(splits: &[Option<usize>]) {
+    use gqa::backend::{EngineOptions, Logits};
+    use gqa::config::divisors;
+    use gqa::cpu::CpuEngine;
+    use gqa::gpu::{GpuEngine, GpuOptions};
+    use gqa::sampler::argmax;
+    use gqa::tensor::DType;
+    let capacity = 4700;
+    let filled = 4600;
+    for kv_dtype in [DType::F32, DType::F16] {
+        for g in divisors(8) {
+            let model = test_model(&gqa::config::Config::new(64, 96, 2, 8, g, 97, capacity), 40 + g as u64);
+            let mut cpu = CpuEngine::with_options(model.clone(), capacity, EngineOptions { kv_dtype: Some(kv_dtype) }).unwrap();
+            for &split in splits {
+                let options = GpuOptions { kv_dtype, attention_split: split, max_batch: 16, ..GpuOptions::default() };
+                let mut gpu = GpuEngine::new_async(model.clone(), capacity, options).await.unwrap_or_else(|e| panic!("this test needs a GPU adapter: {e}"));
+                cpu.fill_synthetic(filled, 9).unwrap();
+                gpu.fill_synthetic(filled, 9).unwrap();
+                let what = format!("G={g} {kv_dtype:?} KV, split {split:?}");
+                // A prefill of 20 tokens (two submissions of 16 and 4), then decode steps.
+                let toks: Vec<u32> = (0..20).map(|i| ((i * 29 + 5) % 97) as u32).collect();
+                let expected = cpu.forward(&toks, Logits::All).unwrap();
+                let got = gpu.forward_async(&toks, Logits::All).await.unwrap();
+                let scale = expected.iter().fold(0.0f32, |a, &b| a.max(b.abs()));
+                let tol = if kv_dtype == DType::F32 { 1e-4 } else { 2e-3 * scale };
+                let d = max_abs_diff(&got, &expected);
+                assert!(d <= tol, "{what}: prefill logits differ by {d} (tolerance {tol})");
+                let mut token = argmax(&expected[expected.len() - 97..]);
+                for step in 0..4 {
+                    let expected = cpu.forward(&[token], Logits::Last).unwrap();
+                    let got = gpu.forward_async(&[token], Logits::Last).await.unwrap();
+                    let d = max_abs_diff(&got, &expected);
+                    assert!(d <= tol, "{what} step {step}: decode logits differ by {d} (tolerance {tol})");
+                    token = argmax(&expected);
+                }
+            }
+        }
+    }
+}
