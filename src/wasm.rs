@@ -275,6 +275,34 @@ impl WebSession {
         Ok(())
     }
 
+    /// Keep the KV cache in `name` ("f32", "f16", or "" for each engine's default) from
+    /// now on: the engine in use is opened again with it (the context restarts). On an
+    /// error (an unknown name, a GPU that cannot hold it) the engine in use stays.
+    #[wasm_bindgen(js_name = setKvDtype)]
+    pub async fn set_kv_dtype(&mut self, name: &str) -> Result<(), JsError> {
+        let kv_dtype = match name {
+            "" => None,
+            _ => Some(DType::parse(name).ok_or_else(|| JsError::new(&format!("unknown KV dtype '{name}': use f32 or f16")))?),
+        };
+        let options = EngineOptions { kv_dtype };
+        let capacity = self.session.backend().capacity();
+        let model = self.session.model().clone();
+        let backend: Box<dyn crate::backend::Backend> = if self.uses_gpu() {
+            let opened = open_async(BackendKind::Gpu, model, capacity, options).await.map_err(js_error)?;
+            if let Some(why) = opened.fallback {
+                return Err(JsError::new(&why));
+            }
+            opened.backend
+        } else {
+            Box::new(CpuEngine::with_options(model, capacity, options).map_err(js_error)?)
+        };
+        self.options = options;
+        self.stream = None;
+        self.gpu_stats = None;
+        self.session.set_backend(backend);
+        Ok(())
+    }
+
     /// Whether the WebGPU engine is in use.
     #[wasm_bindgen(js_name = usesGpu)]
     pub fn uses_gpu(&mut self) -> bool {

@@ -103,7 +103,13 @@ fn absurd_and_zero_bench_sizes_are_refused_before_allocating() {
     gqa_fails(&["bench", "--dim", "1000000", "--layers", "1000", "--heads", "8"], "parameters");
     gqa_fails(&["bench", "--dim", "0", "--layers", "1", "--heads", "8"], "is 0");
     gqa_fails(&["bench", "--preset", "huge"], "unknown preset");
-    gqa_fails(&["bench", "--preset", "tiny", "--contexts", "4096"], "context holds 2048");
+    // A preset's context grows to the contexts asked, within the limits and the KV
+    // cache's memory budget, both checked before the model is made; a model's does not.
+    gqa_fails(&["bench", "--preset", "1b", "--contexts", "1000000"], "memory budget");
+    gqa_fails(&["bench", "--preset", "tiny", "--contexts", "5000000"], "larger than the supported");
+    gqa_fails(&["check-gpu", "--preset", "1b", "--context", "1000000"], "memory budget");
+    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/www/models/mha");
+    gqa_fails(&["bench", "--model", model, "--contexts", "4096"], "context holds 2048");
     gqa_fails(&["bench", "--preset", "tiny", "--contexts", "8", "--steps", "24"], "timed steps");
     gqa_fails(&["bench", "--preset", "tiny", "--groups", "3"], "G must divide");
 }

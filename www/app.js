@@ -4,6 +4,7 @@ import { startWorker, send } from './worker-client.js';
 import * as sources from './sources.js';
 import { fmtBytes, showInfo, startRun, showToken, showDone, clearResults, clearCompare, addCompareRow, updateCompareSpeed, drawSweep, showBackendNote, engineLabel } from './readouts.js';
 import { fail, clearError, notice, progress } from './messages.js';
+import { drawHeads } from './diagram.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -107,6 +108,7 @@ const replies = {
 function updateInfo(info) {
   setInfo(info);
   showInfo();
+  drawHeads($('method').value);
 }
 
 function restartWorker() {
@@ -267,6 +269,12 @@ function switchBackend() {
   send('backend', { want: $('backend').value });
 }
 
+function switchKvDtype() {
+  clearError();
+  to('switching');
+  send('kvDtype', { dtype: $('kv-dtype').value });
+}
+
 // ---------- controls ----------
 
 // The uptrained box: offered where the shipped family has a checkpoint for the chosen G.
@@ -283,7 +291,7 @@ function showUptrained() {
 // Which controls work follows from the phase alone.
 function showControls() {
   const ready = state.phase.name === 'ready';
-  for (const id of ['generate', 'compare-btn', 'sweep-btn', 'g-select', 'method', 'backend', 'context', 'context-mode']) $(id).disabled = !ready;
+  for (const id of ['generate', 'compare-btn', 'sweep-btn', 'g-select', 'method', 'backend', 'kv-dtype', 'context', 'context-mode']) $(id).disabled = !ready;
   $('load-btn').disabled = !can('loading');
   $('stop').disabled = !state.busy;
   showUptrained();
@@ -305,6 +313,10 @@ function wire() {
   $('method').onchange = applyGroups;
   $('uptrained').onchange = applyGroups;
   $('backend').onchange = switchBackend;
+  $('kv-dtype').onchange = switchKvDtype;
+  // ?kv=f32|f16 opens the page with that precision (the worker reads it too).
+  const kv = new URLSearchParams(location.search).get('kv');
+  if (kv) $('kv-dtype').value = kv;
   $('generate').onclick = generate;
   $('stop').onclick = () => send('stop');
   $('compare-btn').onclick = compareAll;

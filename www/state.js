@@ -18,7 +18,7 @@ const NEXT = {
   generating: ['ready'],
   comparing: ['ready'],
   sweeping: ['ready'],
-  switching: ['ready'], // the backend changes
+  switching: ['ready'], // the backend or the KV cache's precision changes
 };
 const IDLE = ['starting', 'restarting', 'empty', 'ready'];
 

@@ -1,5 +1,5 @@
 // The inference worker: owns the wasm Session so the page stays responsive.
-// Messages in:  {type: 'load' | 'backend' | 'setGroups' | 'generate' | 'stop' | 'compare' |
+// Messages in:  {type: 'load' | 'backend' | 'kvDtype' | 'setGroups' | 'generate' | 'stop' | 'compare' |
 //                'sweep' | 'loseGpu' (with ?test=1 only), ...}
 // Messages out: {type: 'ready' | 'loaded' | 'backend' | 'info' | 'token' | 'done' |
 //                'gpuLost' | 'compareRow' | 'compareSpeed' | 'sweepPoint' | 'finished' | 'error', ...}
@@ -19,8 +19,9 @@ const post = (msg) => postMessage(msg);
 // tests/web/e2e.mjs opens the page so): 'loseGpu' destroys the GPU devices the engine
 // opened, which is what a lost device looks like to it (the test of the CPU fallback).
 const testing = new URL(self.location.href).searchParams.get('test') === '1';
-// The KV cache's precision from the page's ?kv= (unset: f32 on the CPU, f16 on WebGPU).
-const kvDtype = new URL(self.location.href).searchParams.get('kv') ?? undefined;
+// The KV cache's precision for the sessions opened here: the page's ?kv=, then its KV
+// control (unset: f32 on the CPU, f16 on WebGPU).
+let kvDtype = new URL(self.location.href).searchParams.get('kv') ?? undefined;
 const devices = [];
 if (testing && self.GPUAdapter) {
   const requestDevice = GPUAdapter.prototype.requestDevice;
@@ -59,6 +60,14 @@ const handlers = {
       await applyBackend();
       post({ type: 'info', info: session.info() });
     }
+  },
+
+  // The KV cache's precision ('f32', 'f16', or '' for the engines' defaults): the engine in
+  // use is opened again with it, and so are the sessions loaded after.
+  async kvDtype({ dtype }) {
+    await requireSession().setKvDtype(dtype);
+    kvDtype = dtype || undefined;
+    post({ type: 'info', info: session.info() });
   },
 
   async setGroups({ g, method, seed }) {

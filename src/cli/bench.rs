@@ -84,15 +84,14 @@ pub fn run(a: BenchArgs) -> Result<()> {
             let ffn = a.ffn.unwrap_or_else(|| (dim * 8 / 3).div_ceil(32) * 32);
             let heads = a.heads.unwrap_or(8);
             let ctx = a.contexts.iter().flatten().copied().max().unwrap_or(2048);
-            let config = gqa::Config::new(dim, ffn, a.layers.unwrap_or(1), heads, heads, a.vocab, ctx);
-            Model::random(&config, 1, a.dtype)?
+            random_model(gqa::Config::new(dim, ffn, a.layers.unwrap_or(1), heads, heads, a.vocab, ctx), &a)?
         }
         (None, None) => {
             // Random weights know no context limit: the preset's grows to the contexts asked.
             let mut config = bench::preset(&a.preset)?;
             let longest = a.contexts.iter().flatten().copied().max().unwrap_or(0);
             config.max_position_embeddings = config.max_position_embeddings.max(longest);
-            Model::random(&config, 1, a.dtype)?
+            random_model(config, &a)?
         }
     };
     let groups = a.groups.clone().unwrap_or_else(|| divisors(base.config.n_kv_heads()));
@@ -178,4 +177,18 @@ pub fn run(a: BenchArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// A random-weight model of `config`, once its sizes and the KV cache for its longest
+/// context (at the precision the engine will use) are known to fit: nothing large is
+/// allocated before.
+fn random_model(config: gqa::Config, a: &BenchArgs) -> Result<Model> {
+    config.validate()?;
+    let kv_elem = match (a.engine.kv_dtype, a.backend) {
+        (Some(d), _) => d.size(),
+        (None, BackendKind::Gpu) => DType::F16.size(),
+        (None, BackendKind::Cpu) => DType::F32.size(),
+    };
+    gqa::config::kv_cache_bytes_checked(&config, config.n_kv_heads(), config.max_position_embeddings, kv_elem)?;
+    Model::random(&config, 1, a.dtype)
 }

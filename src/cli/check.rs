@@ -46,6 +46,8 @@ pub fn run(a: CheckArgs) -> Result<()> {
             let needed = a.context.saturating_add(a.steps).saturating_add(9);
             config.max_position_embeddings = config.max_position_embeddings.max(needed);
             config.validate()?;
+            // Both engines hold a KV cache, at most f32: refused before any allocation.
+            gqa::config::kv_cache_bytes_checked(&config, config.n_kv_heads(), needed, DType::F32.size())?;
             Model::random(&config, 1, DType::F32)?
         }
     };

@@ -302,7 +302,31 @@ try {
     const mha = 2 * info.layers * info.n_heads * info.head_dim * ctx * 4;
     check(shown === formula && shownMha === mha && ctx > 0, `G = ${g}: KV bytes shown ${shown} = formula ${formula} (MHA ${shownMha} = ${mha}) at context ${ctx}`);
     check(ctx === (await state('s.contextUsed')), `G = ${g}: at the context the last generation used`);
+    // The head-group diagram: H query heads, G key/value heads, query head q wired to q / (H/G).
+    const diagram = await page.$eval('#head-diagram', (svg) => ({
+      h: Number(svg.dataset.h), g: Number(svg.dataset.g),
+      queries: [...svg.querySelectorAll('.q-node')].map((n) => Number(n.dataset.kv)),
+      kv: svg.querySelectorAll('.kv-node').length,
+    }));
+    check(diagram.h === info.n_heads && diagram.g === g && diagram.queries.length === info.n_heads && diagram.kv === g &&
+      diagram.queries.every((k, q) => k === Math.floor(q / (info.n_heads / g))),
+      `G = ${g}: the diagram wires ${diagram.queries.length} query heads to ${diagram.kv} key/value heads (${diagram.queries.join(',')})`);
+    const made = await page.textContent('#head-provenance');
+    check(g === info.base_kv_heads ? /MHA|own/.test(made) : /mean of the \d+ heads of its group/.test(made), `G = ${g}: "${made}"`);
   }
+  await page.screenshot({ path: `${shots}/head-diagram.png`, fullPage: true });
+
+  // KV precision: f16 halves the KV bytes shown for the same G and context, f32 restores them.
+  const kvShown = async () => [Number(await page.getAttribute('#kv-bytes', 'data-bytes')), Number(await page.getAttribute('#kv-bytes', 'data-context'))];
+  const [f32Bytes, f32Ctx] = await kvShown();
+  await page.selectOption('#kv-dtype', 'f16');
+  await page.waitForFunction(() => window.gqaState.info.kv_dtype === 'f16' && !window.gqaState.busy, null, { timeout: 30_000 });
+  const [f16Bytes, f16Ctx] = await kvShown();
+  check(f16Ctx === f32Ctx && f16Bytes * 2 === f32Bytes, `KV cache f16: ${f16Bytes} bytes, half of f32's ${f32Bytes}, at context ${f16Ctx}`);
+  await generateAndCheck('tiny preset, f16 KV cache');
+  await page.selectOption('#kv-dtype', 'f32');
+  await page.waitForFunction(() => window.gqaState.info.kv_dtype === 'f32' && !window.gqaState.busy, null, { timeout: 30_000 });
+  check((await state('s.info.kv_dtype')) === 'f32', 'KV cache back to f32');
   await generateAndCheck(`tiny preset, G = ${choices.at(-1)}`);
 
   // Stop: a long generation on the 15M preset ends early with stop reason "stopped".
