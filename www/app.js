@@ -5,6 +5,7 @@ import * as sources from './sources.js';
 import { fmtBytes, showInfo, startRun, showToken, showDone, clearResults, clearCompare, addCompareRow, updateCompareSpeed, drawSweep, showBackendNote, engineLabel } from './readouts.js';
 import { fail, clearError, notice, progress } from './messages.js';
 import { drawHeads } from './diagram.js';
+import { exportJson, exportCsv, exportPng, shareLink, settingsFromUrl } from './exports.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -27,8 +28,9 @@ const replies = {
     showBackendNote();
     const first = state.phase.name === 'starting';
     to('empty');
-    // Open with the first model of the picker loaded (the shipped base when there is one).
-    if (first) pickerFilled.then(() => state.phase.name === 'empty' && loadSelected());
+    // Open with the link's model and G, else the first model of the picker (the shipped
+    // base when there is one).
+    if (first) pickerFilled.then(() => state.phase.name === 'empty' && loadSelected(restoreFromLink()));
   },
   loaded(m) {
     const { model, convertTo } = state.phase;
@@ -154,15 +156,31 @@ function loadShipped(dir, convertTo) {
   }, convertTo);
 }
 
-function loadSelected() {
+// Load the model chosen in the picker; convertTo: a G to convert to once loaded.
+function loadSelected(convertTo = null) {
   clearError();
   const [kind, name] = $('model-select').value.split(/:(.*)/s);
   if (kind === 'shipped') {
     $('uptrained').checked = false;
-    return loadShipped(name);
+    return loadShipped(name, convertTo);
   }
   const preset = sources.PRESETS.find((p) => p.name === name);
-  return load({ kind: 'preset', name }, () => ({ source: sources.presetSource(preset, seed()), label: `generating ${preset.label} from seed ${seed()}…` }));
+  return load({ kind: 'preset', name }, () => ({ source: sources.presetSource(preset, seed()), label: `generating ${preset.label} from seed ${seed()}…` }), convertTo);
+}
+
+// The settings of a shared link (exports.js) into the controls; returns the G to convert
+// the model to once loaded (null without one).
+function restoreFromLink() {
+  const link = settingsFromUrl();
+  for (const [key, id] of [['method', 'method'], ['context', 'context'], ['prompt', 'prompt'], ['seed', 'seed']]) {
+    if (link[key] !== undefined) $(id).value = link[key];
+  }
+  if (link.model !== undefined) {
+    if ([...$('model-select').options].some((o) => o.value === link.model)) $('model-select').value = link.model;
+    else fail(`the link's model "${link.model}" is not offered on this page; the default model is loaded instead`);
+  }
+  const g = Number(link.g);
+  return Number.isInteger(g) && g > 0 ? g : null;
 }
 
 function loadFiles(fileList) {
@@ -291,7 +309,8 @@ function showUptrained() {
 // Which controls work follows from the phase alone.
 function showControls() {
   const ready = state.phase.name === 'ready';
-  for (const id of ['generate', 'compare-btn', 'sweep-btn', 'g-select', 'method', 'backend', 'kv-dtype', 'context', 'context-mode']) $(id).disabled = !ready;
+  for (const id of ['generate', 'compare-btn', 'sweep-btn', 'g-select', 'method', 'backend', 'kv-dtype', 'context', 'context-mode',
+    'export-json', 'export-csv', 'export-png', 'share-link']) $(id).disabled = !ready;
   $('load-btn').disabled = !can('loading');
   $('stop').disabled = !state.busy;
   showUptrained();
@@ -303,7 +322,7 @@ async function fillModelPicker() {
 }
 
 function wire() {
-  $('load-btn').onclick = loadSelected;
+  $('load-btn').onclick = () => loadSelected();
   $('file-input').onchange = (e) => loadFiles(e.target.files);
   const drop = $('drop-zone');
   drop.ondragover = (e) => { e.preventDefault(); drop.classList.add('over'); };
@@ -321,6 +340,10 @@ function wire() {
   $('stop').onclick = () => send('stop');
   $('compare-btn').onclick = compareAll;
   $('sweep-btn').onclick = sweep;
+  $('export-json').onclick = exportJson;
+  $('export-csv').onclick = exportCsv;
+  $('export-png').onclick = exportPng;
+  $('share-link').onclick = shareLink;
   watch(showControls);
 }
 

@@ -120,7 +120,7 @@ export function clearCompare() {
 export function clearResults() {
   clearCompare();
   state.sweep = {};
-  for (const id of ['quality-chart', 'sweep-chart', 'sweep-kv-chart']) $(id).getContext('2d').clearRect(0, 0, $(id).width, $(id).height);
+  for (const id of ['quality-chart', 'figure6-chart', 'sweep-chart', 'sweep-kv-chart']) $(id).getContext('2d').clearRect(0, 0, $(id).width, $(id).height);
 }
 
 // A compare-all-G row (see the worker's compare). table: the shipped quality table's row
@@ -149,7 +149,7 @@ export function addCompareRow(m, table) {
     td.textContent = c;
     if (i === cells.length - 1) td.className = 'text';
   });
-  drawFigure3();
+  drawFigures();
 }
 
 // A further round of compare timed the row at `index`: show the median of its rounds.
@@ -161,7 +161,22 @@ export function updateCompareSpeed({ index, tokS, rounds }) {
   row.dataset.tokS = tokS;
   row.cells[1].textContent = tokS.toFixed(1);
   row.cells[2].textContent = r.msPerToken.toFixed(3);
+  drawFigures();
+}
+
+function drawFigures() {
   drawFigure3();
+  drawFigure6();
+}
+
+// The paper's Figure 6: time per token against G at one context (the converted rows as a line,
+// the uptrained checkpoints as filled points): fewer key/value heads, less time.
+function drawFigure6() {
+  const rows = state.compare;
+  const line = (uptrained) => rows.filter((r) => r.uptrained === uptrained).map((r) => [r.g, r.msPerToken]).sort((a, b) => a[0] - b[0]);
+  const series = [{ label: 'converted', color: color(0), points: line(false) }];
+  if (rows.some((r) => r.uptrained)) series.push({ label: 'uptrained', color: color(1), points: line(true) });
+  plot($('figure6-chart'), series, { xLabel: 'G, key/value heads (MQA = 1 ... MHA = H)', yLabel: 'time per token (ms)' });
 }
 
 // The paper's Figure 3: quality against time per token, one point per row; converted points

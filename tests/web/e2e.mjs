@@ -6,7 +6,7 @@
 //
 //   node tests/web/e2e.mjs        (after scripts/build-web.sh)
 import { chromium } from 'playwright-core';
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { serve } from '../../scripts/serve.mjs';
 
@@ -186,6 +186,62 @@ try {
     console.log(`MEASURED compare at context ${long} on the CPU: ${rows.map((r) => `${r.label} ${r.tokS.toFixed(1)} tok/s`).join(', ')}; ` +
       `tok/s ${rising ? 'rise' : 'do not rise'} from MHA to MQA; MQA/MHA tok/s ${(mqa.tokS / mha.tokS).toFixed(2)} against bytes ${(mha.bytes / mqa.bytes).toFixed(2)}`);
     await page.screenshot({ path: `${shots}/shipped-compare.png`, fullPage: true });
+
+    // Figure 6 is drawn from the rows, and the results export as files that parse.
+    check(await page.$eval('#figure6-chart', (c) => c.getContext('2d').getImageData(0, 0, c.width, c.height).data.some((v) => v !== 0)),
+      'Figure 6 (time per token against G) is drawn');
+    const saved = async (button, count = 1) => {
+      const files = [];
+      const onDownload = (d) => files.push(d);
+      page.on('download', onDownload);
+      await page.click(button);
+      for (let i = 0; i < 50 && files.length < count; i++) await new Promise((r) => setTimeout(r, 100));
+      page.off('download', onDownload);
+      return Promise.all(files.map(async (d) => ({ name: d.suggestedFilename(), bytes: readFileSync(await d.path()) })));
+    };
+    const [json] = await saved('#export-json');
+    const exported = JSON.parse(json.bytes.toString());
+    check(exported.compare.length === rows.length && exported.compare.every((r, i) => r.tokS === rows[i].tokS) && exported.model.n_heads === info.n_heads,
+      `${json.name}: ${exported.compare.length} compare rows, the model and the settings (${Object.keys(exported.settings).join(', ')})`);
+    const [csv] = await saved('#export-csv');
+    const lines = csv.bytes.toString().trim().split('\n');
+    check(lines[0].startsWith('label,g,') && lines.length === rows.length + 1 && lines.slice(1).every((l, i) => Number(l.split(',')[4]) === rows[i].tokS),
+      `${csv.name}: a header and ${lines.length - 1} rows whose tok/s match the table`);
+    const pngs = await saved('#export-png', 5);
+    const png = (b) => b.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]));
+    check(pngs.length === 5 && pngs.every((f) => png(f.bytes)), `charts as PNG: ${pngs.map((f) => `${f.name} (${f.bytes.length} B)`).join(', ')}`);
+
+    // A link to the settings reopens the page with every one of them.
+    const settle = async (sel, value) => {
+      await page.selectOption(sel, value);
+      await page.waitForFunction(() => window.gqaState.busy, null, { timeout: 2_000 }).catch(() => {});
+      await idle();
+    };
+    await settle('#method', 'first');
+    await settle('#g-select', '2');
+    await settle('#kv-dtype', 'f16');
+    await page.fill('#context', '1024');
+    await page.fill('#prompt', 'The little dog');
+    await page.fill('#seed', '7');
+    await page.click('#share-link');
+    const link = await page.inputValue('#share-url');
+    const other = await browser.newPage();
+    await other.goto(link);
+    await other.waitForFunction(() => window.gqaState?.info?.n_kv_heads === 2 && !window.gqaState.busy, null, { timeout: 60_000 }).catch(() => {});
+    const restored = await other.evaluate(() => {
+      const v = (id) => document.getElementById(id).value;
+      return { model: v('model-select'), g: window.gqaState.info?.n_kv_heads, method: v('method'), kv: v('kv-dtype'),
+        kvEngine: window.gqaState.info?.kv_dtype, context: v('context'), prompt: v('prompt'), seed: v('seed') };
+    });
+    const wanted = { model: await page.inputValue('#model-select'), g: 2, method: 'first', kv: 'f16', kvEngine: 'f16', context: '1024', prompt: 'The little dog', seed: '7' };
+    check(JSON.stringify(restored) === JSON.stringify(wanted), `the link ${link.slice(link.indexOf('?'))} restores ${JSON.stringify(restored)}`);
+    await other.screenshot({ path: `${shots}/shared-link.png`, fullPage: true });
+    await other.close();
+    await settle('#kv-dtype', '');
+    await settle('#method', 'mean');
+    await settle('#g-select', String(info.base_kv_heads));
+    await page.fill('#prompt', 'Once upon a time');
+    await page.fill('#seed', '1');
 
     // The sweep reaches the base's capacity, one line per G.
     await page.click('#sweep-btn');
