@@ -10,7 +10,7 @@
 //! enough to pay for waking them, in few regions per layer (q/k/v together,
 //! gate/up together, all attention tasks together).
 
-use crate::backend::{Backend, EngineOptions, Logits};
+use crate::backend::{AttentionWeights, Backend, EngineOptions, Logits};
 use crate::config::Config;
 use crate::error::{GqaError, Result};
 use crate::kernels::{attention_scores, attention_values, axpy, exp_shifted_sum, for_chunks, matmul, matmul_swiglu, max, threads, Elem, Rows};
@@ -35,6 +35,9 @@ pub struct CpuEngine {
     min_parallel_bytes: usize,
     /// Positions already in the KV cache (the context used).
     pos: usize,
+    /// The attention probe: when on, each layer's weights for the last token of the
+    /// last forward pass (see [`Backend::attention`]).
+    probe: Option<Vec<AttentionWeights>>,
 }
 
 /// The buffers of one forward pass, sized for `batch` tokens and grown when a
@@ -90,7 +93,7 @@ impl CpuEngine {
         let c = &model.config;
         let rope = RopeTable::new(c.head_dim(), c.rope_theta, capacity);
         let scratch = Scratch::new(c, capacity);
-        Ok(CpuEngine { model, cache, rope, scratch, min_parallel_bytes: MIN_PARALLEL_BYTES, pos: 0 })
+        Ok(CpuEngine { model, cache, rope, scratch, min_parallel_bytes: MIN_PARALLEL_BYTES, pos: 0, probe: None })
     }
 
     pub fn model(&self) -> &Model {
@@ -119,6 +122,9 @@ impl CpuEngine {
     /// Forget the context (the cache is overwritten from position 0).
     pub fn reset(&mut self) {
         self.pos = 0;
+        if let Some(p) = &mut self.probe {
+            p.clear();
+        }
     }
 
     /// Swap in a model (e.g. after converting to another G); the KV cache is
@@ -126,7 +132,8 @@ impl CpuEngine {
     pub fn set_model(&mut self, model: Model) -> Result<()> {
         let capacity = self.cache.capacity();
         let options = EngineOptions { kv_dtype: Some(self.cache.dtype()) };
-        *self = CpuEngine { min_parallel_bytes: self.min_parallel_bytes, ..CpuEngine::with_options(model, capacity, options)? };
+        let probe = self.probe.as_ref().map(|_| Vec::new());
+        *self = CpuEngine { min_parallel_bytes: self.min_parallel_bytes, probe, ..CpuEngine::with_options(model, capacity, options)? };
         Ok(())
     }
 
@@ -137,6 +144,7 @@ impl CpuEngine {
             return Err(GqaError::ContextFull { pos: len, context: self.cache.capacity() });
         }
         self.cache.fill_synthetic(len, seed);
+        self.reset();
         self.pos = len;
         Ok(())
     }
@@ -166,7 +174,10 @@ impl CpuEngine {
             return Err(GqaError::BadToken { token: bad, vocab });
         }
         self.scratch.grow(&self.model.config, t_new);
-        let CpuEngine { model, cache, rope, scratch, min_parallel_bytes, pos } = self;
+        let CpuEngine { model, cache, rope, scratch, min_parallel_bytes, pos, probe } = self;
+        if let Some(p) = probe {
+            p.clear();
+        }
         let c = &model.config;
         let (q_dim, kv_dim) = (c.n_heads() * c.head_dim(), c.n_kv_heads() * c.head_dim());
         let qkv_dim = q_dim + 2 * kv_dim;
@@ -200,6 +211,9 @@ impl CpuEngine {
                 let n_ctx = *pos + t + 1;
                 let kv_bytes = 2 * kv_dim * n_ctx * cache.dtype().size();
                 grouped_attention(c, cache, layer, n_ctx, &row[..q_dim], out, attention, par(kv_bytes));
+                if let (Some(p), true) = (probe.as_mut(), t + 1 == t_new) {
+                    p.push(attention_weights(c, cache, layer, n_ctx, &row[..q_dim]));
+                }
             }
             matmul(&[&a.wo], att, t_new, proj, tmp, par(a.wo.bytes())); // (T, dim)
             add_into(x, proj);
@@ -258,6 +272,17 @@ impl Backend for CpuEngine {
     fn kv_bytes_allocated(&self) -> usize {
         self.cache.bytes()
     }
+    fn set_attention_probe(&mut self, on: bool) -> Result<()> {
+        self.probe = on.then(Vec::new);
+        Ok(())
+    }
+    fn attention(&mut self, layer: usize) -> Result<Option<AttentionWeights>> {
+        let layers = self.model.config.num_hidden_layers;
+        if layer >= layers {
+            return Err(GqaError::Invalid(format!("layer {layer} does not exist: the model has layers 0 to {}", layers - 1)));
+        }
+        Ok(self.probe.as_ref().and_then(|p| p.get(layer).cloned()))
+    }
     fn kv_dtype(&self) -> DType {
         self.cache.dtype()
     }
@@ -286,6 +311,33 @@ fn attention_task_len(c: &Config) -> usize {
 /// region (when `parallel`), each writing its own slot of `slots`; then the
 /// chunks of each group are merged. q and out are (H*hd).
 #[allow(clippy::too_many_arguments)]
+/// The attention probe: softmax(q_h . k_j / sqrt(head_dim)) over positions 0..n_ctx for
+/// every query head h, computed plainly from the cache (query head h reads key/value
+/// head h / (H/G), as `grouped_attention` does). Runs only when the probe is on.
+fn attention_weights(c: &Config, cache: &KvCache, layer: usize, n_ctx: usize, q: &[f32]) -> AttentionWeights {
+    let (hd, h, group) = (c.head_dim(), c.n_heads(), c.group_size());
+    let scale = 1.0 / (hd as f32).sqrt();
+    let mut weights = vec![0.0f32; h * n_ctx];
+    for (head, row) in weights.chunks_exact_mut(n_ctx).enumerate() {
+        let qh = &q[head * hd..(head + 1) * hd];
+        for block in 0..n_ctx.div_ceil(BLOCK) {
+            let (kv, row_len) = cache.block(layer, head / group, block);
+            for i in 0..(n_ctx - block * BLOCK).min(BLOCK) {
+                let key = |d: usize| match &kv {
+                    BlockKv::F32(k, _) => k[d * row_len + i],
+                    BlockKv::F16(k, _) => k[d * row_len + i].to_f32(),
+                };
+                row[block * BLOCK + i] = (0..hd).map(|d| qh[d] * key(d)).sum::<f32>() * scale;
+            }
+        }
+        let max = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        row.iter_mut().for_each(|x| *x = (*x - max).exp());
+        let sum: f32 = row.iter().sum();
+        row.iter_mut().for_each(|x| *x /= sum);
+    }
+    AttentionWeights { n_heads: h, n_ctx, weights }
+}
+
 fn grouped_attention(c: &Config, cache: &KvCache, layer: usize, n_ctx: usize, q: &[f32], out: &mut [f32], slots: &mut [f32], parallel: bool) {
     let (hd, n_kv_heads, group) = (c.head_dim(), c.n_kv_heads(), c.group_size());
     let scale = 1.0 / (hd as f32).sqrt();

@@ -406,3 +406,12 @@ fn async_generate_matches_session() {
 fn gpu_sampling_matches_cpu_sampler() {
     pollster::block_on(common::gpu_sampling_matches_cpu(25));
 }
+
+/// The GPU's attention probe (attention_probe.wgsl), as the CPU's: each layer's weights
+/// for the last token sum to 1 per head and equal the naive f64 reference's, every G.
+#[test]
+#[cfg_attr(not(has_vulkan), ignore = "needs a Vulkan driver (mesa-vulkan-drivers: lavapipe)")]
+fn attention_probe_matches_reference() {
+    let worst = common::probe_matches_reference(&mut |m| Box::new(engine(m, 320, f32_kv())), 1e-5);
+    println!("GPU attention probe: max |probe - reference| = {worst:.2e}");
+}

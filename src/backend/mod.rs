@@ -62,6 +62,17 @@ impl EngineOptions {
     }
 }
 
+/// The attention probe's record for one layer: the softmax weights of each query head
+/// over the positions its token attended to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttentionWeights {
+    pub n_heads: usize,
+    /// Positions 0..n_ctx (the token's own included).
+    pub n_ctx: usize,
+    /// (n_heads, n_ctx) row-major; each row sums to 1.
+    pub weights: Vec<f32>,
+}
+
 /// An engine that runs one model with a KV cache.
 pub trait Backend {
     fn name(&self) -> String;
@@ -92,6 +103,12 @@ pub trait Backend {
     fn kv_bytes_allocated(&self) -> usize;
     /// Precision of the KV cache.
     fn kv_dtype(&self) -> DType;
+    /// Record, from now on, the attention weights of each forward pass's last token
+    /// (off by default, and then it costs nothing).
+    fn set_attention_probe(&mut self, on: bool) -> Result<()>;
+    /// The last token's attention weights in `layer`, recorded by the probe: None when
+    /// the probe is off or no forward pass ran since it was turned on.
+    fn attention(&mut self, layer: usize) -> Result<Option<AttentionWeights>>;
     /// The engine itself, for front ends that need more than this trait (the page
     /// drives the GPU engine's async methods; bench reads its kernel timing).
     fn as_any_mut(&mut self) -> &mut dyn std::any::Any;

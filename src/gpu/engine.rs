@@ -15,7 +15,7 @@ use super::graph::{copy, emptied, record, sample, SampleParams, Want};
 use super::memory::Allocator;
 use super::resident::Resident;
 use super::submit::{Submitter, Timing};
-use crate::backend::{Backend, Logits};
+use crate::backend::{AttentionWeights, Backend, Logits};
 use crate::config::kv_cache_bytes_checked;
 use crate::error::{GqaError, Result};
 use crate::model::Model;
@@ -32,6 +32,9 @@ pub struct GpuEngine {
     res: Option<Resident>,
     pos: usize,
     submit: Submitter,
+    /// The attention probe is on; the context its record covers (None: nothing yet).
+    probe: bool,
+    probe_ctx: Option<usize>,
 }
 
 impl GpuEngine {
@@ -47,7 +50,18 @@ impl GpuEngine {
             return Err(GqaError::Invalid("max_batch must be at least 1".into()));
         }
         let submit = Submitter::new(&ctx);
-        let mut engine = GpuEngine { ctx, alloc: Allocator::default(), options, model: model.clone(), capacity, res: None, pos: 0, submit };
+        let mut engine = GpuEngine {
+            ctx,
+            alloc: Allocator::default(),
+            options,
+            model: model.clone(),
+            capacity,
+            res: None,
+            pos: 0,
+            submit,
+            probe: false,
+            probe_ctx: None,
+        };
         engine.set_model(model)?;
         Ok(engine)
     }
@@ -70,6 +84,7 @@ impl GpuEngine {
 
     pub fn reset(&mut self) {
         self.pos = 0;
+        self.probe_ctx = None;
     }
 
     pub fn name(&self) -> String {
@@ -135,7 +150,10 @@ impl GpuEngine {
         self.submit.clear();
         self.pos = 0;
         self.model = model;
-        self.res = Some(Resident::new(&self.ctx, &self.alloc, &self.model, &self.options, self.capacity)?);
+        self.probe_ctx = None;
+        let mut res = Resident::new(&self.ctx, &self.alloc, &self.model, &self.options, self.capacity)?;
+        res.set_probe(&self.ctx, &self.alloc, self.probe)?;
+        self.res = Some(res);
         Ok(())
     }
 
@@ -151,6 +169,7 @@ impl GpuEngine {
             return Err(GqaError::ContextFull { pos: len, context: self.capacity });
         }
         self.resident()?.fill_synthetic(&self.ctx.queue, self.options.kv_dtype, len, seed);
+        self.reset();
         self.pos = len;
         Ok(())
     }
@@ -248,6 +267,36 @@ impl GpuEngine {
         Ok(sample_with(sampler, &logits, u))
     }
 
+    /// Turn the attention probe on (its buffers allocated) or off (freed).
+    pub fn set_attention_probe(&mut self, on: bool) -> Result<()> {
+        self.probe = on;
+        self.probe_ctx = None;
+        match self.res.as_mut() {
+            Some(res) => res.set_probe(&self.ctx, &self.alloc, on),
+            None => Ok(()),
+        }
+    }
+
+    /// The last token's attention weights in `layer` (attention_probe.wgsl), read back:
+    /// None while the probe is off or before a forward pass with it on.
+    pub async fn attention_async(&mut self, layer: usize) -> Result<Option<AttentionWeights>> {
+        let layers = self.model.config.num_hidden_layers;
+        if layer >= layers {
+            return Err(GqaError::Invalid(format!("layer {layer} does not exist: the model has layers 0 to {}", layers - 1)));
+        }
+        let (Some(n_ctx), Some(res)) = (self.probe_ctx, self.res.as_ref()) else { return Ok(None) };
+        let Some((buffer, read)) = &res.probe else { return Ok(None) };
+        let (h, capacity) = (res.dims.n_heads, res.dims.capacity);
+        let bytes = (h * capacity * 4) as u64;
+        let mut encoder = self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("probe") });
+        encoder.copy_buffer_to_buffer(buffer, layer as u64 * bytes, read, 0, bytes);
+        self.ctx.queue.submit([encoder.finish()]);
+        let data = self.ctx.read(read, bytes).await?;
+        let all: Vec<f32> = data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        let weights = all.chunks_exact(capacity).flat_map(|row| row[..n_ctx].to_vec()).collect();
+        Ok(Some(AttentionWeights { n_heads: h, n_ctx, weights }))
+    }
+
     /// Time each dispatch of the next forward pass on its own (`Timing::kernels`).
     pub fn profile_next_forward(&mut self) {
         self.submit.profile_next = true;
@@ -320,6 +369,9 @@ impl GpuEngine {
         let res = self.res.as_mut().ok_or_else(not_loaded)?;
         let ops = record(res, self.pos, tokens.len(), want, self.options.kv_dtype, subgroups);
         self.pos += tokens.len();
+        if res.probe.is_some() && want != Want::Nothing {
+            self.probe_ctx = Some(self.pos);
+        }
         self.submit.run(&self.ctx, &self.alloc, res, &ops, tokens, want).await
     }
 }
@@ -367,6 +419,12 @@ impl Backend for GpuEngine {
     }
     fn kv_dtype(&self) -> DType {
         self.options.kv_dtype
+    }
+    fn set_attention_probe(&mut self, on: bool) -> Result<()> {
+        GpuEngine::set_attention_probe(self, on)
+    }
+    fn attention(&mut self, layer: usize) -> Result<Option<AttentionWeights>> {
+        block_on(self.attention_async(layer))
     }
     fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
         self

@@ -87,7 +87,9 @@ pub fn record(res: &Resident, pos: usize, t_new: usize, want: Want, kv_dtype: DT
     debug_assert!(t_new * n_splits <= d.max_split_rows, "the attention partials are sized for this");
     let n_splits = n_splits as u32;
     let scale = (1.0 / (d.hd as f32).sqrt()).to_bits();
-    for layer in &res.layers {
+    // The attention probe (only while on, and only for the last token of the pass).
+    let probe = res.probe.as_ref().filter(|_| want != Want::Nothing).map(|(buffer, _)| buffer);
+    for (l, layer) in res.layers.iter().enumerate() {
         // ---- attention: x += wo(attention(rope(wq xb), rope(wk xb), wv xb)) ----
         push(op, Kernel::RmsNorm, plain, &[&res.x, &layer.input_norm, &res.xb], &[d.dim as u32, d.dim_pad as u32, 0, eps], [n, 1, 1]);
         linear(op, subgroups, &layer.wq, &res.xb, &res.q, d.q_pad, t_new); // (T, H*hd)
@@ -132,6 +134,19 @@ pub fn record(res: &Resident, pos: usize, t_new: usize, want: Want, kv_dtype: DT
             ],
             [d.n_kv_heads as u32, n_splits, n],
         );
+        if let Some(buffer) = probe {
+            let params = [
+                d.hd as u32,
+                d.capacity as u32,
+                d.group as u32,
+                d.q_pad as u32,
+                n - 1,
+                pos0 + n,
+                (l * d.n_heads * d.capacity) as u32,
+                scale,
+            ];
+            push(op, Kernel::AttentionProbe, kv_variant, &[&res.q, &layer.k_cache, buffer], &params, [d.n_heads as u32, 1, 1]);
+        }
         push(
             op,
             Kernel::AttentionMerge,

@@ -21,6 +21,7 @@ pub enum Kernel {
     KvStore,
     Attention,
     AttentionMerge,
+    AttentionProbe,
     Swiglu,
     Add,
     Embed,
@@ -43,6 +44,7 @@ impl Kernel {
             Kernel::KvStore => include_str!("../../shaders/kv_store.wgsl"),
             Kernel::Attention => include_str!("../../shaders/attention.wgsl"),
             Kernel::AttentionMerge => include_str!("../../shaders/attention_merge.wgsl"),
+            Kernel::AttentionProbe => include_str!("../../shaders/attention_probe.wgsl"),
             Kernel::Swiglu => include_str!("../../shaders/swiglu.wgsl"),
             Kernel::Add => include_str!("../../shaders/add.wgsl"),
             Kernel::Embed => include_str!("../../shaders/embed.wgsl"),
@@ -68,6 +70,8 @@ impl Kernel {
             Kernel::Attention => &[false, false, false, true],
             // partial, out
             Kernel::AttentionMerge => &[false, true],
+            // q, k_cache, probe
+            Kernel::AttentionProbe => &[false, false, true],
             // gate, up
             Kernel::Swiglu => &[true, false],
             // x, y
@@ -93,6 +97,7 @@ impl Kernel {
             Kernel::KvStore => "kv_store",
             Kernel::Attention => "attention",
             Kernel::AttentionMerge => "attention_merge",
+            Kernel::AttentionProbe => "attention_probe",
             Kernel::Swiglu => "swiglu",
             Kernel::Add => "add",
             Kernel::Embed => "embed",

@@ -154,6 +154,9 @@ pub struct Resident {
     pub timestamps: GpuBuffer, // 2 x u64, resolved queries
     pub readback: GpuBuffer,   // MAP_READ: [timestamps 16 B | argmax 16 B | logits]
     pub params: GpuBuffer,     // one slot per dispatch
+    /// The attention probe, while it is on: (layers, H, capacity) weights of the last
+    /// token, and a MAP_READ buffer for one layer's (H, capacity).
+    pub probe: Option<(GpuBuffer, GpuBuffer)>,
 }
 
 /// Offsets in the read-back buffer.
@@ -252,8 +255,33 @@ impl Resident {
             timestamps: zeroed("timestamps", 16, wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC),
             readback: zeroed("readback", read_bytes, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST),
             params: zeroed("params", 256 * 64, wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST),
+            probe: None,
             dims,
         })
+    }
+
+    /// Allocate the attention probe's buffers (on) or free them (off), checked against
+    /// the binding limit first.
+    pub fn set_probe(&mut self, ctx: &GpuContext, alloc: &Allocator, on: bool) -> Result<()> {
+        if !on {
+            self.probe = None;
+            return Ok(());
+        }
+        if self.probe.is_none() {
+            let d = &self.dims;
+            let layer_bytes = (d.n_heads * d.capacity * 4) as u64;
+            let bytes = layer_bytes * self.layers.len() as u64;
+            if bytes > ctx.max_binding() {
+                return Err(GqaError::Backend(format!(
+                    "the attention probe needs {bytes} bytes, more than this GPU's max storage buffer binding of {} bytes; use a smaller context",
+                    ctx.max_binding()
+                )));
+            }
+            let storage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+            let read = wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST;
+            self.probe = Some((alloc.zeroed(&ctx.device, "attention probe", bytes, storage), alloc.zeroed(&ctx.device, "probe read-back", layer_bytes, read)));
+        }
+        Ok(())
     }
 
     /// Fill positions 0..len of the KV cache with random values (the same values the

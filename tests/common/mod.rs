@@ -49,6 +49,18 @@ fn rope(x: &mut [f64], pos: usize, theta: f32) {
 
 /// Logits (T x vocab) for every position of `tokens`, recomputing everything.
 pub fn reference_logits(model: &Model, tokens: &[u32]) -> Vec<Vec<f32>> {
+    reference(model, tokens).0
+}
+
+/// The last token's attention weights in each layer, (H x T) row-major, in f64.
+pub fn reference_attention(model: &Model, tokens: &[u32]) -> Vec<Vec<f64>> {
+    reference(model, tokens).1
+}
+
+/// The naive forward pass: the logits of every position and the last token's attention
+/// weights in every layer.
+fn reference(model: &Model, tokens: &[u32]) -> (Vec<Vec<f32>>, Vec<Vec<f64>>) {
+    let mut last_attention = Vec::new();
     let c = &model.config;
     let (dim, hd, h, g) = (c.hidden_size, c.head_dim(), c.n_heads(), c.n_kv_heads());
     let rep = h / g;
@@ -79,7 +91,9 @@ pub fn reference_logits(model: &Model, tokens: &[u32]) -> Vec<Vec<f32>> {
             ks.push(expand(&k));
             vs.push(expand(&matvec(&b.attn.wv, x)));
         }
-        for t in 0..xs.len() {
+        let n = xs.len();
+        let mut weights = vec![0.0f64; h * n];
+        for t in 0..n {
             let mut att = vec![0.0f64; h * hd];
             for head in 0..h {
                 let r = head * hd..(head + 1) * hd;
@@ -90,6 +104,9 @@ pub fn reference_logits(model: &Model, tokens: &[u32]) -> Vec<Vec<f32>> {
                 let z: f64 = scores.iter().map(|s| (s - m).exp()).sum();
                 for s in 0..=t {
                     let p = (scores[s] - m).exp() / z;
+                    if t + 1 == n {
+                        weights[head * n + s] = p;
+                    }
                     for i in 0..hd {
                         att[head * hd + i] += p * vs[s][head * hd + i];
                     }
@@ -100,6 +117,7 @@ pub fn reference_logits(model: &Model, tokens: &[u32]) -> Vec<Vec<f32>> {
                 *x += o;
             }
         }
+        last_attention.push(weights);
         for x in xs.iter_mut() {
             let n = rms_norm(x, &b.post_attention_norm, c.rms_norm_eps);
             let gate = matvec(&b.mlp.gate, &n);
@@ -110,9 +128,11 @@ pub fn reference_logits(model: &Model, tokens: &[u32]) -> Vec<Vec<f32>> {
             }
         }
     }
-    xs.iter()
+    let logits = xs
+        .iter()
         .map(|x| matvec(model.classifier(), &rms_norm(x, &model.norm, c.rms_norm_eps)).iter().map(|&v| v as f32).collect())
-        .collect()
+        .collect();
+    (logits, last_attention)
 }
 
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
@@ -262,4 +282,43 @@ pub async fn long_context_matches_cpu(splits: &[Option<usize>]) {
             }
         }
     }
+}
+
+/// The attention probe of `backend` against the naive reference, for every G of an
+/// 8-head model: each layer's weights for the last token (after a prefill, then after a
+/// decode step) sum to 1 per head and equal the f64 reference's within `tol`; with the
+/// probe off there is no record. Returns the largest difference.
+pub fn probe_matches_reference(open: &mut dyn FnMut(Model) -> Box<dyn gqa::backend::Backend>, tol: f64) -> f64 {
+    use gqa::backend::Logits;
+    let mut worst = 0.0f64;
+    for g in gqa::config::divisors(8) {
+        let model = test_model(&small_config(g), 60 + g as u64);
+        let mut backend = open(model.clone());
+        let tokens: Vec<u32> = (0..300).map(|i| ((i * 13 + 7) % 97) as u32).collect();
+        backend.forward(&tokens[..1], Logits::Last).unwrap();
+        assert_eq!(backend.attention(0).unwrap(), None, "G={g}: no record while the probe is off");
+        backend.reset();
+        backend.set_attention_probe(true).unwrap();
+        // A prefill of 299 tokens, then one decode step: the record is the last token's.
+        for (len, run) in [(299, &tokens[..299]), (300, &tokens[299..])] {
+            backend.forward(run, Logits::Last).unwrap();
+            let expected = reference_attention(&model, &tokens[..len]);
+            for (layer, want) in expected.iter().enumerate() {
+                let got = backend.attention(layer).unwrap().expect("a record while the probe is on");
+                assert_eq!((got.n_heads, got.n_ctx), (8, len), "G={g} layer {layer}");
+                for (h, row) in got.weights.chunks(len).enumerate() {
+                    let sum: f64 = row.iter().map(|&w| w as f64).sum();
+                    assert!((sum - 1.0).abs() < 1e-4, "G={g} layer {layer} head {h}: weights sum to {sum}");
+                }
+                let d = got.weights.iter().zip(want).fold(0.0f64, |a, (&x, &y)| a.max((x as f64 - y).abs()));
+                assert!(d <= tol, "G={g} layer {layer}: probe vs reference differ by {d}");
+                worst = worst.max(d);
+            }
+        }
+        assert!(backend.attention(2).is_err(), "a layer past the model's is refused");
+        backend.set_attention_probe(false).unwrap();
+        backend.forward(&[1], Logits::Last).unwrap();
+        assert_eq!(backend.attention(0).unwrap(), None, "G={g}: no record once the probe is off");
+    }
+    worst
 }
