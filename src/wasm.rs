@@ -149,6 +149,25 @@ pub struct WebSession {
     /// The KV-cache precision asked for (unset: each engine's default).
     options: EngineOptions,
     stream: Option<TextStream>,
+    /// The attention probe is on (kept across engine changes).
+    probe: bool,
+    /// The ids of the last generation (prompt, then generated): the positions the
+    /// attention probe's weights refer to.
+    context_ids: Vec<u32>,
+}
+
+/// The attention probe's record of one layer for the page: the weights of every query
+/// head over the positions the last token attended to, and each position's token.
+#[derive(Serialize)]
+struct AttentionView {
+    layer: usize,
+    n_heads: usize,
+    n_kv_heads: usize,
+    n_ctx: usize,
+    /// (n_heads, n_ctx) row-major; each row sums to 1.
+    weights: Vec<f32>,
+    /// The text of each position's token (its id without a tokenizer).
+    tokens: Vec<String>,
 }
 
 #[wasm_bindgen(js_class = Session)]
@@ -205,7 +224,7 @@ impl WebSession {
         let options = EngineOptions { kv_dtype };
         let engine = CpuEngine::with_options(model.clone(), capacity, options).map_err(js_error)?;
         let session = Session::new(model, tokenizer, Box::new(engine)).map_err(js_error)?;
-        Ok(WebSession { session, gpu_stats: None, options, stream: None })
+        Ok(WebSession { session, gpu_stats: None, options, stream: None, probe: false, context_ids: Vec::new() })
     }
 
     /// The model and current G, as a plain object (see `Info`).
@@ -256,9 +275,11 @@ impl WebSession {
         if let Some(why) = opened.fallback {
             return Err(JsError::new(&why));
         }
-        let name = opened.backend.name();
+        let mut backend = opened.backend;
+        backend.set_attention_probe(self.probe).map_err(js_error)?;
+        let name = backend.name();
         self.stream = None;
-        self.session.set_backend(opened.backend);
+        self.session.set_backend(backend);
         Ok(name)
     }
 
@@ -267,7 +288,8 @@ impl WebSession {
     pub fn use_cpu(&mut self) -> Result<(), JsError> {
         if self.uses_gpu() {
             let capacity = self.session.backend().capacity();
-            let engine = CpuEngine::with_options(self.session.model().clone(), capacity, self.options).map_err(js_error)?;
+            let mut engine = CpuEngine::with_options(self.session.model().clone(), capacity, self.options).map_err(js_error)?;
+            engine.set_attention_probe(self.probe).map_err(js_error)?;
             self.stream = None;
             self.gpu_stats = None;
             self.session.set_backend(Box::new(engine));
@@ -287,7 +309,7 @@ impl WebSession {
         let options = EngineOptions { kv_dtype };
         let capacity = self.session.backend().capacity();
         let model = self.session.model().clone();
-        let backend: Box<dyn crate::backend::Backend> = if self.uses_gpu() {
+        let mut backend: Box<dyn crate::backend::Backend> = if self.uses_gpu() {
             let opened = open_async(BackendKind::Gpu, model, capacity, options).await.map_err(js_error)?;
             if let Some(why) = opened.fallback {
                 return Err(JsError::new(&why));
@@ -296,11 +318,42 @@ impl WebSession {
         } else {
             Box::new(CpuEngine::with_options(model, capacity, options).map_err(js_error)?)
         };
+        backend.set_attention_probe(self.probe).map_err(js_error)?;
         self.options = options;
         self.stream = None;
         self.gpu_stats = None;
         self.session.set_backend(backend);
         Ok(())
+    }
+
+    /// Record the attention weights of each generated token from now on (off by
+    /// default; it costs nothing then). `attention(layer)` reads the last one.
+    #[wasm_bindgen(js_name = setAttentionProbe)]
+    pub fn set_attention_probe(&mut self, on: bool) -> Result<(), JsError> {
+        self.session.backend().set_attention_probe(on).map_err(js_error)?;
+        self.probe = on;
+        Ok(())
+    }
+
+    /// The attention probe's record for `layer`: `{layer, n_heads, n_kv_heads, n_ctx,
+    /// weights, tokens}` for the last token the engine ran (null while the probe is off or
+    /// before a generation with it on).
+    pub async fn attention(&mut self, layer: usize) -> Result<JsValue, JsError> {
+        let record = match self.gpu() {
+            Some(gpu) => gpu.attention_async(layer).await,
+            None => self.session.backend().attention(layer),
+        }
+        .map_err(js_error)?;
+        let Some(w) = record else { return Ok(JsValue::NULL) };
+        let tokenizer = self.session.tokenizer();
+        let tokens = (0..w.n_ctx)
+            .map(|i| match self.context_ids.get(i) {
+                Some(&id) => tokenizer.and_then(|t| t.token_to_piece(id)).unwrap_or_else(|| id.to_string()),
+                None => "?".into(),
+            })
+            .collect();
+        let n_kv_heads = self.session.model().config.n_kv_heads();
+        to_js(&AttentionView { layer, n_heads: w.n_heads, n_kv_heads, n_ctx: w.n_ctx, weights: w.weights, tokens })
     }
 
     /// Whether the WebGPU engine is in use.
@@ -324,7 +377,9 @@ impl WebSession {
         let params = generate_params(params)?;
         let ids = self.prompt_ids(prompt)?;
         self.stream = self.session.text_stream(&ids).ok();
-        self.session.start(&ids, &params).map_err(js_error)
+        self.session.start(&ids, &params).map_err(js_error)?;
+        self.context_ids = ids;
+        Ok(())
     }
 
     /// How many positions `prompt` takes in the KV cache: BOS + its tokens (just
@@ -352,6 +407,7 @@ impl WebSession {
 
     fn step(&mut self) -> Result<Piece, JsError> {
         let id = self.session.next_token().map_err(js_error)?;
+        self.context_ids.extend(id);
         let text = match (id, self.stream.as_mut()) {
             (Some(id), Some(stream)) => stream.push(id).map_err(js_error)?,
             (Some(id), None) => format!(" {id}"),
@@ -391,16 +447,19 @@ impl WebSession {
                 }
             }
         };
-        match self.gpu() {
+        let generated = match self.gpu() {
             Some(gpu) => {
-                let (_, stats) = gpu.generate_ids_async(&ids, &params, &mut emit).await.map_err(js_error)?;
+                let (generated, stats) = gpu.generate_ids_async(&ids, &params, &mut emit).await.map_err(js_error)?;
                 self.gpu_stats = Some(stats);
+                generated
             }
             None => {
-                self.session.generate_ids(&ids, &params, &mut emit).map_err(js_error)?;
+                let generated = self.session.generate_ids(&ids, &params, &mut emit).map_err(js_error)?;
                 self.gpu_stats = None;
+                generated
             }
-        }
+        };
+        self.context_ids = ids.into_iter().chain(generated).collect();
         if let Some(e) = failure {
             return Err(e);
         }

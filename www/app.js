@@ -5,6 +5,7 @@ import * as sources from './sources.js';
 import { fmtBytes, showInfo, startRun, showToken, showDone, clearResults, clearCompare, addCompareRow, updateCompareSpeed, drawSweep, showBackendNote, engineLabel } from './readouts.js';
 import { fail, clearError, notice, progress } from './messages.js';
 import { drawHeads } from './diagram.js';
+import { drawAttention, describeCell } from './attention.js';
 import { exportJson, exportCsv, exportPng, shareLink, settingsFromUrl } from './exports.js';
 
 const $ = (id) => document.getElementById(id);
@@ -61,6 +62,11 @@ const replies = {
     state.lastStats = m.stats;
     showDone(m.text, m.stats);
     to('ready');
+    if ($('probe').checked) requestAttention();
+  },
+  attention(m) {
+    state.attention = m.view;
+    drawAttention();
   },
   backend(m) {
     state.backendReason = m.reason;
@@ -111,11 +117,22 @@ function updateInfo(info) {
   setInfo(info);
   showInfo();
   drawHeads($('method').value);
+  const layers = $('probe-layer');
+  if (layers.options.length !== info.layers) {
+    layers.innerHTML = '';
+    for (let l = 0; l < info.layers; l++) layers.add(new Option(String(l), l));
+  }
+}
+
+// The attention probe's record of the chosen layer (a reply 'attention' draws it).
+function requestAttention() {
+  send('attention', { layer: Number($('probe-layer').value) || 0 });
 }
 
 function restartWorker() {
   to('restarting');
   state.info = null;
+  $('probe').checked = false;
   state.worker = startWorker(replies);
 }
 
@@ -310,7 +327,7 @@ function showUptrained() {
 function showControls() {
   const ready = state.phase.name === 'ready';
   for (const id of ['generate', 'compare-btn', 'sweep-btn', 'g-select', 'method', 'backend', 'kv-dtype', 'context', 'context-mode',
-    'export-json', 'export-csv', 'export-png', 'share-link']) $(id).disabled = !ready;
+    'export-json', 'export-csv', 'export-png', 'share-link', 'probe', 'probe-layer']) $(id).disabled = !ready;
   $('load-btn').disabled = !can('loading');
   $('stop').disabled = !state.busy;
   showUptrained();
@@ -344,6 +361,10 @@ function wire() {
   $('export-csv').onclick = exportCsv;
   $('export-png').onclick = exportPng;
   $('share-link').onclick = shareLink;
+  $('probe').onchange = () => send('setAttentionProbe', { on: $('probe').checked });
+  $('probe-layer').onchange = requestAttention;
+  $('attention-chart').onmousemove = describeCell;
+  $('attention-chart').onclick = describeCell;
   watch(showControls);
 }
 

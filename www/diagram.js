@@ -8,7 +8,7 @@ const $ = (id) => document.getElementById(id);
 const SVG = 'http://www.w3.org/2000/svg';
 
 // The colour of key/value head k of G.
-const groupColor = (k, g) => `hsl(${Math.round((360 * k) / g + 210) % 360} 65% 45%)`;
+export const groupColor = (k, g) => `hsl(${Math.round((360 * k) / g + 210) % 360} 65% 45%)`;
 
 function el(name, attrs, parent) {
   const e = document.createElementNS(SVG, name);

@@ -120,7 +120,8 @@ export function clearCompare() {
 export function clearResults() {
   clearCompare();
   state.sweep = {};
-  for (const id of ['quality-chart', 'figure6-chart', 'sweep-chart', 'sweep-kv-chart']) $(id).getContext('2d').clearRect(0, 0, $(id).width, $(id).height);
+  state.attention = null;
+  for (const id of ['quality-chart', 'figure6-chart', 'attention-chart', 'sweep-chart', 'sweep-kv-chart']) $(id).getContext('2d').clearRect(0, 0, $(id).width, $(id).height);
 }
 
 // A compare-all-G row (see the worker's compare). table: the shipped quality table's row

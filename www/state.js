@@ -39,6 +39,7 @@ export const state = {
   tokens: 0, // token messages received (tests check that text streams)
   lastStats: null, // the last generation's statistics
   compare: [], // compare-all-G rows: {g, tokS, q}
+  attention: null, // the attention probe's record of one layer (Session.attention), drawn by attention.js
   sweep: {}, // the sweep's points, [context, tok/s], by G
 
   // Whether the worker (or a fetch for it) is working: every phase but the idle ones.

@@ -1,7 +1,7 @@
 // The inference worker: owns the wasm Session so the page stays responsive.
-// Messages in:  {type: 'load' | 'backend' | 'kvDtype' | 'setGroups' | 'generate' | 'stop' | 'compare' |
+// Messages in:  {type: 'load' | 'backend' | 'kvDtype' | 'setAttentionProbe' | 'attention' | 'setGroups' | 'generate' | 'stop' | 'compare' |
 //                'sweep' | 'loseGpu' (with ?test=1 only), ...}
-// Messages out: {type: 'ready' | 'loaded' | 'backend' | 'info' | 'token' | 'done' |
+// Messages out: {type: 'ready' | 'loaded' | 'backend' | 'info' | 'token' | 'done' | 'attention' |
 //                'gpuLost' | 'compareRow' | 'compareSpeed' | 'sweepPoint' | 'finished' | 'error', ...}
 // Generation runs a few tokens at a time and yields between batches, so 'stop' arrives.
 import init, * as gqa from './pkg/gqa.js';
@@ -22,6 +22,8 @@ const testing = new URL(self.location.href).searchParams.get('test') === '1';
 // The KV cache's precision for the sessions opened here: the page's ?kv=, then its KV
 // control (unset: f32 on the CPU, f16 on WebGPU).
 let kvDtype = new URL(self.location.href).searchParams.get('kv') ?? undefined;
+// The attention probe, kept on across model loads once the page turns it on.
+let probeOn = false;
 const devices = [];
 if (testing && self.GPUAdapter) {
   const requestDevice = GPUAdapter.prototype.requestDevice;
@@ -48,6 +50,7 @@ const handlers = {
     // The new session is built before the old one is freed: a file that fails to load
     // leaves the model the page shows loaded and usable.
     const loaded = openSession(source, capacity);
+    if (probeOn) loaded.setAttentionProbe(true);
     session?.free();
     session = loaded;
     await applyBackend();
@@ -68,6 +71,17 @@ const handlers = {
     await requireSession().setKvDtype(dtype);
     kvDtype = dtype || undefined;
     post({ type: 'info', info: session.info() });
+  },
+
+  // The attention probe: on, each generated token's attention weights are recorded, and
+  // 'attention' reads one layer's for the last token.
+  setAttentionProbe({ on }) {
+    requireSession().setAttentionProbe(on);
+    probeOn = on;
+  },
+
+  async attention({ layer }) {
+    post({ type: 'attention', view: await requireSession().attention(layer) });
   },
 
   async setGroups({ g, method, seed }) {

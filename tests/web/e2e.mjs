@@ -383,6 +383,33 @@ try {
   await page.selectOption('#kv-dtype', 'f32');
   await page.waitForFunction(() => window.gqaState.info.kv_dtype === 'f32' && !window.gqaState.busy, null, { timeout: 30_000 });
   check((await state('s.info.kv_dtype')) === 'f32', 'KV cache back to f32');
+
+  // Attention as it happens: with the probe on, the last token's weights per query head
+  // (the data behind the canvas) sum to 1, and they change when G changes.
+  await page.check('#probe');
+  const attentionAfter = async (label) => {
+    await page.evaluate(() => { window.gqaState.attention = null; });
+    await generateAndCheck(label, { maxTokens: 24, min: 20 });
+    await page.waitForFunction(() => window.gqaState.attention, null, { timeout: 30_000 });
+    return state('s.attention');
+  };
+  const before = await attentionAfter(`tiny preset, G = ${await state('s.info.n_kv_heads')}, attention recorded`);
+  const sums = [];
+  for (let h = 0; h < before.n_heads; h++) sums.push(before.weights.slice(h * before.n_ctx, (h + 1) * before.n_ctx).reduce((a, b) => a + b, 0));
+  check(before.n_ctx === (await state('s.contextUsed')) && sums.every((s) => Math.abs(s - 1) < 1e-4) && before.tokens.length === before.n_ctx,
+    `attention of the last token: ${before.n_heads} query heads over ${before.n_ctx} positions, rows summing to ${sums.map((s) => s.toFixed(5)).join(', ')}`);
+  const box = await page.$eval('#attention-chart', (c) => { const b = c.getBoundingClientRect(); return { x: b.x, y: b.y, w: b.width, h: b.height }; });
+  await page.mouse.move(box.x + box.w - 3, box.y + 18 + 7);
+  const hover = await page.textContent('#attention-info');
+  check(/query head 0 .* position \d+, token .*: weight \d/.test(hover), `hovering a cell: "${hover}"`);
+  await page.screenshot({ path: `${shots}/attention.png`, fullPage: true });
+  const other = choices.find((g) => g !== before.n_kv_heads);
+  await page.selectOption('#g-select', String(other));
+  await page.waitForFunction((g) => window.gqaState.info.n_kv_heads === g && !window.gqaState.busy, other, { timeout: 30_000 });
+  const after = await attentionAfter(`tiny preset, G = ${other}, attention recorded`);
+  const changed = after.n_kv_heads === other && after.weights.some((w, i) => Math.abs(w - before.weights[i]) > 1e-4);
+  check(changed, `the attention changes with G: G = ${before.n_kv_heads} -> ${after.n_kv_heads}, first weights ${before.weights.slice(0, 3).map((w) => w.toFixed(3))} -> ${after.weights.slice(0, 3).map((w) => w.toFixed(3))}`);
+  await page.uncheck('#probe');
   await generateAndCheck(`tiny preset, G = ${choices.at(-1)}`);
 
   // Stop: a long generation on the 15M preset ends early with stop reason "stopped".
