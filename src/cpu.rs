@@ -303,14 +303,6 @@ fn attention_task_len(c: &Config) -> usize {
     c.group_size() * (2 + c.head_dim() + ATTENTION_CHUNK)
 }
 
-/// Attention of one token's H query heads over `n_ctx` cached positions.
-///
-/// Each task takes one KV head g and a chunk of positions, and computes all
-/// H/G query heads of g's group together: every key and value row is read
-/// from memory once per token, not H/G times. All tasks form one parallel
-/// region (when `parallel`), each writing its own slot of `slots`; then the
-/// chunks of each group are merged. q and out are (H*hd).
-#[allow(clippy::too_many_arguments)]
 /// The attention probe: softmax(q_h . k_j / sqrt(head_dim)) over positions 0..n_ctx for
 /// every query head h, computed plainly from the cache (query head h reads key/value
 /// head h / (H/G), as `grouped_attention` does). Runs only when the probe is on.
@@ -338,6 +330,14 @@ fn attention_weights(c: &Config, cache: &KvCache, layer: usize, n_ctx: usize, q:
     AttentionWeights { n_heads: h, n_ctx, weights }
 }
 
+/// Attention of one token's H query heads over `n_ctx` cached positions.
+///
+/// Each task takes one KV head g and a chunk of positions, and computes all
+/// H/G query heads of g's group together: every key and value row is read
+/// from memory once per token, not H/G times. All tasks form one parallel
+/// region (when `parallel`), each writing its own slot of `slots`; then the
+/// chunks of each group are merged. q and out are (H*hd).
+#[allow(clippy::too_many_arguments)]
 fn grouped_attention(c: &Config, cache: &KvCache, layer: usize, n_ctx: usize, q: &[f32], out: &mut [f32], slots: &mut [f32], parallel: bool) {
     let (hd, n_kv_heads, group) = (c.head_dim(), c.n_kv_heads(), c.group_size());
     let scale = 1.0 / (hd as f32).sqrt();
