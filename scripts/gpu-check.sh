@@ -13,11 +13,12 @@
 #   --quick   the tiny preset at short contexts instead of the 1b and 500m presets:
 #             how the script is tested on a CPU Vulkan driver (lavapipe)
 #
-# It benchmarks the 1b and 500m presets with f16 weights at contexts 128, 2048 and
-# 8192 for G in {1, 2, 4, H} and the shipped family on the GPU (each with its profile:
-# per-kernel time, fixed cost, read-back, copy bandwidth), and checks GPU against CPU
-# logits and sampling on stories260K and on a random model, including a context past
-# 4096. It writes OUT/gpu-check.json (every report, by name) and OUT/gpu-check.md,
+# It checks GPU against CPU logits and sampling on a random model past 4096 positions
+# and on stories260K (which also finds the adapter: without one, or with only a CPU
+# driver outside --quick, it stops there), then benchmarks the 1b and 500m presets with
+# f16 weights at contexts 128, 2048 and 8192 for G in {1, 2, 4, H} and the shipped family
+# on the GPU (each with its profile: per-kernel time, fixed cost, read-back, copy
+# bandwidth). It writes OUT/gpu-check.json (every report, by name) and OUT/gpu-check.md,
 # and fails if a check fails. On an H200 it takes a few minutes; on lavapipe with
 # --quick, about one.
 set -euo pipefail
@@ -35,7 +36,7 @@ while [ $# -gt 0 ]; do
     --shared) shared="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --quick) quick=1; shift ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "gpu-check: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -80,21 +81,33 @@ step() {
   echo >>"$md"
 }
 
-if [ "$quick" = 1 ]; then
-  step bench_tiny "tiny preset (f16), GPU" bench --backend gpu --preset tiny --dtype f16 --contexts 128,600 --groups 1,2,4,8 --steps 8 --rounds 2
-else
-  step bench_1b "1b preset (f16), GPU" bench --backend gpu --preset 1b --dtype f16 --contexts 128,2048,8192 --groups 1,2,4,32
-  step bench_500m "500m preset (f16), GPU" bench --backend gpu --preset 500m --dtype f16 --contexts 128,2048,8192 --groups 1,2,4,16
-fi
-if [ -f www/models/mha/config.json ]; then
-  step bench_family "shipped family (mha and its G, f16), GPU" bench --backend gpu --model www/models/mha --dtype f16 --contexts 128,2048 --steps 16
-fi
+# The checks first: they fail at once without a GPU adapter, and they name the adapter.
 step check_random "GPU vs CPU: random tiny preset, after 5000 synthetic positions" check-gpu --preset tiny --context 5000 --steps 16
 if [ -f "$shared/fixtures/llama2c/stories260K.bin" ]; then
   step check_stories260k "GPU vs CPU: stories260K" check-gpu --model "$shared/fixtures/llama2c/stories260K.bin" --steps 64
 else
   echo "== GPU vs CPU: stories260K skipped: no $shared/fixtures/llama2c/stories260K.bin" | tee -a "$md"
   status=1
+fi
+adapter="$(grep -o '"adapter": "[^"]*"' "$out/check_random.json" 2>/dev/null | head -n 1 || true)"
+echo "${adapter:-adapter: none found}" | tee -a "$md"
+if [ -z "$adapter" ]; then
+  echo "gpu-check: no GPU adapter answered (see $out/check_random.log); not benchmarking" | tee -a "$md"
+  status=1
+elif [ "$quick" = 0 ] && [[ "$adapter" == *", Cpu)"* ]]; then
+  echo "gpu-check: only a CPU Vulkan driver was found ($adapter): the GPU's driver manifest is missing (set VK_DRIVER_FILES); not benchmarking the large presets on it" | tee -a "$md"
+  status=1
+else
+  benchmarks=1
+fi
+if [ "${benchmarks:-0}" = 1 ] && [ "$quick" = 1 ]; then
+  step bench_tiny "tiny preset (f16), GPU" bench --backend gpu --preset tiny --dtype f16 --contexts 128,600 --groups 1,2,4,8 --steps 8 --rounds 2
+elif [ "${benchmarks:-0}" = 1 ]; then
+  step bench_1b "1b preset (f16), GPU" bench --backend gpu --preset 1b --dtype f16 --contexts 128,2048,8192 --groups 1,2,4,32
+  step bench_500m "500m preset (f16), GPU" bench --backend gpu --preset 500m --dtype f16 --contexts 128,2048,8192 --groups 1,2,4,16
+fi
+if [ "${benchmarks:-0}" = 1 ] && [ -f www/models/mha/config.json ]; then
+  step bench_family "shipped family (mha and its G, f16), GPU" bench --backend gpu --model www/models/mha --dtype f16 --contexts 128,2048 --steps 16
 fi
 
 {

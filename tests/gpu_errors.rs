@@ -36,13 +36,14 @@ fn a_failed_model_change_leaves_an_engine_that_reports_it() {
 
     let ctx = pollster::block_on(GpuContext::new())
         .unwrap_or_else(|e| panic!("this test needs a GPU adapter (a Vulkan driver; mesa-vulkan-drivers has lavapipe): {e}"));
-    // 8 heads of head_dim 64; one layer's MHA keys at 2^17 positions: 256 MiB.
+    // 8 heads of head_dim 64; one layer's MHA keys at 2^17 positions in f32: 256 MiB.
     let positions = 1 << 17;
     let mha = Model::random(&gqa::Config::new(512, 64, 1, 8, 8, 32, positions), 1, DType::F32).unwrap();
     let mha_kv = 8 * positions as u64 * 64 * 4;
     assert!(mha_kv > ctx.max_binding(), "the test needs a binding limit below {mha_kv} bytes");
     let mqa = convert(&mha, 1, Method::Mean, 0).unwrap();
-    let mut gpu = GpuEngine::with_context(ctx, mqa.clone(), positions, GpuOptions::default()).unwrap();
+    let f32_kv = GpuOptions { kv_dtype: DType::F32, ..GpuOptions::default() };
+    let mut gpu = GpuEngine::with_context(ctx, mqa.clone(), positions, f32_kv).unwrap();
     gpu.forward(&[1, 2], Logits::Last).unwrap();
 
     let err = gpu.set_model(mha).unwrap_err().to_string();
