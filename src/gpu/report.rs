@@ -2,8 +2,9 @@
 //! forward pass is timed whole on the GPU (timestamp queries, where the adapter has
 //! them); after the timed rounds, a profile of every case: one decode step with each
 //! dispatch timed on its own, the same dispatches emptied (the fixed cost of
-//! dispatching and its barriers), the device's copy bandwidth measured in the same run
-//! by a copy kernel, and the bytes each step reads against it.
+//! dispatching and its barriers), a sampled step's read-back, the device's copy
+//! bandwidth measured in the same run by a copy kernel, and the bytes each step reads
+//! against it.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -18,6 +19,7 @@ use crate::bench::{BenchRow, DecodeCase};
 use crate::convert::{convert, Method};
 use crate::error::Result;
 use crate::model::Model;
+use crate::sampler::SamplerConfig;
 
 /// A backend of `kind` for benchmarks, the reason it fell back to the CPU (if it
 /// did), and on the GPU the handle on its timing record.
@@ -67,6 +69,8 @@ pub struct ProfileRow {
     /// Bytes each step reads (weights + KV cache) and read back to the host.
     pub bytes_per_token: usize,
     pub read_back_bytes_per_token: f64,
+    /// The same for one sampled step (temperature 0.8, top-p 0.9, on the GPU).
+    pub sampled_read_back_bytes: u64,
     /// Bytes per token over kernel time (wall time without timestamps), and that
     /// over the device's copy bandwidth.
     pub effective_gb_s: f64,
@@ -120,14 +124,17 @@ pub fn profile(gpu: &mut GpuEngine, base: &Model, rows: &[BenchRow], timings: &[
             gpu.set_model(convert(base, row.n_kv_heads, Method::Mean, 0)?)?;
         }
         let case = DecodeCase::new(row.context, steps, gpu.capacity())?;
+        // Two steps at the case's positions (the timed rounds warmed the pipelines): one
+        // greedy, each dispatch timed; then one sampled.
         case.prepare(gpu)?;
-        gpu.forward_argmax(&[case.token(0)])?;
         let empty_s = gpu.empty_forward(5)?;
-        let before = gpu.take_timing();
-        drop(before);
+        drop(gpu.take_timing());
         gpu.profile_next_forward();
-        gpu.forward_argmax(&[case.token(1)])?;
+        gpu.forward_argmax(&[case.token(0)])?;
         let profiled = gpu.take_timing();
+        let sampler = SamplerConfig { temperature: 0.8, top_k: 0, top_p: 0.9, seed: 0 };
+        gpu.forward_sample(&[case.token(1)], &sampler, 0.5)?;
+        let sampled = gpu.take_timing();
         let kernels: BTreeMap<_, _> = profiled.kernels;
         let mut kernels: Vec<KernelRow> =
             kernels.into_iter().map(|(k, v)| KernelRow { kernel: k.into(), dispatches: v.dispatches, ms: v.seconds * 1e3 }).collect();
@@ -143,6 +150,7 @@ pub fn profile(gpu: &mut GpuEngine, base: &Model, rows: &[BenchRow], timings: &[
             kernel_ms_per_token: kernel_ms,
             bytes_per_token: row.bytes_per_token,
             read_back_bytes_per_token: t.read_bytes as f64 / n,
+            sampled_read_back_bytes: sampled.read_bytes,
             effective_gb_s: effective / 1e9,
             fraction_of_copy: effective / copy,
             empty_forward_ms: empty_s * 1e3,
@@ -159,12 +167,12 @@ pub fn markdown(p: &GpuProfile) -> String {
         "\nGPU: {} ({}, {}, {}); copy kernel {:.1} GB/s; {} attention workgroups aimed for\n\n",
         a.name, a.backend, a.device_type, a.driver, p.copy_gb_s, a.target_workgroups
     );
-    s += "| G | context | ms/token (wall) | ms/token (kernels) | empty forward ms | bytes/token | GB/s | of copy bw | read back B/token |\n";
+    s += "| G | context | ms/token (wall) | ms/token (kernels) | empty forward ms | bytes/token | GB/s | of copy bw | read back B/token (greedy, sampled) |\n";
     s += "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
     for r in &p.rows {
         let kernels = r.kernel_ms_per_token.map_or("n/a (no timestamps)".to_string(), |k| format!("{k:.3}"));
         s += &format!(
-            "| {} | {} | {:.3} | {} | {:.3} | {} | {:.1} | {:.1}% | {:.0} |\n",
+            "| {} | {} | {:.3} | {} | {:.3} | {} | {:.1} | {:.1}% | {:.0}, {} |\n",
             r.label,
             r.context,
             r.ms_per_token,
@@ -173,7 +181,8 @@ pub fn markdown(p: &GpuProfile) -> String {
             r.bytes_per_token,
             r.effective_gb_s,
             100.0 * r.fraction_of_copy,
-            r.read_back_bytes_per_token
+            r.read_back_bytes_per_token,
+            r.sampled_read_back_bytes
         );
     }
     for r in &p.rows {
