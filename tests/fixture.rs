@@ -44,6 +44,28 @@ fn greedy_256_with_f16_weights_and_explicit_g() {
     assert_eq!(stdout, expected);
 }
 
+/// An f16 KV cache rounds every cached key and value to 11 significant bits: here that
+/// moves no greedy choice in 256 tokens, for the checkpoint's own G (the reference text)
+/// and for G = 2 and 1 (the f32 cache's text).
+#[test]
+#[cfg_attr(not(has_shared), ignore = "needs ../shared (the shared fixtures)")]
+fn greedy_256_with_f16_kv_cache_equals_f32() {
+    let (bin, tok, expected) = fixture();
+    for g in ["4", "2", "1"] {
+        let run = |kv: &str| {
+            let (stdout, stderr, ok) = gqa(&["generate", "--model", s(&bin), "--tokenizer", s(&tok), "-g", g, "--kv-dtype", kv, "-n", "256"]);
+            assert!(ok, "{stderr}");
+            assert!(stderr.contains(&format!("KV cache ({kv})")), "G={g}: the report names the {kv} cache: {stderr}");
+            stdout
+        };
+        let f32_text = run("f32");
+        if g == "4" {
+            assert_eq!(f32_text, expected, "the checkpoint's own G with f32 KV is the reference text");
+        }
+        assert_eq!(run("f16"), f32_text, "G={g}: f16 KV greedy text");
+    }
+}
+
 /// llama2.c .bin -> `gqa convert` -> Hugging Face folder (safetensors with
 /// rotate_half q/k, tokenizer.json) -> the same greedy text.
 #[test]
