@@ -51,11 +51,11 @@ if [ -n "$libs" ]; then
   for deb in "$libs"/*.deb; do dpkg -x "$deb" "$root"; done
   export LD_LIBRARY_PATH="$(find "$root" -name 'libvulkan.so*' -printf '%h\n' | sort -u | paste -sd:)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 fi
-# A driver's manifest outside the loader's default folders (NVIDIA's container runtime).
+# A driver's manifest outside the loader's default folders (as GPU container runtimes
+# mount it): found and named to the loader.
 if [ -z "${VK_DRIVER_FILES:-}" ] && ! ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json >/dev/null 2>&1; then
-  for icd in /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json; do
-    [ -f "$icd" ] && export VK_DRIVER_FILES="$icd"
-  done
+  icd="$(find /usr/local /opt -name '*_icd*.json' -path '*vulkan*' 2>/dev/null | head -n 1 || true)"
+  if [ -n "$icd" ]; then export VK_DRIVER_FILES="$icd"; fi
 fi
 
 md="$out/gpu-check.md"
