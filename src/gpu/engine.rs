@@ -249,8 +249,9 @@ impl GpuEngine {
         let res = self.res.as_mut().ok_or_else(not_loaded)?;
         self.ctx.queue.write_buffer(&res.logits, 0, bytemuck::cast_slice(logits));
         let mut ops = Vec::new();
-        sample(&mut ops, res, SampleParams::new(sampler, u));
-        let read = self.submit.run(&self.ctx, &self.alloc, res, &ops, &[], Want::Sample(SampleParams::new(sampler, u))).await?;
+        let params = SampleParams::new(sampler, u);
+        sample(&mut ops, res, params);
+        let read = self.submit.run(&self.ctx, &self.alloc, res, &ops, &[], Want::Sample(params)).await?;
         self.sampled(&read, sampler, u).await
     }
 

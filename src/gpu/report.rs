@@ -6,7 +6,6 @@
 //! bandwidth measured in the same run by a copy kernel, and the bytes each step reads
 //! against it.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
@@ -135,9 +134,8 @@ pub fn profile(gpu: &mut GpuEngine, base: &Model, rows: &[BenchRow], timings: &[
         let sampler = SamplerConfig { temperature: 0.8, top_k: 0, top_p: 0.9, seed: 0 };
         gpu.forward_sample(&[case.token(1)], &sampler, 0.5)?;
         let sampled = gpu.take_timing();
-        let kernels: BTreeMap<_, _> = profiled.kernels;
         let mut kernels: Vec<KernelRow> =
-            kernels.into_iter().map(|(k, v)| KernelRow { kernel: k.into(), dispatches: v.dispatches, ms: v.seconds * 1e3 }).collect();
+            profiled.kernels.into_iter().map(|(k, v)| KernelRow { kernel: k.into(), dispatches: v.dispatches, ms: v.seconds * 1e3 }).collect();
         kernels.sort_by(|a, b| b.ms.total_cmp(&a.ms));
         let ms = t.wall_s / n * 1e3;
         let kernel_ms = t.kernel_s.map(|k| k / n * 1e3);
