@@ -8,7 +8,7 @@
 // attention_merge.wgsl.
 //
 // q: (T, q_stride) f32, H heads of head_dim per row (rotated).
-// k_cache, v_cache: (G, capacity, head_dim), f32 one per u32 or f16 two per u32.
+// k_cache, v_cache: (G, capacity) records of head_dim elements (kv_format.wgsl).
 // partial: (T, H, n_splits, 2 + head_dim) f32: (m, l, unnormalized output).
 // Dispatch: (G, n_splits, T). Limits checked on the host: group * tile <= 1024,
 // tile * head_dim <= 2048, group <= WG, group * head_dim <= WG * MAX_ACC.
@@ -21,8 +21,6 @@
 //  - values: lanes_p invocations per output element (r, d), each over a slice of the
 //    tile's positions, summed once at the end; with lanes_p = 1 an invocation keeps up
 //    to MAX_ACC output elements.
-
-override KV_F16: bool = false;
 
 const WG: u32 = 128u;      // engine.rs ATT_WG
 const MAX_ACC: u32 = 32u;  // engine.rs ATT_MAX_PAIRS / ATT_WG
@@ -57,18 +55,14 @@ var<workgroup> alpha: array<f32, WG>;        // (group) rescale of the old sums 
 var<workgroup> red_max: array<f32, WG>;      // per-lane partial max
 var<workgroup> red_sum: array<f32, WG>;      // per-lane partial sums
 
-fn load_kv(is_key: bool, index: u32) -> f32 {
-    var word: u32;
+// Element e of the key or value cache (kv_format.wgsl).
+fn load_kv(is_key: bool, e: u32) -> f32 {
+    let at = kv_word(e, p.head_dim);
+    let scale_at = kv_scale_word(e, p.head_dim);
     if is_key {
-        word = k_cache[select(index, index / 2u, KV_F16)];
-    } else {
-        word = v_cache[select(index, index / 2u, KV_F16)];
+        return kv_decode(k_cache[at], k_cache[scale_at], e);
     }
-    if KV_F16 {
-        let pair = unpack2x16float(word);
-        return select(pair.x, pair.y, (index & 1u) == 1u);
-    }
-    return bitcast<f32>(word);
+    return kv_decode(v_cache[at], v_cache[scale_at], e);
 }
 
 @compute @workgroup_size(WG)

@@ -4,10 +4,8 @@
 // key/value head h / group, as attention.wgsl does; the weights are computed plainly
 // (scores, max, exp, sum), for the page to show, not for speed.
 //
-// q: (T, q_stride) f32. k_cache: (G, capacity, head_dim), f32 one per u32 or f16 two per u32.
+// q: (T, q_stride) f32. k_cache: (G, capacity) records of head_dim elements (kv_format.wgsl).
 // probe: (layers, H, capacity) f32. One workgroup of 256 per query head. Dispatch: (H, 1, 1).
-
-override KV_F16: bool = false;
 
 const WG: u32 = 256u;
 
@@ -29,12 +27,9 @@ struct Params {
 
 var<workgroup> red: array<f32, WG>;
 
-fn key(index: u32) -> f32 {
-    if KV_F16 {
-        let pair = unpack2x16float(k_cache[index / 2u]);
-        return select(pair.x, pair.y, (index & 1u) == 1u);
-    }
-    return bitcast<f32>(k_cache[index]);
+// Element e of the key cache (kv_format.wgsl).
+fn key(e: u32) -> f32 {
+    return kv_decode(k_cache[kv_word(e, p.head_dim)], k_cache[kv_scale_word(e, p.head_dim)], e);
 }
 
 fn reduce(lid: u32, v: f32, is_max: bool) -> f32 {

@@ -12,6 +12,7 @@ use crate::convert::{convert, Method};
 use crate::error::{GqaError, Result};
 use crate::kernels::{for_chunks, rows_dot_slice, threads};
 use crate::model::Model;
+use crate::tensor::KvDType;
 
 pub use crate::presets::{preset, PRESETS};
 
@@ -113,9 +114,9 @@ impl DecodeCase {
     }
 
     /// Bytes one timed step reads: the weights, and the KV cache of `model`'s G
-    /// heads at `kv_bytes_per_elem` bytes, at the average timed position.
-    pub fn bytes(&self, model: &Model, kv_bytes_per_elem: usize) -> (usize, usize) {
-        let kv = kv_cache_bytes(&model.config, model.config.n_kv_heads(), self.context - self.steps / 2, kv_bytes_per_elem);
+    /// heads in `kv_dtype`, at the average timed position.
+    pub fn bytes(&self, model: &Model, kv_dtype: KvDType) -> (usize, usize) {
+        let kv = kv_cache_bytes(&model.config, model.config.n_kv_heads(), self.context - self.steps / 2, kv_dtype);
         (model.weight_bytes_per_token(), kv)
     }
 }
@@ -245,13 +246,13 @@ pub fn run(
         }
     }
     let bandwidth = Bandwidth { copy: median(&mut copy), read: median(&mut read) };
-    let kv_elem = backend.kv_dtype().size();
+    let kv_dtype = backend.kv_dtype();
     let mut rows = Vec::new();
     for (gi, (model, convert_ms)) in models.iter().enumerate() {
         let c = &model.config;
         for (ci, case) in cases.iter().enumerate() {
             let step_s = median(&mut step_times[gi][ci]);
-            let (weight_bytes, kv_bytes) = case.bytes(model, kv_elem);
+            let (weight_bytes, kv_bytes) = case.bytes(model, kv_dtype);
             let bytes = weight_bytes + kv_bytes;
             let rate = bytes as f64 / step_s;
             rows.push(BenchRow {

@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{GqaError, Result};
+use crate::tensor::KvDType;
 
 /// Anything larger than this many parameters is refused before allocating.
 pub const MAX_PARAMS: u128 = 1 << 34;
@@ -243,10 +244,11 @@ pub fn divisors(n: usize) -> Vec<usize> {
 
 /// Bytes of the KV cache: keys and values for every layer, KV head and position.
 ///
-/// `2 x layers x G x head_dim x positions x bytes per element`. Every front end
-/// (CLI, bench, page) reports memory through this one function.
-pub fn kv_cache_bytes(config: &Config, n_kv_heads: usize, positions: usize, bytes_per_elem: usize) -> usize {
-    2 * config.num_hidden_layers * n_kv_heads * config.head_dim() * positions * bytes_per_elem
+/// `2 x layers x G x positions x bytes per head vector` (head_dim elements, plus a
+/// scale for int8: see [`KvDType::vector_bytes`]). Every front end (CLI, bench, page)
+/// reports memory through this one function.
+pub fn kv_cache_bytes(config: &Config, n_kv_heads: usize, positions: usize, kv: KvDType) -> usize {
+    2 * config.num_hidden_layers * n_kv_heads * positions * kv.vector_bytes(config.head_dim())
 }
 
 /// The most KV-cache memory an engine allocates: in the browser all of wasm32's
@@ -264,17 +266,18 @@ pub fn default_capacity(config: &Config) -> usize {
 
 /// [`kv_cache_bytes`] for a cache about to be allocated, computed without overflow
 /// (on wasm32 `usize` has 32 bits) and checked against [`KV_BUDGET_BYTES`] first.
-pub fn kv_cache_bytes_checked(config: &Config, n_kv_heads: usize, positions: usize, bytes_per_elem: usize) -> Result<usize> {
-    let bytes = [config.num_hidden_layers, n_kv_heads, config.head_dim(), positions, bytes_per_elem]
+pub fn kv_cache_bytes_checked(config: &Config, n_kv_heads: usize, positions: usize, kv: KvDType) -> Result<usize> {
+    let bytes = [config.num_hidden_layers, n_kv_heads, positions, kv.vector_bytes(config.head_dim())]
         .iter()
         .try_fold(2u64, |acc, &x| acc.checked_mul(x as u64))
         .filter(|&b| b <= KV_BUDGET_BYTES);
     match bytes {
         Some(b) => Ok(b as usize),
         None => Err(GqaError::Invalid(format!(
-            "a KV cache of {positions} positions ({} layers x G = {n_kv_heads} x head_dim {} x {bytes_per_elem} bytes, keys and values) needs more than the memory budget of {} GiB; use a shorter context",
+            "a KV cache of {positions} positions ({} layers x G = {n_kv_heads} x head_dim {} in {}, keys and values) needs more than the memory budget of {} GiB; use a shorter context",
             config.num_hidden_layers,
             config.head_dim(),
+            kv.name(),
             KV_BUDGET_BYTES >> 30
         ))),
     }

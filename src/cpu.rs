@@ -18,7 +18,7 @@ use crate::kv_cache::{BlockKv, KvCache, BLOCK};
 use crate::model::Model;
 use crate::rope::RopeTable;
 use crate::sampler::argmax;
-use crate::tensor::DType;
+use crate::tensor::KvDType;
 
 /// Bytes of work (weights or cache read) below which an operation runs on the
 /// calling thread: waking the others costs tens of microseconds, the time one
@@ -209,7 +209,7 @@ impl CpuEngine {
             for (t, (row, out)) in qkv.chunks_exact(qkv_dim).zip(att.chunks_exact_mut(q_dim)).enumerate() {
                 // Causal: the token at pos + t attends to positions 0..=pos + t.
                 let n_ctx = *pos + t + 1;
-                let kv_bytes = 2 * kv_dim * n_ctx * cache.dtype().size();
+                let kv_bytes = 2 * c.n_kv_heads() * n_ctx * cache.dtype().vector_bytes(c.head_dim());
                 grouped_attention(c, cache, layer, n_ctx, &row[..q_dim], out, attention, par(kv_bytes));
                 if let (Some(p), true) = (probe.as_mut(), t + 1 == t_new) {
                     p.push(attention_weights(c, cache, layer, n_ctx, &row[..q_dim]));
@@ -283,7 +283,7 @@ impl Backend for CpuEngine {
         }
         Ok(self.probe.as_ref().and_then(|p| p.get(layer).cloned()))
     }
-    fn kv_dtype(&self) -> DType {
+    fn kv_dtype(&self) -> KvDType {
         self.cache.dtype()
     }
     fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
@@ -318,6 +318,7 @@ fn attention_weights(c: &Config, cache: &KvCache, layer: usize, n_ctx: usize, q:
                 let key = |d: usize| match &kv {
                     BlockKv::F32(k, _) => k[d * row_len + i],
                     BlockKv::F16(k, _) => k[d * row_len + i].to_f32(),
+                    BlockKv::I8 { k, k_scale, .. } => k[d * row_len + i] as f32 * k_scale[i],
                 };
                 row[block * BLOCK + i] = (0..hd).map(|d| qh[d] * key(d)).sum::<f32>() * scale;
             }
@@ -358,8 +359,12 @@ fn grouped_attention(c: &Config, cache: &KvCache, layer: usize, n_ctx: usize, q:
         }
         let len = end - start;
         match kv {
-            BlockKv::F32(k, v) => attend(rows(k, row_len, hd, len), rows(v, row_len, hd, len), group_q, scale, slot),
-            BlockKv::F16(k, v) => attend(rows(k, row_len, hd, len), rows(v, row_len, hd, len), group_q, scale, slot),
+            BlockKv::F32(k, v) => attend(rows(k, row_len, hd, len), rows(v, row_len, hd, len), None, group_q, scale, slot),
+            BlockKv::F16(k, v) => attend(rows(k, row_len, hd, len), rows(v, row_len, hd, len), None, group_q, scale, slot),
+            BlockKv::I8 { k, v, k_scale, v_scale } => {
+                let scales = Some((&k_scale[..len], &v_scale[..len]));
+                attend(rows(k, row_len, hd, len), rows(v, row_len, hd, len), scales, group_q, scale, slot)
+            }
         }
     });
 
@@ -384,7 +389,10 @@ fn grouped_attention(c: &Config, cache: &KvCache, layer: usize, n_ctx: usize, q:
 
 /// One attention task: the H/G query heads `qs` (H/G, hd) over the keys and
 /// values (hd rows of len positions) of one chunk, into `slot` (see [`attention_task_len`]).
-fn attend<T: Elem>(keys: Rows<T>, values: Rows<T>, qs: &[f32], scale: f32, slot: &mut [f32]) {
+/// An int8 cache gives each position's key and value scales (len each): a position's
+/// score is its key scale times the dot product with its int8 key, and its value
+/// scale multiplies its softmax weight before the weighted sum of int8 values.
+fn attend<T: Elem>(keys: Rows<T>, values: Rows<T>, scales: Option<(&[f32], &[f32])>, qs: &[f32], scale: f32, slot: &mut [f32]) {
     let (hd, len) = (keys.dims, keys.len);
     let group = qs.len() / hd;
     let (stats, rest) = slot.split_at_mut(2 * group);
@@ -394,9 +402,15 @@ fn attend<T: Elem>(keys: Rows<T>, values: Rows<T>, qs: &[f32], scale: f32, slot:
     attention_scores(keys, qs, scale, scores);
     // Softmax numerators, with each head's max and sum kept for the merge.
     for (row, stat) in scores.chunks_exact_mut(len).zip(stats.chunks_exact_mut(2)) {
+        if let Some((k_scale, _)) = scales {
+            row.iter_mut().zip(k_scale).for_each(|(s, k)| *s *= k);
+        }
         let m = max(row);
         stat[0] = m;
         stat[1] = exp_shifted_sum(row, m);
+        if let Some((_, v_scale)) = scales {
+            row.iter_mut().zip(v_scale).for_each(|(p, v)| *p *= v);
+        }
     }
     // acc (H/G, hd): one pass over the values for all heads of the group.
     acc.fill(0.0);

@@ -146,6 +146,10 @@ mod x86 {
             _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
         }
         #[inline(always)]
+        unsafe fn load_i8(p: *const i8) -> Self {
+            _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(p as *const __m128i)))
+        }
+        #[inline(always)]
         fn mul_add(self, b: Self, c: Self) -> Self {
             unsafe { _mm256_fmadd_ps(self, b, c) }
         }
@@ -184,6 +188,10 @@ mod x86 {
         #[inline(always)]
         unsafe fn load_f16(p: *const f16) -> Self {
             _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i))
+        }
+        #[inline(always)]
+        unsafe fn load_i8(p: *const i8) -> Self {
+            _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(p as *const __m128i)))
         }
         #[inline(always)]
         fn mul_add(self, b: Self, c: Self) -> Self {
@@ -297,6 +305,11 @@ mod wasm {
         unsafe fn load_f16(p: *const f16) -> Self {
             let (lo, hi) = load_f16x8(p);
             F32x8(lo, hi)
+        }
+        #[inline(always)]
+        unsafe fn load_i8(p: *const i8) -> Self {
+            let h = i16x8_extend_low_i8x16(v128_load64_zero(p as *const u64));
+            F32x8(f32x4_convert_i32x4(i32x4_extend_low_i16x8(h)), f32x4_convert_i32x4(i32x4_extend_high_i16x8(h)))
         }
         #[inline(always)]
         fn mul_add(self, b: Self, c: Self) -> Self {
@@ -441,6 +454,11 @@ pub trait Lanes: Copy {
     /// # Safety
     /// `p..p + N` must be readable.
     unsafe fn load_f16(p: *const f16) -> Self;
+    /// N int8 at `p` as f32.
+    ///
+    /// # Safety
+    /// `p..p + N` must be readable.
+    unsafe fn load_i8(p: *const i8) -> Self;
     /// `self * b + c` (fused where the hardware has it).
     fn mul_add(self, b: Self, c: Self) -> Self;
     fn sum(self) -> f32;
@@ -451,11 +469,11 @@ pub trait Lanes: Copy {
     fn prefetch(_p: *const u8) {}
 }
 
-/// An element of a weight matrix or of the KV cache: f32, or f16 converted
-/// in registers as it is loaded.
+/// An element of a weight matrix or of the KV cache: f32, or f16 (or the
+/// cache's int8) converted in registers as it is loaded.
 pub trait Elem: Copy + Send + Sync {
     /// # Safety
-    /// `p..p + 8` must be readable.
+    /// `p..p + V::N` must be readable.
     unsafe fn load<V: Lanes>(p: *const Self) -> V;
     fn to_f32(self) -> f32;
 }
@@ -482,6 +500,18 @@ impl Elem for f16 {
     }
 }
 
+/// int8 KV-cache elements, unscaled (the caller applies each position's scale).
+impl Elem for i8 {
+    #[inline(always)]
+    unsafe fn load<V: Lanes>(p: *const i8) -> V {
+        V::load_i8(p)
+    }
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self as f32
+    }
+}
+
 impl Lanes for [f32; 8] {
     const N: usize = 8;
     const UNROLL: usize = 1;
@@ -500,6 +530,10 @@ impl Lanes for [f32; 8] {
     #[inline(always)]
     unsafe fn load_f16(p: *const f16) -> Self {
         std::array::from_fn(|j| scalar::f16_to_f32((*p.add(j)).to_bits()))
+    }
+    #[inline(always)]
+    unsafe fn load_i8(p: *const i8) -> Self {
+        std::array::from_fn(|j| *p.add(j) as f32)
     }
     #[inline(always)]
     fn mul_add(self, b: Self, c: Self) -> Self {

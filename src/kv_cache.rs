@@ -1,6 +1,7 @@
 //! The KV cache, sized for G key/value heads (never expanded to H), stored in
-//! f32 or f16 (half the bytes per decode step; the attention kernels convert
-//! f16 rows as they read them).
+//! f32, f16 (half the bytes per decode step; the attention kernels convert f16
+//! rows as they read them) or int8 (a quarter, plus one f32 scale per position
+//! and head for the keys and one for the values; see [`quantize_i8`]).
 //!
 //! Layout: layer x kv_head x block x head_dim x position in block: each
 //! head's keys and values are stored in blocks of [`BLOCK`] positions, each
@@ -16,13 +17,36 @@ use half::f16;
 use crate::config::{kv_cache_bytes_checked, Config};
 use crate::error::{GqaError, Result};
 use crate::rng::Rng;
-use crate::tensor::DType;
+use crate::tensor::KvDType;
 
-/// Keys and values, each (layers, G, head_dim, capacity), in the cache's precision.
+/// Keys and values, each (layers, G, head_dim, capacity), in the cache's precision;
+/// int8's scales are (layers, G, capacity).
 #[derive(Clone, Debug)]
 enum Store {
     F32 { k: Vec<f32>, v: Vec<f32> },
     F16 { k: Vec<f16>, v: Vec<f16> },
+    I8 { k: Vec<i8>, v: Vec<i8>, k_scale: Vec<f32>, v_scale: Vec<f32> },
+}
+
+/// Symmetric int8 quantization of one head's keys or values at one position:
+/// `scale = max |x| / 127` and `q[d] = round(x[d] / scale)` (ties to even, as WGSL's
+/// `round`), so that `scale * q[d]` is within `scale / 2` of `x[d]`. An all-zero
+/// vector gets scale 0. Returns the scale; writes q through `out(d, q)`.
+pub fn quantize_i8(x: &[f32], mut out: impl FnMut(usize, i8)) -> f32 {
+    let scale = x.iter().fold(0.0f32, |m, v| m.max(v.abs())) / 127.0;
+    for (d, &v) in x.iter().enumerate() {
+        out(d, if scale > 0.0 { (v / scale).round_ties_even().clamp(-127.0, 127.0) as i8 } else { 0 });
+    }
+    scale
+}
+
+/// The scale of the synthetic int8 cache (`fill_synthetic`): its values are drawn from
+/// a standard normal, so 4 / 127 covers them to 4 sigma (beyond is clamped).
+pub const SYNTHETIC_I8_SCALE: f32 = 4.0 / 127.0;
+
+/// An int8 element of the synthetic cache.
+pub fn synthetic_i8(x: f32) -> i8 {
+    (x / SYNTHETIC_I8_SCALE).round_ties_even().clamp(-127.0, 127.0) as i8
 }
 
 /// Positions per block of the cache, and per attention task.
@@ -34,6 +58,8 @@ pub const BLOCK: usize = 256;
 pub enum BlockKv<'a> {
     F32(&'a [f32], &'a [f32]),
     F16(&'a [f16], &'a [f16]),
+    /// Keys, values, and their scales (one per position of the block).
+    I8 { k: &'a [i8], v: &'a [i8], k_scale: &'a [f32], v_scale: &'a [f32] },
 }
 
 #[derive(Clone, Debug)]
@@ -47,18 +73,22 @@ pub struct KvCache {
 
 impl KvCache {
     /// A cache for `capacity` positions (at most the model's context) in `dtype`.
-    pub fn new(config: &Config, capacity: usize, dtype: DType) -> Result<KvCache> {
+    pub fn new(config: &Config, capacity: usize, dtype: KvDType) -> Result<KvCache> {
         if capacity == 0 || capacity > config.max_position_embeddings {
             return Err(GqaError::Invalid(format!(
                 "KV cache capacity {capacity} must be between 1 and the context {}",
                 config.max_position_embeddings
             )));
         }
-        // Elements in each of k and v; checked against the memory budget before allocating.
-        let len = kv_cache_bytes_checked(config, config.n_kv_heads(), capacity, dtype.size())? / (2 * dtype.size());
+        // Checked against the memory budget before allocating.
+        kv_cache_bytes_checked(config, config.n_kv_heads(), capacity, dtype)?;
+        // Elements in each of k and v, and positions (scales) of all heads.
+        let positions = config.num_hidden_layers * config.n_kv_heads() * capacity;
+        let len = positions * config.head_dim();
         let store = match dtype {
-            DType::F32 => Store::F32 { k: vec![0.0; len], v: vec![0.0; len] },
-            DType::F16 => Store::F16 { k: vec![f16::ZERO; len], v: vec![f16::ZERO; len] },
+            KvDType::F32 => Store::F32 { k: vec![0.0; len], v: vec![0.0; len] },
+            KvDType::F16 => Store::F16 { k: vec![f16::ZERO; len], v: vec![f16::ZERO; len] },
+            KvDType::I8 => Store::I8 { k: vec![0; len], v: vec![0; len], k_scale: vec![0.0; positions], v_scale: vec![0.0; positions] },
         };
         Ok(KvCache { n_layers: config.num_hidden_layers, n_kv_heads: config.n_kv_heads(), head_dim: config.head_dim(), capacity, store })
     }
@@ -67,19 +97,29 @@ impl KvCache {
         self.capacity
     }
 
-    pub fn dtype(&self) -> DType {
+    pub fn dtype(&self) -> KvDType {
         match self.store {
-            Store::F32 { .. } => DType::F32,
-            Store::F16 { .. } => DType::F16,
+            Store::F32 { .. } => KvDType::F32,
+            Store::F16 { .. } => KvDType::F16,
+            Store::I8 { .. } => KvDType::I8,
         }
     }
 
-    /// Bytes allocated: what the key and value buffers hold room for.
+    /// Bytes allocated: what the key and value buffers (and scales) hold room for.
     pub fn bytes(&self) -> usize {
-        match &self.store {
-            Store::F32 { k, v } => (k.capacity() + v.capacity()) * std::mem::size_of::<f32>(),
-            Store::F16 { k, v } => (k.capacity() + v.capacity()) * std::mem::size_of::<f16>(),
+        fn held<T>(v: &Vec<T>) -> usize {
+            v.capacity() * std::mem::size_of::<T>()
         }
+        match &self.store {
+            Store::F32 { k, v } => held(k) + held(v),
+            Store::F16 { k, v } => held(k) + held(v),
+            Store::I8 { k, v, k_scale, v_scale } => held(k) + held(v) + held(k_scale) + held(v_scale),
+        }
+    }
+
+    /// Where a head's scales start (int8).
+    fn scale_at(&self, layer: usize, head: usize) -> usize {
+        (layer * self.n_kv_heads + head) * self.capacity
     }
 
     /// Where block `block` of a head starts, and its row length.
@@ -100,6 +140,14 @@ impl KvCache {
         let hd = self.head_dim;
         for h in 0..self.n_kv_heads {
             let (src_k, src_v) = (&k[h * hd..(h + 1) * hd], &v[h * hd..(h + 1) * hd]);
+            if let KvDType::I8 = self.dtype() {
+                let (at, scale_at) = (self.index(layer, h, pos, 0), self.scale_at(layer, h) + pos);
+                let row_len = self.block_at(layer, h, pos / BLOCK).1;
+                let Store::I8 { k, v, k_scale, v_scale } = &mut self.store else { unreachable!() };
+                k_scale[scale_at] = quantize_i8(src_k, |d, q| k[at + d * row_len] = q);
+                v_scale[scale_at] = quantize_i8(src_v, |d, q| v[at + d * row_len] = q);
+                continue;
+            }
             for d in 0..hd {
                 let at = self.index(layer, h, pos, d);
                 match &mut self.store {
@@ -111,6 +159,7 @@ impl KvCache {
                         k[at] = f16::from_f32(src_k[d]);
                         v[at] = f16::from_f32(src_v[d]);
                     }
+                    Store::I8 { .. } => unreachable!("stored above"),
                 }
             }
         }
@@ -124,12 +173,27 @@ impl KvCache {
         let kv = match &self.store {
             Store::F32 { k, v } => BlockKv::F32(&k[range.clone()], &v[range]),
             Store::F16 { k, v } => BlockKv::F16(&k[range.clone()], &v[range]),
+            Store::I8 { k, v, k_scale, v_scale } => {
+                let first = self.scale_at(layer, head) + block * BLOCK;
+                let scales = first..first + row_len;
+                BlockKv::I8 { k: &k[range.clone()], v: &v[range], k_scale: &k_scale[scales.clone()], v_scale: &v_scale[scales] }
+            }
         };
         (kv, row_len)
     }
 
-    /// Fill positions 0..len with random values (for benchmarks at long context).
+    /// Fill positions 0..len with random values (for benchmarks at long context);
+    /// int8 stores them at the fixed [`SYNTHETIC_I8_SCALE`].
     pub fn fill_synthetic(&mut self, len: usize, seed: u64) {
+        if let Store::I8 { k_scale, v_scale, .. } = &mut self.store {
+            for layer in 0..self.n_layers {
+                for h in 0..self.n_kv_heads {
+                    let start = (layer * self.n_kv_heads + h) * self.capacity;
+                    k_scale[start..start + len].fill(SYNTHETIC_I8_SCALE);
+                    v_scale[start..start + len].fill(SYNTHETIC_I8_SCALE);
+                }
+            }
+        }
         let mut rng = Rng::new(seed);
         let mut values = vec![0.0f32; len];
         for layer in 0..self.n_layers {
@@ -145,6 +209,9 @@ impl KvCache {
                                 Store::F32 { k, v } => [k, v][half][range].copy_from_slice(part),
                                 Store::F16 { k, v } => {
                                     [k, v][half][range].iter_mut().zip(part).for_each(|(d, &s)| *d = f16::from_f32(s))
+                                }
+                                Store::I8 { k, v, .. } => {
+                                    [k, v][half][range].iter_mut().zip(part).for_each(|(d, &s)| *d = synthetic_i8(s))
                                 }
                             }
                         }

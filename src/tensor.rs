@@ -74,6 +74,48 @@ impl DType {
     }
 }
 
+/// The KV cache's precision: f32, f16, or int8 with one f32 scale per position and
+/// head (symmetric: a head's keys, or values, at one position are `scale * q` with q in
+/// -127..=127 and `scale = max |x| / 127`). Keys and values each take
+/// [`KvDType::vector_bytes`] per head and position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KvDType {
+    F32,
+    F16,
+    I8,
+}
+
+impl KvDType {
+    pub const ALL: [KvDType; 3] = [KvDType::F32, KvDType::F16, KvDType::I8];
+
+    /// Bytes of one head's keys (or values) at one position: head_dim elements, and
+    /// int8's scale.
+    pub fn vector_bytes(self, head_dim: usize) -> usize {
+        match self {
+            KvDType::F32 => 4 * head_dim,
+            KvDType::F16 => 2 * head_dim,
+            KvDType::I8 => head_dim + 4,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            KvDType::F32 => "f32",
+            KvDType::F16 => "f16",
+            KvDType::I8 => "int8",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<KvDType> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" | "float32" => Some(KvDType::F32),
+            "f16" | "float16" => Some(KvDType::F16),
+            "int8" | "i8" | "q8" => Some(KvDType::I8),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Data {
     F32(Shared<Vec<f32>>),

@@ -25,7 +25,7 @@ use crate::gpu::GpuEngine;
 use crate::model::Model;
 use crate::sampler::SamplerConfig;
 use crate::session::Session;
-use crate::tensor::DType;
+use crate::tensor::{DType, KvDType};
 use crate::tokenizer::{TextStream, Tokenizer};
 
 /// The message of the last panic, for the worker to show: after a panic (or an
@@ -47,6 +47,15 @@ fn init() {
 #[wasm_bindgen(js_name = lastPanic)]
 pub fn last_panic() -> Option<String> {
     LAST_PANIC.lock().ok().and_then(|last| last.clone())
+}
+
+/// A KV-cache precision named by the page: "f32", "f16", "int8", or "" for each
+/// engine's default.
+fn parse_kv_dtype(name: &str) -> Result<Option<KvDType>, JsError> {
+    match name {
+        "" => Ok(None),
+        _ => KvDType::parse(name).map(Some).ok_or_else(|| JsError::new(&format!("unknown KV dtype '{name}': use f32, f16 or int8"))),
+    }
 }
 
 /// A library error as a JS `Error` carrying its message.
@@ -119,7 +128,7 @@ struct Info {
     capacity: usize,
     params: f64,
     weight_bytes: usize,
-    /// KV-cache precision ("f32" or "f16").
+    /// KV-cache precision ("f32", "f16" or "int8").
     kv_dtype: String,
     /// KV-cache bytes per position (at `kv_dtype`) for this G and for MHA (G = H); the page
     /// multiplies by the context used (see [`crate::config::kv_cache_bytes`]).
@@ -217,11 +226,7 @@ impl WebSession {
     fn new(model: Model, tokenizer: Option<Tokenizer>, capacity: Option<usize>, kv_dtype: Option<String>) -> Result<WebSession, JsError> {
         let context = model.config.max_position_embeddings;
         let capacity = capacity.unwrap_or_else(|| default_capacity(&model.config)).min(context);
-        let kv_dtype = match kv_dtype.as_deref() {
-            None => None,
-            Some(name) => Some(DType::parse(name).ok_or_else(|| JsError::new(&format!("unknown KV dtype '{name}': use f32 or f16")))?),
-        };
-        let options = EngineOptions { kv_dtype };
+        let options = EngineOptions { kv_dtype: parse_kv_dtype(kv_dtype.as_deref().unwrap_or(""))? };
         let engine = CpuEngine::with_options(model.clone(), capacity, options).map_err(js_error)?;
         let session = Session::new(model, tokenizer, Box::new(engine)).map_err(js_error)?;
         Ok(WebSession { session, gpu_stats: None, options, stream: None, probe: false, context_ids: Vec::new() })
@@ -249,8 +254,8 @@ impl WebSession {
             params: c.n_params() as f64,
             weight_bytes: model.weight_bytes(),
             kv_dtype: kv_dtype.name().into(),
-            kv_bytes_per_position: kv_cache_bytes(c, c.n_kv_heads(), 1, kv_dtype.size()),
-            kv_bytes_per_position_mha: kv_cache_bytes(c, c.n_heads(), 1, kv_dtype.size()),
+            kv_bytes_per_position: kv_cache_bytes(c, c.n_kv_heads(), 1, kv_dtype),
+            kv_bytes_per_position_mha: kv_cache_bytes(c, c.n_heads(), 1, kv_dtype),
             group_choices: divisors(base_kv_heads),
             has_tokenizer,
         })
@@ -297,16 +302,12 @@ impl WebSession {
         Ok(())
     }
 
-    /// Keep the KV cache in `name` ("f32", "f16", or "" for each engine's default) from
+    /// Keep the KV cache in `name` ("f32", "f16", "int8", or "" for each engine's default) from
     /// now on: the engine in use is opened again with it (the context restarts). On an
     /// error (an unknown name, a GPU that cannot hold it) the engine in use stays.
     #[wasm_bindgen(js_name = setKvDtype)]
     pub async fn set_kv_dtype(&mut self, name: &str) -> Result<(), JsError> {
-        let kv_dtype = match name {
-            "" => None,
-            _ => Some(DType::parse(name).ok_or_else(|| JsError::new(&format!("unknown KV dtype '{name}': use f32 or f16")))?),
-        };
-        let options = EngineOptions { kv_dtype };
+        let options = EngineOptions { kv_dtype: parse_kv_dtype(name)? };
         let capacity = self.session.backend().capacity();
         let model = self.session.model().clone();
         let mut backend: Box<dyn crate::backend::Backend> = if self.uses_gpu() {
@@ -494,9 +495,10 @@ impl WebSession {
     /// How much converting to the current G changed the model, on `ids` (e.g. text the
     /// unconverted model generated): perplexity, and KL divergence and top-1 agreement
     /// against the unconverted model, as a plain object (see `eval::EvalReport`).
-    /// Runs on the CPU engine (a copy of it while WebGPU is in use), with a second
-    /// engine for the unconverted model. Ends a generation in progress first (it
-    /// reuses the KV cache).
+    /// Runs on the CPU engine (a copy of it, with the same KV precision, while WebGPU
+    /// is in use), against a second engine for the unconverted model with an f32 KV
+    /// cache: the reference is f32 MHA (or the base's own G). Ends a generation in
+    /// progress first (it reuses the KV cache).
     #[wasm_bindgen(js_name = qualityVsBase)]
     pub fn quality_vs_base(&mut self, ids: Vec<u32>) -> Result<JsValue, JsError> {
         self.end_generation();
@@ -511,7 +513,8 @@ impl WebSession {
         let mut base = CpuEngine::new(self.session.base().clone(), window).map_err(js_error)?;
         let mut cpu_copy;
         let model: &mut dyn Backend = if self.uses_gpu() {
-            cpu_copy = CpuEngine::new(self.session.model().clone(), window).map_err(js_error)?;
+            let options = EngineOptions { kv_dtype: Some(self.session.backend().kv_dtype()) };
+            cpu_copy = CpuEngine::with_options(self.session.model().clone(), window, options).map_err(js_error)?;
             &mut cpu_copy
         } else {
             self.session.backend()

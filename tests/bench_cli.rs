@@ -6,6 +6,7 @@ use std::process::Command;
 
 use gqa::bench::preset;
 use gqa::kv_cache_bytes;
+use gqa::tensor::KvDType;
 
 #[test]
 fn bench_json_rows_follow_the_byte_formula() {
@@ -24,7 +25,7 @@ fn bench_json_rows_follow_the_byte_formula() {
         let g = r["n_kv_heads"].as_u64().unwrap() as usize;
         let ctx = r["context"].as_u64().unwrap() as usize;
         // The timed steps run at positions ctx-4 .. ctx; bytes are counted at the middle.
-        assert_eq!(r["kv_bytes_per_token"].as_u64().unwrap() as usize, kv_cache_bytes(&config, g, ctx - 2, 4));
+        assert_eq!(r["kv_bytes_per_token"].as_u64().unwrap() as usize, kv_cache_bytes(&config, g, ctx - 2, KvDType::F32));
         let total = r["weight_bytes_per_token"].as_u64().unwrap() + r["kv_bytes_per_token"].as_u64().unwrap();
         assert_eq!(r["bytes_per_token"].as_u64().unwrap(), total);
         let label = r["label"].as_str().unwrap();
@@ -47,6 +48,6 @@ fn bench_counts_f16_kv_bytes() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["kv_dtype"], "f16");
     let row = &report["rows"][0];
-    assert_eq!(row["kv_bytes_per_token"].as_u64().unwrap() as usize, kv_cache_bytes(&preset("tiny").unwrap(), 2, 30, 2));
+    assert_eq!(row["kv_bytes_per_token"].as_u64().unwrap() as usize, kv_cache_bytes(&preset("tiny").unwrap(), 2, 30, KvDType::F16));
     assert!(row["ms_per_token"].as_f64().unwrap() > 0.0);
 }

@@ -2,10 +2,10 @@
 
 mod common;
 
-use common::{max_abs_diff, reference_logits, small_config, test_model};
+use common::{max_abs_diff, reference_logits, reference_logits_int8_kv, small_config, test_model};
 use gqa::backend::{EngineOptions, Logits};
 use gqa::cpu::CpuEngine;
-use gqa::tensor::DType;
+use gqa::tensor::{DType, KvDType};
 
 fn tokens(n: usize, vocab: usize) -> Vec<u32> {
     (0..n).map(|i| ((i * 37 + 11) % vocab) as u32).collect()
@@ -23,18 +23,19 @@ fn tokens(n: usize, vocab: usize) -> Vec<u32> {
 /// network carries that into the logits in proportion to their scale
 /// (max |logit|), once per layer (2): 10u x max |logit|, plus the f32 1e-3.
 /// (Measured: about 1.2u x max |logit|.)
-fn tolerance(kv_dtype: DType, logits: &[f32]) -> f32 {
+fn tolerance(kv_dtype: KvDType, logits: &[f32]) -> f32 {
     match kv_dtype {
-        DType::F32 => 1e-3,
-        DType::F16 => 1e-3 + 10.0 * 2f32.powi(-11) * logits.iter().fold(0.0f32, |a, &b| a.max(b.abs())),
+        KvDType::F32 => 1e-3,
+        KvDType::F16 => 1e-3 + 10.0 * 2f32.powi(-11) * logits.iter().fold(0.0f32, |a, &b| a.max(b.abs())),
+        KvDType::I8 => unreachable!("see int8_kv_cache_matches_its_reference"),
     }
 }
 
 /// Decoding token by token through the KV cache gives the reference logits at
-/// every position, for every G (MHA, GQA, MQA) and both KV-cache precisions.
+/// every position, for every G (MHA, GQA, MQA) with f32 and f16 KV caches (int8: see below).
 #[test]
 fn decode_matches_reference_for_every_g_and_kv_dtype() {
-    for kv_dtype in [DType::F32, DType::F16] {
+    for kv_dtype in [KvDType::F32, KvDType::F16] {
         for g in [8, 4, 2, 1] {
             let model = test_model(&small_config(g), 3 + g as u64);
             let toks = tokens(20, model.config.vocab_size);
@@ -53,6 +54,47 @@ fn decode_matches_reference_for_every_g_and_kv_dtype() {
     }
 }
 
+/// An int8 KV cache against the reference that rounds its keys and values to int8
+/// itself (`common::reference_logits_int8_kv`, in f64), for every G, decoding token
+/// by token.
+///
+/// The tolerance: the two round the same values by the same rule, so they agree to
+/// the f32 1e-3 above, except where an element's x / scale lies within float
+/// rounding (about 1e-4: x / scale is up to 127, computed from f32 sums) of a
+/// half-integer, and the engine rounds it to the other neighbour: one element moves
+/// by one step (its head's max |x| / 127). Rounding moves every element of every
+/// key and value by up to half a step, so one such flip moves the logits by less
+/// than the whole int8 rounding does: at those positions the bound is the
+/// reference's own distance from the exact (unrounded) reference there. Flips are
+/// rare (about 1e-4 of elements are that close to a boundary), so at most one
+/// position in ten may need it. (Measured: 1e-6 to 3e-6 at positions without a
+/// flip; two positions of 80 with one, 6e-4 and 1.2e-2; the int8 rounding itself
+/// moves the logits by 0.06-0.08 at a largest |logit| of 5-6.)
+#[test]
+fn int8_kv_cache_matches_its_reference() {
+    let (mut positions, mut flipped) = (0, 0);
+    for g in [8, 4, 2, 1] {
+        let model = test_model(&small_config(g), 3 + g as u64);
+        let toks = tokens(20, model.config.vocab_size);
+        let expected = reference_logits_int8_kv(&model, &toks);
+        let exact = reference_logits(&model, &toks);
+        let rounding = (0..toks.len()).map(|t| max_abs_diff(&exact[t], &expected[t])).fold(0.0f32, f32::max);
+        assert!(rounding > 1e-2, "G={g}: int8 rounding moved the reference's logits by only {rounding}: the test would not see it");
+        let mut engine = CpuEngine::with_options(model, 64, EngineOptions { kv_dtype: Some(KvDType::I8) }).unwrap();
+        for (t, &tok) in toks.iter().enumerate() {
+            let logits = engine.forward(&[tok], Logits::Last).unwrap();
+            let d = max_abs_diff(&logits, &expected[t]);
+            positions += 1;
+            if d > 1e-3 {
+                flipped += 1;
+                let bound = max_abs_diff(&exact[t], &expected[t]);
+                assert!(d < bound, "G={g} position {t}: max abs diff {d}, more than int8 rounding itself moves the logits ({bound})");
+            }
+        }
+    }
+    assert!(flipped * 10 <= positions, "{flipped} of {positions} positions past 1e-3: more than rare rounding flips");
+}
+
 /// Splitting work across threads changes nothing: each output is computed by the
 /// same code whichever thread runs it. Forced serial vs forced parallel (on 4
 /// threads), for a prefill crossing the 256-position attention chunks and the
@@ -61,7 +103,7 @@ fn decode_matches_reference_for_every_g_and_kv_dtype() {
 fn serial_and_parallel_paths_agree_exactly() {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(4).build().unwrap();
     pool.install(|| {
-        for kv_dtype in [DType::F32, DType::F16] {
+        for kv_dtype in KvDType::ALL {
             let model = test_model(&small_config(2), 17);
             let toks = tokens(300, model.config.vocab_size);
             let run = |min_parallel_bytes: usize| {
@@ -143,17 +185,23 @@ fn context_overflow_and_bad_tokens_are_errors() {
 
 /// The KV cache holds G heads, not H, at its precision: the buffers it allocated
 /// (`bytes` reads their capacity) and the formula every front end reports both equal
-/// keys and values of 2 layers x G heads x 100 positions x head_dim 8.
+/// keys and values of 2 layers x G heads x 100 positions x head_dim 8 (and int8's scales).
 #[test]
 fn kv_cache_is_sized_for_g_and_dtype() {
-    for kv_dtype in [DType::F32, DType::F16] {
+    for kv_dtype in KvDType::ALL {
         for g in [8, 4, 2, 1] {
             let c = small_config(g);
             assert_eq!((c.num_hidden_layers, c.head_dim()), (2, 8));
             let engine = CpuEngine::with_options(test_model(&c, 1), 100, EngineOptions { kv_dtype: Some(kv_dtype) }).unwrap();
-            let expected = 2 * (2 * g * 100 * 8) * kv_dtype.size();
+            // One head's keys (or values) at one position: 8 elements, and int8's f32 scale.
+            let vector = match kv_dtype {
+                KvDType::F32 => 8 * 4,
+                KvDType::F16 => 8 * 2,
+                KvDType::I8 => 8 + 4,
+            };
+            let expected = 2 * (2 * g * 100) * vector;
             assert_eq!(engine.cache().bytes(), expected);
-            assert_eq!(gqa::kv_cache_bytes(&c, g, 100, kv_dtype.size()), expected);
+            assert_eq!(gqa::kv_cache_bytes(&c, g, 100, kv_dtype), expected);
         }
     }
 }

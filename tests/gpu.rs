@@ -18,7 +18,7 @@ use gqa::gpu::{GpuContext, GpuEngine, GpuOptions};
 use gqa::model::Model;
 use gqa::sampler::argmax;
 use gqa::backend::{Backend, Logits};
-use gqa::tensor::DType;
+use gqa::tensor::{DType, KvDType};
 
 /// A GPU device; without an adapter the test fails, naming what it needs.
 fn device() -> GpuContext {
@@ -29,7 +29,7 @@ fn device() -> GpuContext {
 /// The GPU engine's options with an f32 KV cache, as the CPU engine's default: the
 /// logits then agree to 1e-4. (The GPU's own default is f16, tested below.)
 fn f32_kv() -> GpuOptions {
-    GpuOptions { kv_dtype: DType::F32, ..GpuOptions::default() }
+    GpuOptions { kv_dtype: KvDType::F32, ..GpuOptions::default() }
 }
 
 fn engine(model: Model, capacity: usize, options: GpuOptions) -> GpuEngine {
@@ -101,16 +101,18 @@ fn gpu_kv_cache_defaults_to_f16() {
     use gqa::backend::{open::open, BackendKind, EngineOptions};
     let model = test_model(&small_config(2), 3);
     for (kind, asked, expected) in [
-        (BackendKind::Gpu, None, DType::F16),
-        (BackendKind::Cpu, None, DType::F32),
-        (BackendKind::Gpu, Some(DType::F32), DType::F32),
-        (BackendKind::Cpu, Some(DType::F16), DType::F16),
+        (BackendKind::Gpu, None, KvDType::F16),
+        (BackendKind::Cpu, None, KvDType::F32),
+        (BackendKind::Gpu, Some(KvDType::F32), KvDType::F32),
+        (BackendKind::Cpu, Some(KvDType::F16), KvDType::F16),
+        (BackendKind::Gpu, Some(KvDType::I8), KvDType::I8),
+        (BackendKind::Cpu, Some(KvDType::I8), KvDType::I8),
     ] {
         let opened = open(kind, model.clone(), 64, EngineOptions { kv_dtype: asked }).unwrap();
         assert!(opened.fallback.is_none(), "{:?}", opened.fallback);
         let b = opened.backend;
         assert_eq!(b.kv_dtype(), expected, "{kind:?} asked {asked:?}");
-        assert_eq!(b.kv_bytes_allocated(), gqa::kv_cache_bytes(&model.config, 2, 64, expected.size()), "{kind:?} KV bytes");
+        assert_eq!(b.kv_bytes_allocated(), gqa::kv_cache_bytes(&model.config, 2, 64, expected), "{kind:?} KV bytes");
     }
 }
 
@@ -219,12 +221,12 @@ fn f16_weights_match_cpu() {
 #[test]
 #[cfg_attr(not(has_vulkan), ignore = "needs a Vulkan driver (mesa-vulkan-drivers: lavapipe)")]
 fn f16_kv_cache_is_close() {
-    let options = GpuOptions { kv_dtype: DType::F16, ..f32_kv() };
+    let options = GpuOptions { kv_dtype: KvDType::F16, ..f32_kv() };
     let mut gpu = engine(test_model(&small_config(8), 1), 128, options);
     for g in divisors(8) {
         let model = test_model(&small_config(g), 8 + g as u64);
         gpu.set_model(model.clone()).unwrap();
-        assert_eq!(gpu.kv_bytes_allocated(), gqa::kv_cache_bytes(&model.config, g, 128, 2), "f16 KV cache bytes");
+        assert_eq!(gpu.kv_bytes_allocated(), gqa::kv_cache_bytes(&model.config, g, 128, KvDType::F16), "f16 KV cache bytes");
         let mut cpu = CpuEngine::new(model, 128).unwrap();
         let mut token = 1;
         let mut worst_rel = 0.0f32;
@@ -261,7 +263,7 @@ fn switching_g_keeps_memory_flat() {
         gpu.set_model(models[which].clone()).unwrap();
         gpu.forward(&[1, 2, 3], Logits::Last).unwrap();
         let g = models[which].config.n_kv_heads();
-        assert_eq!(gpu.kv_bytes_allocated(), gqa::kv_cache_bytes(&models[which].config, g, 256, 4), "KV cache holds G = {g} heads");
+        assert_eq!(gpu.kv_bytes_allocated(), gqa::kv_cache_bytes(&models[which].config, g, 256, KvDType::F32), "KV cache holds G = {g} heads");
         let live = gpu.allocated_bytes();
         match by_g[which] {
             None => by_g[which] = Some(live),

@@ -42,7 +42,7 @@ fn a_failed_model_change_leaves_an_engine_that_reports_it() {
     let mha_kv = 8 * positions as u64 * 64 * 4;
     assert!(mha_kv > ctx.max_binding(), "the test needs a binding limit below {mha_kv} bytes");
     let mqa = convert(&mha, 1, Method::Mean, 0).unwrap();
-    let f32_kv = GpuOptions { kv_dtype: DType::F32, ..GpuOptions::default() };
+    let f32_kv = GpuOptions { kv_dtype: gqa::tensor::KvDType::F32, ..GpuOptions::default() };
     let mut gpu = GpuEngine::with_context(ctx, mqa.clone(), positions, f32_kv).unwrap();
     gpu.forward(&[1, 2], Logits::Last).unwrap();
 

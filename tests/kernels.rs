@@ -111,13 +111,28 @@ fn matvec_and_matmul_match_f64() {
     }
 }
 
+/// One attention block on `k` and `v` rows (hd x len, `stride` apart): the softmax
+/// sums per head, and the weighted values (group x hd).
+fn attention_block<T: Elem>(k: &[T], v: &[T], q: &[f32], hd: usize, stride: usize, len: usize, scale: f32) -> (Vec<f32>, Vec<f32>) {
+    use gqa::kernels::{attention_scores, attention_values, exp_shifted_sum, max, Rows};
+    let group = q.len() / hd;
+    let mut scores = vec![0.0f32; group * len];
+    let mut out = vec![0.0f32; group * hd];
+    attention_scores(Rows { data: k, stride, dims: hd, len }, q, scale, &mut scores);
+    let sums = scores.chunks_exact_mut(len).map(|row| exp_shifted_sum(row, max(row))).collect();
+    attention_values(Rows { data: v, stride, dims: hd, len }, &scores, &mut out);
+    (sums, out)
+}
+
 /// Attention over one block, every group size 1..=8 (head blocks of 4, 3, 2
 /// and 1), lengths around the 16-position step and the block limit, head_dim
-/// 16 and 64, f32 and f16 rows: scores, exp_shifted_sum and the weighted
-/// values against f64 computed from the same (f16-rounded) numbers.
+/// 16 and 64, f32, f16 and int8 rows: scores, exp_shifted_sum and the weighted
+/// values against f64 computed from the same (rounded) numbers. The int8 rows
+/// are codes round(16 x), which the kernels read unscaled: given q / 16 they
+/// compute the scores of codes / 16, and their output / 16 is the weighted sum of
+/// codes / 16 (exact: powers of two).
 #[test]
 fn attention_block_matches_f64_for_every_group_and_tail() {
-    use gqa::kernels::{attention_scores, attention_values, exp_shifted_sum, max, Rows};
     for hd in [16usize, 64] {
         for group in 1..=8usize {
             for len in [1usize, 7, 15, 16, 17, 33, 255, 256, 512] {
@@ -126,40 +141,42 @@ fn attention_block_matches_f64_for_every_group_and_tail() {
                 let v = randn(hd * stride, (hd * 100 + group * 10 + len) as u64 + 7);
                 let q = randn(group * hd, len as u64 + 3);
                 let scale = 1.0 / (hd as f32).sqrt();
-                for f16_rows in [false, true] {
-                    let round = |x: &[f32]| -> Vec<f32> { x.iter().map(|&a| if f16_rows { f16::from_f32(a).to_f32() } else { a }).collect() };
-                    let (kr, vr) = (round(&k), round(&v));
-                    let mut scores = vec![0.0f32; group * len];
-                    let mut out = vec![0.0f32; group * hd];
-                    let mut sums = vec![0.0f32; group];
-                    let mut run = |scores: &mut Vec<f32>| {
-                        if f16_rows {
-                            let (kh, vh): (Vec<f16>, Vec<f16>) = (k.iter().map(|&a| f16::from_f32(a)).collect(), v.iter().map(|&a| f16::from_f32(a)).collect());
-                            attention_scores(Rows { data: &kh, stride, dims: hd, len }, &q, scale, scores);
-                            for (row, s) in scores.chunks_exact_mut(len).zip(sums.iter_mut()) {
-                                *s = exp_shifted_sum(row, max(row));
-                            }
-                            attention_values(Rows { data: &vh, stride, dims: hd, len }, scores, &mut out);
-                        } else {
-                            attention_scores(Rows { data: &k, stride, dims: hd, len }, &q, scale, scores);
-                            for (row, s) in scores.chunks_exact_mut(len).zip(sums.iter_mut()) {
-                                *s = exp_shifted_sum(row, max(row));
-                            }
-                            attention_values(Rows { data: &v, stride, dims: hd, len }, scores, &mut out);
-                        }
+                for kind in ["f32", "f16", "int8"] {
+                    let code = |a: f32| (a * 16.0).round().clamp(-127.0, 127.0) as i8;
+                    let round = |x: &[f32]| -> Vec<f32> {
+                        x.iter()
+                            .map(|&a| match kind {
+                                "f16" => f16::from_f32(a).to_f32(),
+                                "int8" => code(a) as f32 / 16.0,
+                                _ => a,
+                            })
+                            .collect()
                     };
-                    run(&mut scores);
+                    let (kr, vr) = (round(&k), round(&v));
+                    let (sums, out) = match kind {
+                        "f16" => {
+                            let (kh, vh): (Vec<f16>, Vec<f16>) = (k.iter().map(|&a| f16::from_f32(a)).collect(), v.iter().map(|&a| f16::from_f32(a)).collect());
+                            attention_block(&kh, &vh, &q, hd, stride, len, scale)
+                        }
+                        "int8" => {
+                            let (kq, vq): (Vec<i8>, Vec<i8>) = (k.iter().map(|&a| code(a)).collect(), v.iter().map(|&a| code(a)).collect());
+                            let q16: Vec<f32> = q.iter().map(|&a| a / 16.0).collect();
+                            let (sums, out) = attention_block(&kq, &vq, &q16, hd, stride, len, scale);
+                            (sums, out.iter().map(|&o| o / 16.0).collect())
+                        }
+                        _ => attention_block(&k, &v, &q, hd, stride, len, scale),
+                    };
                     for r in 0..group {
                         let s64: Vec<f64> = (0..len).map(|p| (0..hd).map(|d| q[r * hd + d] as f64 * kr[d * stride + p] as f64).sum::<f64>() * scale as f64).collect();
                         let m = s64.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                         let e: Vec<f64> = s64.iter().map(|s| (s - m).exp()).collect();
                         let sum: f64 = e.iter().sum();
-                        assert!((sums[r] as f64 - sum).abs() <= 1e-5 * sum, "hd {hd} group {group} len {len} f16 {f16_rows}: sum {} vs {sum}", sums[r]);
+                        assert!((sums[r] as f64 - sum).abs() <= 1e-5 * sum, "hd {hd} group {group} len {len} {kind}: sum {} vs {sum}", sums[r]);
                         for d in 0..hd {
                             let want: f64 = (0..len).map(|p| e[p] * vr[d * stride + p] as f64).sum();
                             let got = out[r * hd + d] as f64;
                             // Each probability within 1e-5 relative (scores and exp), summed over len terms of |v| <= ~4.
-                            assert!((got - want).abs() <= 1e-5 * (1.0 + sum * 4.0), "hd {hd} group {group} len {len} f16 {f16_rows} head {r} dim {d}: {got} vs {want}");
+                            assert!((got - want).abs() <= 1e-5 * (1.0 + sum * 4.0), "hd {hd} group {group} len {len} {kind} head {r} dim {d}: {got} vs {want}");
                         }
                     }
                 }

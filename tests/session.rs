@@ -9,7 +9,7 @@ use gqa::convert::Method;
 use gqa::sampler::SamplerConfig;
 use gqa::generation::GenerateParams;
 use gqa::session::Session;
-use gqa::tensor::DType;
+use gqa::tensor::KvDType;
 
 fn params(n: usize, temperature: f32, seed: u64) -> GenerateParams {
     GenerateParams { max_tokens: n, sampler: SamplerConfig { temperature, top_k: 0, top_p: 0.95, seed } }
@@ -69,31 +69,34 @@ fn switching_g_reallocates_the_cache_for_g_heads() {
         let st = s.stats();
         assert_eq!(st.n_kv_heads, g);
         let c = &s.model().config;
-        assert_eq!(st.kv_bytes_allocated, gqa::kv_cache_bytes(c, g, 64, 4));
-        assert_eq!(st.kv_bytes, gqa::kv_cache_bytes(c, g, st.context_used, 4));
-        assert_eq!(st.kv_bytes_mha, gqa::kv_cache_bytes(c, 8, st.context_used, 4));
+        assert_eq!(st.kv_bytes_allocated, gqa::kv_cache_bytes(c, g, 64, KvDType::F32));
+        assert_eq!(st.kv_bytes, gqa::kv_cache_bytes(c, g, st.context_used, KvDType::F32));
+        assert_eq!(st.kv_bytes_mha, gqa::kv_cache_bytes(c, 8, st.context_used, KvDType::F32));
     }
     assert!(s.set_groups(3, Method::Mean, 0).is_err());
     // A failed conversion leaves the running model as it was.
     assert_eq!(s.model().config.n_kv_heads(), 8);
 }
 
-/// With an f16 KV cache (an engine option), every KV byte count in the
-/// statistics is at 2 bytes per element, and stays so across conversions.
+/// With an f16 or int8 KV cache (an engine option), every KV byte count in the
+/// statistics is at that precision (int8 with its scales), and stays so across
+/// conversions.
 #[test]
-fn f16_kv_cache_stats_count_two_bytes() {
+fn f16_and_int8_kv_cache_stats_count_their_bytes() {
     let mut c = small_config(8);
     c.max_position_embeddings = 64;
-    let options = EngineOptions { kv_dtype: Some(DType::F16) };
-    let (mut s, _) = Session::open(BackendKind::Cpu, test_model(&c, 2), None, None, options).unwrap();
-    for g in [8, 2] {
-        s.set_groups(g, Method::Mean, 0).unwrap();
-        s.generate_ids(&[1, 3, 4], &params(8, 0.0, 0), &mut |_| true).unwrap();
-        let st = s.stats();
-        assert_eq!(st.kv_dtype, "f16");
-        assert_eq!(st.kv_bytes_allocated, gqa::kv_cache_bytes(&c, g, 64, 2));
-        assert_eq!(st.kv_bytes, gqa::kv_cache_bytes(&c, g, st.context_used, 2));
-        assert_eq!(st.kv_bytes_mha, gqa::kv_cache_bytes(&c, 8, st.context_used, 2));
+    for kv in [KvDType::F16, KvDType::I8] {
+        let options = EngineOptions { kv_dtype: Some(kv) };
+        let (mut s, _) = Session::open(BackendKind::Cpu, test_model(&c, 2), None, None, options).unwrap();
+        for g in [8, 2] {
+            s.set_groups(g, Method::Mean, 0).unwrap();
+            s.generate_ids(&[1, 3, 4], &params(8, 0.0, 0), &mut |_| true).unwrap();
+            let st = s.stats();
+            assert_eq!(st.kv_dtype, kv.name());
+            assert_eq!(st.kv_bytes_allocated, gqa::kv_cache_bytes(&c, g, 64, kv));
+            assert_eq!(st.kv_bytes, gqa::kv_cache_bytes(&c, g, st.context_used, kv));
+            assert_eq!(st.kv_bytes_mha, gqa::kv_cache_bytes(&c, 8, st.context_used, kv));
+        }
     }
 }
 

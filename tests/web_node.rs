@@ -56,6 +56,11 @@ async fn cpu_simd_logits_equal_the_native_engine() {
     let weights = read(&format!("{REFERENCE}/model.safetensors")).unwrap();
     let mut session = ok(WebSession::from_hf(&config, &weights, None, None, None));
     assert_same_logits(&mut session, &reference["cases"], &reference["random"], "random-weight model").await;
+    // The int8 KV cache: the same keys and values rounded by the same rule (a key or
+    // value lying within float rounding of a boundary between two codes would differ
+    // by one step; none does for these cases).
+    let mut session = ok(WebSession::from_hf(&config, &weights, None, None, Some("int8".into())));
+    assert_same_logits(&mut session, &reference["cases"], &reference["random_int8_kv"], "random-weight model, int8 KV").await;
 }
 
 #[wasm_bindgen_test]

@@ -1,6 +1,7 @@
 //! Reference logits from the native CPU engine, for the wasm tests (tests/web_node.rs):
 //! writes target/web-reference/ with a random-weight model (config.json,
-//! model.safetensors) and `reference.json`, the native logits for it and, when
+//! model.safetensors) and `reference.json`, the native logits for it (with an f32 and
+//! an int8 KV cache) and, when
 //! ../shared is present, for the stories260K fixture. tests/run.sh runs this before
 //! the wasm tests, which load the same files and compare their logits.
 
@@ -10,14 +11,14 @@ use std::path::Path;
 
 use gqa::cpu::CpuEngine;
 use gqa::model::Model;
-use gqa::backend::Logits;
-use gqa::tensor::DType;
+use gqa::backend::{EngineOptions, Logits};
+use gqa::tensor::{DType, KvDType};
 
 /// Token sequences whose last logits are compared (shared with tests/web_node.rs).
 const CASES: &[&[u32]] = &[&[1], &[1, 5, 9, 200, 3], &[1, 300, 301, 302, 17, 17, 17, 40, 41, 42, 43, 44]];
 
-fn logits(model: &Model) -> Vec<Vec<f32>> {
-    let mut engine = CpuEngine::new(model.clone(), 64).unwrap();
+fn logits(model: &Model, kv_dtype: KvDType) -> Vec<Vec<f32>> {
+    let mut engine = CpuEngine::with_options(model.clone(), 64, EngineOptions { kv_dtype: Some(kv_dtype) }).unwrap();
     CASES
         .iter()
         .map(|tokens| {
@@ -36,12 +37,16 @@ fn writes_reference_logits_for_the_wasm_tests() {
     let model = Model::random(&config, 3, DType::F32).unwrap();
     gqa::hf::save_hf_dir(&model, &dir, DType::F32).unwrap();
 
-    let mut reference = serde_json::json!({ "cases": CASES, "random": logits(&model) });
+    let mut reference = serde_json::json!({
+        "cases": CASES,
+        "random": logits(&model, KvDType::F32),
+        "random_int8_kv": logits(&model, KvDType::I8),
+    });
     // Without ../shared (outside CI) the wasm test of stories260K is ignored as well.
     if cfg!(has_shared) {
         let path = common::shared("fixtures/llama2c/stories260K.bin");
         let fixture = gqa::llama2c::load_llama2c(&std::fs::read(path).unwrap()).unwrap();
-        reference["stories260K"] = serde_json::json!(logits(&fixture));
+        reference["stories260K"] = serde_json::json!(logits(&fixture, KvDType::F32));
     }
     std::fs::write(dir.join("reference.json"), reference.to_string()).unwrap();
 }

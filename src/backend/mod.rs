@@ -10,7 +10,7 @@ pub mod open;
 use crate::error::{GqaError, Result};
 use crate::model::Model;
 use crate::sampler::SamplerConfig;
-use crate::tensor::DType;
+use crate::tensor::KvDType;
 
 
 /// Which logits a forward pass returns.
@@ -45,20 +45,20 @@ impl std::str::FromStr for BackendKind {
 pub struct EngineOptions {
     /// Precision of the KV cache: f32, or f16 (half the bytes per position); `None`
     /// takes the engine's default, f32 on the CPU and f16 on the GPU.
-    pub kv_dtype: Option<DType>,
+    pub kv_dtype: Option<KvDType>,
 }
 
 impl EngineOptions {
     /// The KV precision asked for, else the CPU engine's default (f32: its f16 cache
     /// costs a conversion per element read, as fast as f32 only where bytes dominate).
-    pub fn cpu_kv_dtype(&self) -> DType {
-        self.kv_dtype.unwrap_or(DType::F32)
+    pub fn cpu_kv_dtype(&self) -> KvDType {
+        self.kv_dtype.unwrap_or(KvDType::F32)
     }
 
     /// The KV precision asked for, else the GPU engine's default (f16: half the bytes,
     /// converted for free by `unpack2x16float`).
-    pub fn gpu_kv_dtype(&self) -> DType {
-        self.kv_dtype.unwrap_or(DType::F16)
+    pub fn gpu_kv_dtype(&self) -> KvDType {
+        self.kv_dtype.unwrap_or(KvDType::F16)
     }
 }
 
@@ -102,7 +102,7 @@ pub trait Backend {
     /// Bytes the KV cache has allocated.
     fn kv_bytes_allocated(&self) -> usize;
     /// Precision of the KV cache.
-    fn kv_dtype(&self) -> DType;
+    fn kv_dtype(&self) -> KvDType;
     /// Record, from now on, the attention weights of each forward pass's last token
     /// (off by default, and then it costs nothing).
     fn set_attention_probe(&mut self, on: bool) -> Result<()>;

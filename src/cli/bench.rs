@@ -172,8 +172,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
             "\nKV cache ({}) at context {}: MHA {} vs MQA {}",
             kv_dtype.name(),
             capacity,
-            human_bytes(kv_cache_bytes(c, c.n_heads(), capacity, kv_dtype.size())),
-            human_bytes(kv_cache_bytes(c, 1, capacity, kv_dtype.size()))
+            human_bytes(kv_cache_bytes(c, c.n_heads(), capacity, kv_dtype)),
+            human_bytes(kv_cache_bytes(c, 1, capacity, kv_dtype))
         );
     }
     Ok(())
@@ -184,11 +184,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
 /// allocated before.
 fn random_model(config: gqa::Config, a: &BenchArgs) -> Result<Model> {
     config.validate()?;
-    let kv_elem = match (a.engine.kv_dtype, a.backend) {
-        (Some(d), _) => d.size(),
-        (None, BackendKind::Gpu) => DType::F16.size(),
-        (None, BackendKind::Cpu) => DType::F32.size(),
-    };
-    gqa::config::kv_cache_bytes_checked(&config, config.n_kv_heads(), config.max_position_embeddings, kv_elem)?;
+    let options = a.engine.options();
+    let kv_dtype = if a.backend == BackendKind::Gpu { options.gpu_kv_dtype() } else { options.cpu_kv_dtype() };
+    gqa::config::kv_cache_bytes_checked(&config, config.n_kv_heads(), config.max_position_embeddings, kv_dtype)?;
     Model::random(&config, 1, a.dtype)
 }

@@ -7,7 +7,7 @@ use clap::Args;
 
 use gqa::gpu::check::{check, markdown};
 use gqa::model::Model;
-use gqa::tensor::DType;
+use gqa::tensor::{DType, KvDType};
 use gqa::{loader, GqaError, Result};
 
 use super::parse_dtype;
@@ -47,7 +47,7 @@ pub fn run(a: CheckArgs) -> Result<()> {
             config.max_position_embeddings = config.max_position_embeddings.max(needed);
             config.validate()?;
             // Both engines hold a KV cache, at most f32: refused before any allocation.
-            gqa::config::kv_cache_bytes_checked(&config, config.n_kv_heads(), needed, DType::F32.size())?;
+            gqa::config::kv_cache_bytes_checked(&config, config.n_kv_heads(), needed, KvDType::F32)?;
             Model::random(&config, 1, DType::F32)?
         }
     };

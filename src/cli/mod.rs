@@ -18,7 +18,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use gqa::backend::EngineOptions;
 use gqa::convert::Method;
 use gqa::model::Model;
-use gqa::tensor::DType;
+use gqa::tensor::{DType, KvDType};
 use gqa::tokenizer::Tokenizer;
 use gqa::{loader, GqaError, Result};
 
@@ -45,10 +45,10 @@ pub struct ModelArgs {
 /// Engine settings shared by generate, eval and bench.
 #[derive(Args)]
 pub struct EngineArgs {
-    /// KV cache precision: f32, or f16 (half the bytes per position) [default: f32 on
-    /// the CPU, f16 on the GPU]
-    #[arg(long, value_parser = parse_dtype)]
-    pub kv_dtype: Option<DType>,
+    /// KV cache precision: f32, f16 (half the bytes per position), or int8 (a quarter,
+    /// plus a scale per position and head) [default: f32 on the CPU, f16 on the GPU]
+    #[arg(long, value_parser = parse_kv_dtype)]
+    pub kv_dtype: Option<KvDType>,
 }
 
 impl EngineArgs {
@@ -79,6 +79,10 @@ pub fn need_tokenizer(t: Option<Tokenizer>, model: &Path) -> Result<Tokenizer> {
 
 pub fn parse_dtype(s: &str) -> std::result::Result<DType, String> {
     DType::parse(s).ok_or_else(|| format!("unknown dtype '{s}': use f32 or f16"))
+}
+
+pub fn parse_kv_dtype(s: &str) -> std::result::Result<KvDType, String> {
+    KvDType::parse(s).ok_or_else(|| format!("unknown KV dtype '{s}': use f32, f16 or int8"))
 }
 
 pub fn bar(len: u64, unit: &str) -> ProgressBar {

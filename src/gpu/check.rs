@@ -1,13 +1,17 @@
 //! `gqa check-gpu`: the GPU engine against the CPU engine on one model, as the tests
-//! do on lavapipe, for a real GPU: for every G the base can be pooled to and both KV
-//! precisions, a prefill and greedy decode steps (optionally after a synthetic
+//! do on lavapipe, for a real GPU: for every G the base can be pooled to and every KV
+//! precision, a prefill and greedy decode steps (optionally after a synthetic
 //! context, to reach long splits) compare logits; then the GPU's sampler against the
 //! CPU's on those logits.
 //!
 //! Tolerances, as tests/gpu.rs justifies them: with an f32 KV cache both engines do the
 //! same f32 arithmetic in another order, 1e-4 x max(1, largest |logit|); an f16 cache
-//! rounds each key and value to 11 bits, 2e-3 x the largest |logit|. Greedy tokens must
-//! agree wherever the CPU's two best logits are further apart than twice that.
+//! rounds each key and value to 11 bits, 2e-3 x the largest |logit|. With int8 both
+//! engines quantize the same keys and values by the same rule; they differ only where an
+//! element lies within float rounding of the boundary between two codes and one engine
+//! stores it one step (its head's max |x| / 127) away, in a few elements at most: the
+//! f16 tolerance, 2e-3 x the largest |logit|, covers that. Greedy tokens must agree
+//! wherever the CPU's two best logits are further apart than twice the tolerance.
 
 use serde::Serialize;
 
@@ -21,7 +25,7 @@ use crate::error::Result;
 use crate::model::Model;
 use crate::rng::Rng;
 use crate::sampler::{argmax, sample_with, SamplerConfig};
-use crate::tensor::DType;
+use crate::tensor::KvDType;
 
 /// One G and KV precision.
 #[derive(Clone, Debug, Serialize)]
@@ -68,7 +72,7 @@ pub fn check(base: &Model, filled: usize, steps: usize) -> Result<CheckReport> {
     let mut rows = Vec::new();
     let mut sampling = SamplingCheck::default();
     let mut adapter = String::new();
-    for kv_dtype in [DType::F32, DType::F16] {
+    for kv_dtype in KvDType::ALL {
         let options = GpuOptions { kv_dtype, ..GpuOptions::default() };
         let mut gpu = GpuEngine::new(base.clone(), capacity, options)?;
         adapter = gpu.context().describe();
@@ -131,10 +135,10 @@ pub fn check(base: &Model, filled: usize, steps: usize) -> Result<CheckReport> {
 }
 
 /// The tolerance for logits `expected` (see the module's doc): 1e-4 x max(1, largest
-/// |logit|) with an f32 KV cache, 2e-3 x the largest |logit| with f16.
-fn tolerance_for(kv_dtype: DType, expected: &[f32]) -> f32 {
+/// |logit|) with an f32 KV cache, 2e-3 x the largest |logit| with f16 or int8.
+fn tolerance_for(kv_dtype: KvDType, expected: &[f32]) -> f32 {
     let scale = expected.iter().fold(0.0f32, |a, &b| a.max(b.abs()));
-    if kv_dtype == DType::F32 { 1e-4 * scale.max(1.0) } else { 2e-3 * scale }
+    if kv_dtype == KvDType::F32 { 1e-4 * scale.max(1.0) } else { 2e-3 * scale }
 }
 
 /// Sample `logits` on the GPU and the CPU with the same settings and draws.

@@ -20,7 +20,7 @@ use crate::config::kv_cache_bytes_checked;
 use crate::error::{GqaError, Result};
 use crate::model::Model;
 use crate::sampler::{sample_with, SamplerConfig};
-use crate::tensor::DType;
+use crate::tensor::KvDType;
 
 pub struct GpuEngine {
     ctx: GpuContext,
@@ -144,7 +144,7 @@ impl GpuEngine {
                 self.capacity
             )));
         }
-        kv_cache_bytes_checked(&model.config, model.config.n_kv_heads(), self.capacity, self.options.kv_dtype.size())?;
+        kv_cache_bytes_checked(&model.config, model.config.n_kv_heads(), self.capacity, self.options.kv_dtype)?;
         // Free before allocating, so switching G keeps memory flat.
         self.res = None;
         self.submit.clear();
@@ -418,7 +418,7 @@ impl Backend for GpuEngine {
     fn kv_bytes_allocated(&self) -> usize {
         GpuEngine::kv_bytes_allocated(self)
     }
-    fn kv_dtype(&self) -> DType {
+    fn kv_dtype(&self) -> KvDType {
         self.options.kv_dtype
     }
     fn set_attention_probe(&mut self, on: bool) -> Result<()> {

@@ -4,7 +4,7 @@
 //! buffers, read-only or read-write as listed here.
 
 use super::context::GpuContext;
-use crate::tensor::DType;
+use crate::tensor::{DType, KvDType};
 
 /// Bytes of one kernel's parameters (at most 16 words; slots are 256-byte aligned).
 pub const PARAMS_BYTES: u64 = 64;
@@ -41,10 +41,12 @@ impl Kernel {
             Kernel::Matmul => include_str!("../../shaders/matmul.wgsl"),
             Kernel::RmsNorm => include_str!("../../shaders/rms_norm.wgsl"),
             Kernel::Rope => include_str!("../../shaders/rope.wgsl"),
-            Kernel::KvStore => include_str!("../../shaders/kv_store.wgsl"),
-            Kernel::Attention => include_str!("../../shaders/attention.wgsl"),
+            Kernel::KvStore => concat!(include_str!("../../shaders/kv_format.wgsl"), include_str!("../../shaders/kv_store.wgsl")),
+            Kernel::Attention => concat!(include_str!("../../shaders/kv_format.wgsl"), include_str!("../../shaders/attention.wgsl")),
             Kernel::AttentionMerge => include_str!("../../shaders/attention_merge.wgsl"),
-            Kernel::AttentionProbe => include_str!("../../shaders/attention_probe.wgsl"),
+            Kernel::AttentionProbe => {
+                concat!(include_str!("../../shaders/kv_format.wgsl"), include_str!("../../shaders/attention_probe.wgsl"))
+            }
             Kernel::Swiglu => include_str!("../../shaders/swiglu.wgsl"),
             Kernel::Add => include_str!("../../shaders/add.wgsl"),
             Kernel::Embed => include_str!("../../shaders/embed.wgsl"),
@@ -113,7 +115,7 @@ impl Kernel {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Variant {
     pub weights_f16: bool,
-    pub kv_f16: bool,
+    pub kv: KvDType,
 }
 
 struct Entry {
@@ -200,7 +202,8 @@ impl Pipelines {
             constants.push(("WEIGHTS_F16", variant.weights_f16 as u8 as f64));
         }
         if source.contains("override KV_F16") {
-            constants.push(("KV_F16", variant.kv_f16 as u8 as f64));
+            constants.push(("KV_F16", (variant.kv == KvDType::F16) as u8 as f64));
+            constants.push(("KV_I8", (variant.kv == KvDType::I8) as u8 as f64));
         }
         let pipeline = ctx.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(kernel.name()),
@@ -233,6 +236,6 @@ impl Default for Pipelines {
 }
 
 /// The variant for a model's weights and a KV cache dtype.
-pub fn variant(weights: DType, kv: DType) -> Variant {
-    Variant { weights_f16: weights == DType::F16, kv_f16: kv == DType::F16 }
+pub fn variant(weights: DType, kv: KvDType) -> Variant {
+    Variant { weights_f16: weights == DType::F16, kv }
 }

@@ -10,7 +10,8 @@ use crate::config::Config;
 use crate::error::{GqaError, Result};
 use crate::model::Model;
 use crate::rng::Rng;
-use crate::tensor::DType;
+use crate::kv_cache::{synthetic_i8, SYNTHETIC_I8_SCALE};
+use crate::tensor::KvDType;
 
 /// The positions one attention workgroup covers (a split) range over powers of two
 /// from MIN_SPLIT to MAX_SPLIT; the splits are merged by max and log-sum-exp.
@@ -176,8 +177,10 @@ impl Resident {
         let dims = Dims::new(c, capacity, options.max_batch, ctx.target_workgroups(), options.attention_split)?;
         let storage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
         let vector = |name: &str, v: &[f32]| alloc.with_data(&ctx.device, name, &f32_bytes(v), storage);
-        let kv_elem = options.kv_dtype.size() as u64;
-        let kv_bytes = (dims.n_kv_heads * dims.capacity * dims.hd) as u64 * kv_elem;
+        if options.kv_dtype == KvDType::I8 && !dims.hd.is_multiple_of(4) {
+            return Err(GqaError::Invalid(format!("an int8 KV cache on the GPU packs four elements per word: head_dim {} is not a multiple of 4; use f16 or f32", dims.hd)));
+        }
+        let kv_bytes = (dims.n_kv_heads * dims.capacity * options.kv_dtype.vector_bytes(dims.hd)) as u64;
         if kv_bytes > ctx.max_binding() {
             return Err(GqaError::Backend(format!(
                 "the KV cache of one layer (G = {} heads x {} positions x head_dim {}) is {kv_bytes} bytes, more than this GPU's max storage buffer binding of {} bytes; use a smaller context or an f16 KV cache",
@@ -286,13 +289,12 @@ impl Resident {
 
     /// Fill positions 0..len of the KV cache with random values (the same values the
     /// CPU engine's `fill_synthetic` uses), for benchmarks at long context.
-    pub fn fill_synthetic(&self, queue: &wgpu::Queue, kv_dtype: DType, len: usize, seed: u64) {
+    pub fn fill_synthetic(&self, queue: &wgpu::Queue, kv_dtype: KvDType, len: usize, seed: u64) {
         let d = &self.dims;
-        let elem = kv_dtype.size();
         let mut rng = Rng::new(seed);
         for layer in &self.layers {
             for h in 0..d.n_kv_heads {
-                let offset = (h * d.capacity * d.hd * elem) as u64;
+                let offset = (h * d.capacity * kv_dtype.vector_bytes(d.hd)) as u64;
                 // The CPU cache's draw order (kv_cache.rs): for each head_dim row d,
                 // the keys' then the values' positions; stored here (position, d).
                 let mut kv = [vec![0.0f32; len * d.hd], vec![0.0f32; len * d.hd]];
@@ -305,8 +307,13 @@ impl Resident {
                 }
                 for (cache, values) in [&layer.k_cache, &layer.v_cache].into_iter().zip(&kv) {
                     let bytes = match kv_dtype {
-                        DType::F32 => f32_bytes(values),
-                        DType::F16 => values.iter().flat_map(|v| half::f16::from_f32(*v).to_bits().to_le_bytes()).collect(),
+                        KvDType::F32 => f32_bytes(values),
+                        KvDType::F16 => values.iter().flat_map(|v| half::f16::from_f32(*v).to_bits().to_le_bytes()).collect(),
+                        // One record per position: the scale, then the int8 elements.
+                        KvDType::I8 => values
+                            .chunks(d.hd)
+                            .flat_map(|x| SYNTHETIC_I8_SCALE.to_le_bytes().into_iter().chain(x.iter().map(|&v| synthetic_i8(v) as u8)))
+                            .collect(),
                     };
                     if !bytes.is_empty() {
                         queue.write_buffer(cache, offset, &bytes);

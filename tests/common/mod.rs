@@ -49,17 +49,35 @@ fn rope(x: &mut [f64], pos: usize, theta: f32) {
 
 /// Logits (T x vocab) for every position of `tokens`, recomputing everything.
 pub fn reference_logits(model: &Model, tokens: &[u32]) -> Vec<Vec<f32>> {
-    reference(model, tokens).0
+    reference(model, tokens, false).0
+}
+
+/// The logits of the reference whose keys and values pass through int8 as the paper's
+/// open question would store them, computed here independently of the engine: each
+/// head's vector x at each position becomes s * round(x / s), s = max |x| / 127, with
+/// x / s rounded to the nearest integer, ties to even.
+pub fn reference_logits_int8_kv(model: &Model, tokens: &[u32]) -> Vec<Vec<f32>> {
+    reference(model, tokens, true).0
 }
 
 /// The last token's attention weights in each layer, (H x T) row-major, in f64.
 pub fn reference_attention(model: &Model, tokens: &[u32]) -> Vec<Vec<f64>> {
-    reference(model, tokens).1
+    reference(model, tokens, false).1
+}
+
+/// Round each head_dim-long head vector of x to int8 and back (see `reference_logits_int8_kv`).
+fn int8_round_trip(x: &mut [f64], hd: usize) {
+    for head in x.chunks_mut(hd) {
+        let s = head.iter().fold(0.0f64, |m, v| m.max(v.abs())) / 127.0;
+        if s > 0.0 {
+            head.iter_mut().for_each(|v| *v = (*v / s).round_ties_even() * s);
+        }
+    }
 }
 
 /// The naive forward pass: the logits of every position and the last token's attention
-/// weights in every layer.
-fn reference(model: &Model, tokens: &[u32]) -> (Vec<Vec<f32>>, Vec<Vec<f64>>) {
+/// weights in every layer; `int8_kv` rounds keys and values as they are cached.
+fn reference(model: &Model, tokens: &[u32], int8_kv: bool) -> (Vec<Vec<f32>>, Vec<Vec<f64>>) {
     let mut last_attention = Vec::new();
     let c = &model.config;
     let (dim, hd, h, g) = (c.hidden_size, c.head_dim(), c.n_heads(), c.n_kv_heads());
@@ -85,11 +103,16 @@ fn reference(model: &Model, tokens: &[u32]) -> (Vec<Vec<f32>>, Vec<Vec<f64>>) {
             for head in k.chunks_mut(hd) {
                 rope(head, pos, c.rope_theta);
             }
+            let mut v = matvec(&b.attn.wv, x);
+            if int8_kv {
+                int8_round_trip(&mut k, hd);
+                int8_round_trip(&mut v, hd);
+            }
             // repeat_kv: query head i uses key/value head i / rep.
             let expand = |v: &[f64]| -> Vec<f64> { (0..h).flat_map(|i| v[(i / rep) * hd..(i / rep + 1) * hd].to_vec()).collect() };
             qs.push(q);
             ks.push(expand(&k));
-            vs.push(expand(&matvec(&b.attn.wv, x)));
+            vs.push(expand(&v));
         }
         let n = xs.len();
         let mut weights = vec![0.0f64; h * n];
@@ -240,20 +263,20 @@ pub async fn gpu_sampling_matches_cpu(draws: usize) {
 }
 
 /// Long contexts (past 4096 positions) with the chosen splits and with forced ones,
-/// for every G and both KV precisions: decode logits equal the CPU engine's on the
-/// same synthetic cache (1e-4 with f32 KV; with f16 KV, the bound of
-/// `f16_kv_cache_is_close` relative to the largest logit), and a prefill batch
-/// crossing split boundaries too.
+/// for every G and KV precision: decode logits equal the CPU engine's on the same
+/// synthetic cache (1e-4 with f32 KV; with f16 or int8 KV, the bound of
+/// `f16_kv_cache_is_close` relative to the largest logit: for int8 see `gqa check-gpu`'s
+/// tolerances), and a prefill batch crossing split boundaries too.
 pub async fn long_context_matches_cpu(splits: &[Option<usize>]) {
     use gqa::backend::{EngineOptions, Logits};
     use gqa::config::divisors;
     use gqa::cpu::CpuEngine;
     use gqa::gpu::{GpuEngine, GpuOptions};
     use gqa::sampler::argmax;
-    use gqa::tensor::DType;
+    use gqa::tensor::KvDType;
     let capacity = 4700;
     let filled = 4600;
-    for kv_dtype in [DType::F32, DType::F16] {
+    for kv_dtype in KvDType::ALL {
         for g in divisors(8) {
             let model = test_model(&gqa::config::Config::new(64, 96, 2, 8, g, 97, capacity), 40 + g as u64);
             let mut cpu = CpuEngine::with_options(model.clone(), capacity, EngineOptions { kv_dtype: Some(kv_dtype) }).unwrap();
@@ -268,7 +291,7 @@ pub async fn long_context_matches_cpu(splits: &[Option<usize>]) {
                 let expected = cpu.forward(&toks, Logits::All).unwrap();
                 let got = gpu.forward_async(&toks, Logits::All).await.unwrap();
                 let scale = expected.iter().fold(0.0f32, |a, &b| a.max(b.abs()));
-                let tol = if kv_dtype == DType::F32 { 1e-4 } else { 2e-3 * scale };
+                let tol = if kv_dtype == KvDType::F32 { 1e-4 } else { 2e-3 * scale };
                 let d = max_abs_diff(&got, &expected);
                 assert!(d <= tol, "{what}: prefill logits differ by {d} (tolerance {tol})");
                 let mut token = argmax(&expected[expected.len() - 97..]);
