@@ -134,6 +134,8 @@ struct Info {
     /// multiplies by the context used (see [`crate::config::kv_cache_bytes`]).
     kv_bytes_per_position: usize,
     kv_bytes_per_position_mha: usize,
+    /// ... and for f32 MHA, the largest cache of all (the page's scale for G x precision).
+    kv_bytes_per_position_mha_f32: usize,
     /// The G the model converts to: divisors of the loaded key/value heads.
     group_choices: Vec<usize>,
     has_tokenizer: bool,
@@ -256,6 +258,7 @@ impl WebSession {
             kv_dtype: kv_dtype.name().into(),
             kv_bytes_per_position: kv_cache_bytes(c, c.n_kv_heads(), 1, kv_dtype),
             kv_bytes_per_position_mha: kv_cache_bytes(c, c.n_heads(), 1, kv_dtype),
+            kv_bytes_per_position_mha_f32: kv_cache_bytes(c, c.n_heads(), 1, KvDType::F32),
             group_choices: divisors(base_kv_heads),
             has_tokenizer,
         })

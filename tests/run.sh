@@ -13,14 +13,19 @@ fi
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 
 # Every test run's output is also kept, to total the results at the end. A failing
-# run does not stop the others; the script fails at the end.
+# run does not stop the others; the script fails at the end. Each run says how long it took.
 LOG="$(mktemp)"
 status=0
-t() { "$@" 2>&1 | tee -a "$LOG" || status=1; }
+t() {
+  local start=$SECONDS
+  "$@" 2>&1 | tee -a "$LOG" || status=1
+  echo "[$((SECONDS - start)) s: $*]"
+}
 
 # The library must keep compiling for the browser (wasm32 + SIMD).
 rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || true
 RUSTFLAGS="-C target-feature=+simd128" cargo build --quiet --lib --target wasm32-unknown-unknown
+echo "[${SECONDS} s so far: installs and the wasm library build]"
 
 # All native tests, training included (candle, CPU).
 t cargo test --features train
@@ -39,7 +44,9 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
     echo "note: could not install chromium; the browser tests will fail"
 fi
 # wasm + JS bindings + wasm-opt into www/pkg (installs wasm-bindgen-cli and the npm tools once).
+start=$SECONDS
 bash scripts/build-web.sh
+echo "[$((SECONDS - start)) s: scripts/build-web.sh]"
 # The wasm API under Node (CPU SIMD = native logits; no WebGPU there) and in headless
 # Chromium (WebGPU); the native reference logits come from tests/web_reference.rs above.
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
@@ -57,4 +64,5 @@ t node tests/web/e2e.mjs
 awk '/test result: /{ for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1);
                                                  if ($i ~ /^(ignored|skipped)/) s += $(i-1) } }
      END { printf "total: %d passed, %d failed, %d skipped\n", p, f, s }' "$LOG"
+echo "[${SECONDS} s in all]"
 exit $status

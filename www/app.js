@@ -82,8 +82,10 @@ const replies = {
     fail(`WebGPU failed (${m.message}). Switched to the CPU engine; the text so far is kept. Generate again to continue on the CPU.`);
   },
   compareRow(m) {
-    // The shipped quality table where it covers this row, else the live measurement.
-    addCompareRow(m, shippedQuality(m));
+    // The shipped quality table where it covers this row, else the live measurement. The
+    // table was measured with an f32 KV cache (f16 moves it by rounding only); comparing
+    // precisions, or with int8, every row is measured live against the f32 base.
+    addCompareRow(m, m.kvDtype !== 'int8' && !state.comparingPrecisions ? shippedQuality(m) : null);
   },
   compareSpeed(m) {
     updateCompareSpeed(m);
@@ -279,9 +281,11 @@ async function compareAll() {
     const checkpoints = await checkpointsToCompare();
     $('compare-label').textContent = `Measured on ${engineLabel(state.info.backend)}, at ${mode === 'real' ? 'a real' : 'a synthetic'} context of ${context} positions` +
       (mode === 'real' ? ' (generated from the prompt; tok/s over the last 48 tokens).' : ' (KV cache filled with synthetic values; median of 47 timed steps; then each row timed twice more in interleaved rounds, and the median of the three shown).');
+    // 'each': every precision in turn, f32 first (its MHA row is the quality reference).
+    state.comparingPrecisions = $('compare-kv').value === 'each';
     send('compare', {
       prompt: $('prompt').value, params: params(), groups: state.groupsToCompare, method: $('method').value, seed: seed(),
-      context, mode, checkpoints,
+      context, mode, checkpoints, kvDtypes: state.comparingPrecisions ? ['f32', 'f16', 'int8'] : null,
     }, checkpoints.map((c) => c.source.weights));
   } catch (e) {
     settle();
@@ -326,7 +330,7 @@ function showUptrained() {
 // Which controls work follows from the phase alone.
 function showControls() {
   const ready = state.phase.name === 'ready';
-  for (const id of ['generate', 'compare-btn', 'sweep-btn', 'g-select', 'method', 'backend', 'kv-dtype', 'context', 'context-mode',
+  for (const id of ['generate', 'compare-btn', 'compare-kv', 'sweep-btn', 'g-select', 'method', 'backend', 'kv-dtype', 'context', 'context-mode',
     'export-json', 'export-csv', 'export-png', 'share-link', 'probe', 'probe-layer']) $(id).disabled = !ready;
   $('load-btn').disabled = !can('loading');
   $('stop').disabled = !state.busy;
@@ -350,7 +354,7 @@ function wire() {
   $('uptrained').onchange = applyGroups;
   $('backend').onchange = switchBackend;
   $('kv-dtype').onchange = switchKvDtype;
-  // ?kv=f32|f16 opens the page with that precision (the worker reads it too).
+  // ?kv=f32|f16|int8 opens the page with that precision (the worker reads it too).
   const kv = new URLSearchParams(location.search).get('kv');
   if (kv) $('kv-dtype').value = kv;
   $('generate').onclick = generate;

@@ -22,19 +22,19 @@ const settings = () => Object.fromEntries(Object.entries(SETTINGS).map(([k, id])
 // Everything measured for the loaded model: its description, the settings, the compare rows
 // (with their quality) and the sweep's points.
 export function exportJson() {
-  const compare = state.compare.map(({ label, g, uptrained, context, tokS, msPerToken, kvBytes, bytesPerToken, rounds, quality, table, text }) =>
-    ({ label, g, uptrained, context, tokS, msPerToken, kvBytes, bytesPerToken, rounds, quality, table, text }));
+  const compare = state.compare.map(({ label, g, kvDtype, uptrained, context, tokS, msPerToken, kvBytes, bytesPerToken, rounds, quality, table, text }) =>
+    ({ label, g, kvDtype, uptrained, context, tokS, msPerToken, kvBytes, bytesPerToken, rounds, quality, table, text }));
   const run = { page: location.href.split('?')[0], settings: settings(), model: state.info, compare, sweep: state.sweep, lastGeneration: state.lastStats };
   download('gqa-lab-results.json', new Blob([JSON.stringify(run, null, 2)], { type: 'application/json' }));
 }
 
 // The compare table, one line per row.
 export function exportCsv() {
-  const head = ['label', 'g', 'uptrained', 'context', 'tok_s', 'ms_per_token', 'kv_bytes', 'bytes_per_token', 'kl_vs_base', 'top1_agreement'];
+  const head = ['label', 'g', 'kv_dtype', 'uptrained', 'context', 'tok_s', 'ms_per_token', 'kv_bytes', 'bytes_per_token', 'kl_vs_base', 'top1_agreement'];
   const quoted = (v) => (/[",\n]/.test(String(v)) ? `"${String(v).replaceAll('"', '""')}"` : String(v));
   const lines = state.compare.map((r) => {
     const q = r.table ? { kl: r.table.eval.kl_vs_base ?? 0, top1: r.table.eval.top1_agreement ?? 1 } : { kl: r.quality?.kl_vs_base ?? '', top1: r.quality?.top1_agreement ?? '' };
-    return [r.label, r.g, r.uptrained, r.context, r.tokS, r.msPerToken, r.kvBytes, r.bytesPerToken, q.kl, q.top1].map(quoted).join(',');
+    return [r.label, r.g, r.kvDtype, r.uptrained, r.context, r.tokS, r.msPerToken, r.kvBytes, r.bytesPerToken, q.kl, q.top1].map(quoted).join(',');
   });
   download('gqa-lab-compare.csv', new Blob([[head.join(','), ...lines].join('\n') + '\n'], { type: 'text/csv' }));
 }

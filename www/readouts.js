@@ -47,7 +47,8 @@ function showKv() {
   const ctx = state.contextUsed || info.capacity;
   const bytes = info.kv_bytes_per_position * ctx;
   const mha = info.kv_bytes_per_position_mha * ctx;
-  const full = info.kv_bytes_per_position_mha * info.capacity;
+  // The scale: f32 MHA's cache, so that the bars show G and precision multiplying.
+  const full = info.kv_bytes_per_position_mha_f32 * info.capacity;
   $('kv-g').textContent = `${info.n_kv_heads}, context ${ctx}${state.contextUsed ? '' : ' (full)'}`;
   $('kv-bytes').dataset.context = ctx;
   $('kv-bytes').textContent = fmtBytes(bytes);
@@ -56,7 +57,8 @@ function showKv() {
   $('kv-bytes-mha').dataset.bytes = mha;
   $('kv-bar-mha').style.width = `${(100 * mha) / full}%`;
   $('kv-bar').style.width = `${(100 * bytes) / full}%`;
-  $('kv-scale').textContent = `bars: share of MHA's cache at the full ${info.capacity} positions (${fmtBytes(full)})`;
+  $('kv-scale').textContent = `bars: share of an f32 MHA cache at the full ${info.capacity} positions (${fmtBytes(full)}); ` +
+    `this cache keeps ${info.kv_dtype}: ${info.kv_bytes_per_position} bytes per position against f32 MHA's ${info.kv_bytes_per_position_mha_f32}`;
   $('context-used').textContent = `${state.contextUsed} / ${info.capacity}`;
 }
 
@@ -131,11 +133,13 @@ export function addCompareRow(m, table) {
   const uptrained = !!m.checkpoint;
   // A real generation that ended (end of text) before the context says where it was timed.
   const early = m.context < m.requested ? ` (ended at ${m.context} positions)` : '';
-  const label = `${groupLabel(m.g, m.nHeads)}${uptrained ? ' uptrained' : m.g === state.info.base_kv_heads ? '' : ' converted'}${early}`;
+  const precision = state.comparingPrecisions ? `, ${m.kvDtype} KV` : '';
+  const label = `${groupLabel(m.g, m.nHeads)}${uptrained ? ' uptrained' : m.g === state.info.base_kv_heads ? '' : ' converted'}${precision}${early}`;
   const msPerToken = 1000 / m.tokS;
   state.compare.push({ ...m, label, uptrained, msPerToken, table });
   const row = $('compare-table').tBodies[0].insertRow();
   row.dataset.g = m.g;
+  row.dataset.kv = m.kvDtype;
   row.dataset.kind = uptrained ? 'uptrained' : 'converted';
   row.dataset.tokS = m.tokS;
   row.dataset.bytesPerToken = m.bytesPerToken;
@@ -144,7 +148,7 @@ export function addCompareRow(m, table) {
   const quality = table
     ? `${nats(table.eval)} / ${nats(table.eval_long)} nats/token; KL ${table.eval.kl_vs_base?.toFixed(3) ?? '0'}, top-1 ${pct(table.eval.top1_agreement ?? 1)} (table)`
     : m.quality ? `KL ${m.quality.kl_vs_base.toFixed(4)}, top-1 ${pct(m.quality.top1_agreement)} (live)` : '–';
-  const cells = [label, m.tokS.toFixed(1), msPerToken.toFixed(3), fmtBytes(m.kvBytes), fmtBytes(m.bytesPerToken), quality, m.text.slice(0, 160)];
+  const cells = [label, m.kvDtype, m.tokS.toFixed(1), msPerToken.toFixed(3), fmtBytes(m.kvBytes), fmtBytes(m.bytesPerToken), quality, m.text.slice(0, 160)];
   cells.forEach((c, i) => {
     const td = row.insertCell();
     td.textContent = c;
@@ -160,8 +164,8 @@ export function updateCompareSpeed({ index, tokS, rounds }) {
   Object.assign(r, { tokS, msPerToken: 1000 / tokS, rounds });
   const row = $('compare-table').tBodies[0].rows[index];
   row.dataset.tokS = tokS;
-  row.cells[1].textContent = tokS.toFixed(1);
-  row.cells[2].textContent = r.msPerToken.toFixed(3);
+  row.cells[2].textContent = tokS.toFixed(1);
+  row.cells[3].textContent = r.msPerToken.toFixed(3);
   drawFigures();
 }
 
@@ -171,12 +175,18 @@ function drawFigures() {
 }
 
 // The paper's Figure 6: time per token against G at one context (the converted rows as a line,
-// the uptrained checkpoints as filled points): fewer key/value heads, less time.
+// the uptrained checkpoints as another), a pair of lines per KV precision compared: fewer
+// key/value heads, less time; fewer bytes per element, less again.
 function drawFigure6() {
   const rows = state.compare;
-  const line = (uptrained) => rows.filter((r) => r.uptrained === uptrained).map((r) => [r.g, r.msPerToken]).sort((a, b) => a[0] - b[0]);
-  const series = [{ label: 'converted', color: color(0), points: line(false) }];
-  if (rows.some((r) => r.uptrained)) series.push({ label: 'uptrained', color: color(1), points: line(true) });
+  const series = [];
+  for (const kv of [...new Set(rows.map((r) => r.kvDtype))]) {
+    for (const uptrained of [false, true]) {
+      const points = rows.filter((r) => r.uptrained === uptrained && r.kvDtype === kv).map((r) => [r.g, r.msPerToken]).sort((a, b) => a[0] - b[0]);
+      const label = `${uptrained ? 'uptrained' : 'converted'}${state.comparingPrecisions ? `, ${kv} KV` : ''}`;
+      if (points.length) series.push({ label, color: color(series.length), points });
+    }
+  }
   plot($('figure6-chart'), series, { xLabel: 'G, key/value heads (MQA = 1 ... MHA = H)', yLabel: 'time per token (ms)' });
 }
 

@@ -38,7 +38,8 @@ export const state = {
   run: null, // the generation in progress: {times, points, streamed}
   tokens: 0, // token messages received (tests check that text streams)
   lastStats: null, // the last generation's statistics
-  compare: [], // compare-all-G rows: {g, tokS, q}
+  compare: [], // compare-all-G rows: {g, kvDtype, tokS, quality, ...}
+  comparingPrecisions: false, // whether the last compare ran every KV precision
   attention: null, // the attention probe's record of one layer (Session.attention), drawn by attention.js
   sweep: {}, // the sweep's points, [context, tok/s], by G
 

@@ -65,7 +65,7 @@ const handlers = {
     }
   },
 
-  // The KV cache's precision ('f32', 'f16', or '' for the engines' defaults): the engine in
+  // The KV cache's precision ('f32', 'f16', 'int8', or '' for the engines' defaults): the engine in
   // use is opened again with it, and so are the sessions loaded after.
   async kvDtype({ dtype }) {
     await requireSession().setKvDtype(dtype);
@@ -105,13 +105,23 @@ const handlers = {
   // decode steps (as the sweep does); mode 'real' generates from the prompt until the cache
   // holds `context` positions and times the last tokens. Each row also has a short text (the
   // same prompt, settings and seed for every G) and its quality against the unconverted
-  // model, measured live on the tokens the unconverted model generated.
-  async compare({ prompt, params, groups, method, seed, context, mode, checkpoints = [] }) {
+  // model with an f32 KV cache, measured live on the tokens the first row generated.
+  // kvDtypes: a list of KV precisions to run all of the above with, in turn (null: the
+  // precision in use only).
+  async compare({ prompt, params, groups, method, seed, context, mode, checkpoints = [], kvDtypes = null }) {
     const main = requireSession();
     const restore = main.info().n_kv_heads;
+    const restoreKv = kvDtype;
     let reference = null;
     // Each row's tok/s samples, in the order the rows were posted.
     const timed = [];
+    // The KV precision of the rows to come (null: as the page set it): the main session's
+    // engine is opened again with it, and the checkpoints' sessions are opened with it.
+    const usePrecision = async (kv) => {
+      if (kv === null) return;
+      if (main.info().kv_dtype !== kv) await main.setKvDtype(kv);
+      kvDtype = kv;
+    };
     // Run `f` on an uptrained checkpoint's own session, opened for the call.
     const withCheckpoint = async (source, f) => {
       session = openSession(source, main.info().capacity);
@@ -124,24 +134,27 @@ const handlers = {
       }
     };
     try {
-      for (const g of groups) {
-        if (stopRequested) break;
-        session.setGroups(g, method, seed);
-        const row = await measureAt(prompt, params, context, mode);
-        if (!row) break; // the GPU was lost
-        reference ??= row.ids;
-        const quality = reference.length >= 2 ? session.qualityVsBase(Uint32Array.from(reference)) : null;
-        delete row.ids;
-        timed.push({ g, source: null, samples: [row.tokS] });
-        post({ type: 'compareRow', g, checkpoint: null, quality, ...row });
-      }
-      for (const { g, dir, source } of checkpoints) {
-        if (stopRequested) break;
-        const row = await withCheckpoint(source, () => measureAt(prompt, params, context, mode));
-        if (!row) break;
-        delete row.ids;
-        timed.push({ g, source, samples: [row.tokS] });
-        post({ type: 'compareRow', g, checkpoint: dir, quality: null, ...row });
+      for (const kv of kvDtypes ?? [null]) {
+        await usePrecision(kv);
+        for (const g of groups) {
+          if (stopRequested) break;
+          session.setGroups(g, method, seed);
+          const row = await measureAt(prompt, params, context, mode);
+          if (!row) break; // the GPU was lost
+          reference ??= row.ids;
+          const quality = reference.length >= 2 ? session.qualityVsBase(Uint32Array.from(reference)) : null;
+          delete row.ids;
+          timed.push({ g, kv, source: null, samples: [row.tokS] });
+          post({ type: 'compareRow', g, checkpoint: null, quality, ...row });
+        }
+        for (const { g, dir, source } of checkpoints) {
+          if (stopRequested) break;
+          const row = await withCheckpoint(source, () => measureAt(prompt, params, context, mode));
+          if (!row) break;
+          delete row.ids;
+          timed.push({ g, kv, source, samples: [row.tokS] });
+          post({ type: 'compareRow', g, checkpoint: dir, quality: null, ...row });
+        }
       }
       // On a synthetic context, further rounds time every row once more, in the same order,
       // so that a slow spell of a shared machine slows every G alike; each row then shows
@@ -149,6 +162,7 @@ const handlers = {
       for (let round = 1; mode !== 'real' && round < COMPARE_ROUNDS; round++) {
         for (const [index, t] of timed.entries()) {
           if (stopRequested) return;
+          await usePrecision(t.kv);
           const time = () => onGpuFailure(() => session.decodeSpeed(context, TIMED_STEPS));
           if (t.source) t.samples.push(await withCheckpoint(t.source, time));
           else {
@@ -160,6 +174,10 @@ const handlers = {
       }
     } finally {
       session = main;
+      if (kvDtypes) {
+        await main.setKvDtype(restoreKv ?? '');
+        kvDtype = restoreKv;
+      }
       session.setGroups(restore, method, seed);
       post({ type: 'finished', what: 'compare', info: session.info() });
     }
@@ -228,7 +246,7 @@ async function measureAt(prompt, params, context, mode) {
   }
   const kvBytes = info.kv_bytes_per_position * reached;
   return {
-    tokS, context: reached, requested: context, mode, backend: info.backend, text: text.slice(0, 200), ids,
+    tokS, context: reached, requested: context, mode, backend: info.backend, kvDtype: info.kv_dtype, text: text.slice(0, 200), ids,
     kvBytes, bytesPerToken: info.weight_bytes + kvBytes, nHeads: info.n_heads,
   };
 }

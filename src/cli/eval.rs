@@ -4,10 +4,11 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use gqa::backend::BackendKind;
+use gqa::backend::{BackendKind, EngineOptions};
 use gqa::bench;
 use gqa::eval::{evaluate, Reference};
 use gqa::session::Session;
+use gqa::tensor::KvDType;
 use gqa::{loader, Result};
 
 use super::{bar, need_tokenizer, open, EngineArgs, ModelArgs};
@@ -32,7 +33,8 @@ pub struct EvalArgs {
     /// Score only the first N tokens of the text.
     #[arg(long)]
     pub max_tokens: Option<usize>,
-    /// Also compare with the unconverted model: KL divergence and top-1 agreement.
+    /// Also compare with the unconverted model (with an f32 KV cache): KL divergence and
+    /// top-1 agreement.
     #[arg(long)]
     pub vs_base: bool,
     /// Seed for the `random` method.
@@ -54,10 +56,11 @@ pub fn run(a: EvalArgs) -> Result<()> {
     let window = a.window.unwrap_or(base.config.max_position_embeddings);
     let groups = a.model.groups.unwrap_or(base.config.n_kv_heads());
     let capacity = window.min(base.config.max_position_embeddings);
-    let cpu = |model: &gqa::Model| Session::open(BackendKind::Cpu, model.clone(), None, Some(capacity), a.engine.options()).map(|(s, _)| s);
-    let mut model = cpu(&base)?;
+    let cpu = |options| Session::open(BackendKind::Cpu, base.clone(), None, Some(capacity), options).map(|(s, _)| s);
+    let mut model = cpu(a.engine.options())?;
     model.set_groups(groups, a.model.method, a.seed)?;
-    let mut reference = if a.vs_base { Some(cpu(&base)?) } else { None };
+    // The reference keeps an f32 KV cache: KL is measured against the f32 base.
+    let mut reference = if a.vs_base { Some(cpu(EngineOptions { kv_dtype: Some(KvDType::F32) })?) } else { None };
     let bar = bar(ids.len() as u64 - 1, "tokens");
     let report = evaluate(
         model.backend(),

@@ -104,7 +104,7 @@ async function compareAt(context, mode = 'synthetic') {
   await page.click('#compare-btn');
   await page.waitForFunction(() => window.gqaState.busy, null, { timeout: 5_000 }).catch(() => {});
   await idle();
-  return state('s.compare.map((r) => ({ g: r.g, label: r.label, uptrained: r.uptrained, tokS: r.tokS, rounds: r.rounds ?? 1, bytes: r.bytesPerToken, context: r.context, table: !!r.table, longNats: r.table?.eval_long?.nats_per_token ?? null }))');
+  return state('s.compare.map((r) => ({ g: r.g, kv: r.kvDtype, label: r.label, uptrained: r.uptrained, tokS: r.tokS, rounds: r.rounds ?? 1, bytes: r.bytesPerToken, kvBytes: r.kvBytes, context: r.context, table: !!r.table, quality: r.quality, longNats: r.table?.eval_long?.nats_per_token ?? null }))');
 }
 
 // Generate and check that at least `min` tokens streamed and tok/s shows.
@@ -205,7 +205,8 @@ try {
       `${json.name}: ${exported.compare.length} compare rows, the model and the settings (${Object.keys(exported.settings).join(', ')})`);
     const [csv] = await saved('#export-csv');
     const lines = csv.bytes.toString().trim().split('\n');
-    check(lines[0].startsWith('label,g,') && lines.length === rows.length + 1 && lines.slice(1).every((l, i) => Number(l.split(',')[4]) === rows[i].tokS),
+    const tokCol = lines[0].split(',').indexOf('tok_s');
+    check(lines[0].startsWith('label,g,kv_dtype,') && lines.length === rows.length + 1 && lines.slice(1).every((l, i) => Number(l.split(',')[tokCol]) === rows[i].tokS),
       `${csv.name}: a header and ${lines.length - 1} rows whose tok/s match the table`);
     const pngs = await saved('#export-png', 5);
     const png = (b) => b.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]));
@@ -380,6 +381,18 @@ try {
   const [f16Bytes, f16Ctx] = await kvShown();
   check(f16Ctx === f32Ctx && f16Bytes * 2 === f32Bytes, `KV cache f16: ${f16Bytes} bytes, half of f32's ${f32Bytes}, at context ${f16Ctx}`);
   await generateAndCheck('tiny preset, f16 KV cache');
+  // int8: a quarter of f32's bytes, plus one f32 scale per layer, KV head and position for
+  // the keys and one for the values.
+  await page.selectOption('#kv-dtype', 'int8');
+  await page.waitForFunction(() => window.gqaState.info.kv_dtype === 'int8' && !window.gqaState.busy, null, { timeout: 30_000 });
+  const [int8Bytes, int8Ctx] = await kvShown();
+  const { layers, n_kv_heads: kvHeads } = await state('s.info');
+  const scales = 2 * layers * kvHeads * int8Ctx * 4;
+  check(int8Ctx === f32Ctx && int8Bytes === f32Bytes / 4 + scales,
+    `KV cache int8: ${int8Bytes} bytes = a quarter of f32's ${f32Bytes} + ${scales} bytes of scales, at context ${int8Ctx}`);
+  const bars = await page.evaluate(() => [parseFloat(document.getElementById('kv-bar').style.width), parseFloat(document.getElementById('kv-bar-mha').style.width)]);
+  check(bars[0] < bars[1] && bars[1] < 100 * (1 / 4 + 1 / 16), `the KV bars show G x precision against f32 MHA: ${bars.map((b) => b.toFixed(1)).join('% and ')}%`);
+  await generateAndCheck('tiny preset, int8 KV cache');
   await page.selectOption('#kv-dtype', 'f32');
   await page.waitForFunction(() => window.gqaState.info.kv_dtype === 'f32' && !window.gqaState.busy, null, { timeout: 30_000 });
   check((await state('s.info.kv_dtype')) === 'f32', 'KV cache back to f32');
@@ -431,8 +444,22 @@ try {
   await idle();
   const rows = await page.$$eval('#compare-table tbody tr', (rs) => rs.length);
   check(rows === choices.length, `compare all G: ${rows} rows for ${choices.length} choices`);
-  const live = await page.$$eval('#compare-table tbody tr td:nth-child(6)', (tds) => tds.map((td) => td.textContent));
+  const live = await page.$$eval('#compare-table tbody tr td:nth-child(7)', (tds) => tds.map((td) => td.textContent));
   check(live.every((q) => /live/.test(q)) && /^KL 0\.0000, top-1 100\.0%/.test(live[0]), `live quality vs the unconverted model: ${live.join(' | ')}`);
+  // Every G with each KV precision: three rows per G, bytes per token falling with G and
+  // with precision, and quality against the f32 MHA base (its own row: KL 0).
+  const kvBefore = await state('s.info.kv_dtype');
+  await page.selectOption('#compare-kv', 'each');
+  const byPrecision = await compareAt(64);
+  await page.screenshot({ path: `${shots}/compare-precisions.png`, fullPage: true });
+  await page.selectOption('#compare-kv', '');
+  const kvOf = (kv) => byPrecision.filter((r) => r.kv === kv);
+  const sameG = (kv) => kvOf(kv).map((r) => r.g).join() === choices.join();
+  const cheaper = ['f16', 'int8'].every((kv, i) => kvOf(kv).every((r, j) => r.kvBytes < kvOf(['f32', 'f16'][i])[j].kvBytes));
+  check(byPrecision.length === 3 * choices.length && ['f32', 'f16', 'int8'].every(sameG) && cheaper &&
+    byPrecision.every((r) => r.quality && r.quality.top1_agreement >= 0 && r.quality.kl_vs_base > -1e-6) && Math.abs(byPrecision[0].quality.kl_vs_base) < 1e-6,
+    `compare each KV precision: ${byPrecision.map((r) => `${r.label} ${r.kvBytes} B KV, KL ${r.quality?.kl_vs_base.toFixed(4)}`).join('; ')}`);
+  check((await state('s.info.kv_dtype')) === kvBefore, `after comparing precisions the engine keeps the precision it had (${kvBefore})`);
   const realRows = await compareAt(200, 'real');
   // A random model may end its text early (end-of-text token): then the row says where.
   check(realRows.length === choices.length && realRows.every((r) => r.context === 200 || (r.context < 200 && /ended at/.test(r.label))),
