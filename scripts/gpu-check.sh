@@ -10,7 +10,8 @@
 #             beside the output and put on LD_LIBRARY_PATH, nothing installed
 #   --shared  the shared fixtures (default: ../shared), for the stories260K check
 #   --out     where the results go (default: target/gpu-check)
-#   --quick   the tiny preset at short contexts instead of the 1b and 500m presets:
+#   --quick   the tiny preset at short contexts instead of the 1b and 500m presets, and
+#             fewer steps per check:
 #             how the script is tested on a CPU Vulkan driver (lavapipe)
 #
 # It checks GPU against CPU logits and sampling on a random model past 4096 positions
@@ -81,8 +82,12 @@ step() {
   echo >>"$md"
 }
 
+# --quick keeps the test short on a CPU Vulkan driver: fewer decode steps per check, and the
+# shipped family at a short context only.
+if [ "$quick" = 1 ]; then check_steps=8; family=(--contexts 128 --steps 8 --rounds 1); else check_steps=16; family=(--contexts 128,2048 --steps 16); fi
+
 # The checks first: they fail at once without a GPU adapter, and they name the adapter.
-step check_random "GPU vs CPU: random tiny preset, after 5000 synthetic positions" check-gpu --preset tiny --context 5000 --steps 16
+step check_random "GPU vs CPU: random tiny preset, after 5000 synthetic positions" check-gpu --preset tiny --context 5000 --steps "$check_steps"
 if [ -f "$shared/fixtures/llama2c/stories260K.bin" ]; then
   step check_stories260k "GPU vs CPU: stories260K" check-gpu --model "$shared/fixtures/llama2c/stories260K.bin" --steps 64
 else
@@ -107,7 +112,7 @@ elif [ "${benchmarks:-0}" = 1 ]; then
   step bench_500m "500m preset (f16), GPU" bench --backend gpu --preset 500m --dtype f16 --contexts 128,2048,8192 --groups 1,2,4,16
 fi
 if [ "${benchmarks:-0}" = 1 ] && [ -f www/models/mha/config.json ]; then
-  step bench_family "shipped family (mha and its G, f16), GPU" bench --backend gpu --model www/models/mha --dtype f16 --contexts 128,2048 --steps 16
+  step bench_family "shipped family (mha and its G, f16), GPU" bench --backend gpu --model www/models/mha --dtype f16 "${family[@]}"
 fi
 
 {

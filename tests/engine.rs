@@ -207,9 +207,16 @@ fn kv_cache_is_sized_for_g_and_dtype() {
 }
 
 /// The attention probe (off by default) records each layer's weights for the last token:
-/// they sum to 1 per head and equal the naive f64 reference's, for every G.
+/// they sum to 1 per head and equal the naive f64 reference's, for every G; with an int8
+/// cache, the int8 reference's within 1e-3: a key or value rounded to the neighbouring code
+/// (see int8_kv_cache_matches_its_reference) moves a weight by far less than the int8
+/// rounding itself, which moves these weights by 5e-3 to 3e-2 from the exact reference's.
+/// (Measured: 1.2e-5 on the CPU, 1.0e-4 on lavapipe.)
 #[test]
 fn attention_probe_matches_reference() {
-    let worst = common::probe_matches_reference(&mut |m| Box::new(CpuEngine::new(m, 320).unwrap()), 1e-5);
+    let worst = common::probe_matches_reference(&mut |m| Box::new(CpuEngine::new(m, 320).unwrap()), false, 1e-5);
     println!("CPU attention probe: max |probe - reference| = {worst:.2e}");
+    let int8 = EngineOptions { kv_dtype: Some(KvDType::I8) };
+    let worst = common::probe_matches_reference(&mut |m| Box::new(CpuEngine::with_options(m, 320, int8).unwrap()), true, 1e-3);
+    println!("CPU attention probe, int8 KV: max |probe - int8 reference| = {worst:.2e}");
 }

@@ -154,7 +154,7 @@ fn attention_split_fills_the_device_within_the_partials() {
 #[test]
 #[cfg_attr(not(has_vulkan), ignore = "needs a Vulkan driver (mesa-vulkan-drivers: lavapipe)")]
 fn long_context_splits_match_cpu() {
-    pollster::block_on(common::long_context_matches_cpu(&[None, Some(48), Some(1024)]));
+    pollster::block_on(common::long_context_matches_cpu(&[None, Some(48), Some(1024)], &KvDType::ALL));
 }
 
 /// The workgroup-reduction matvec (used where the adapter has no subgroups, as in
@@ -410,10 +410,14 @@ fn gpu_sampling_matches_cpu_sampler() {
 }
 
 /// The GPU's attention probe (attention_probe.wgsl), as the CPU's: each layer's weights
-/// for the last token sum to 1 per head and equal the naive f64 reference's, every G.
+/// for the last token sum to 1 per head and equal the naive f64 reference's, every G; with
+/// an int8 cache, the int8 reference's (the tolerance: tests/engine.rs).
 #[test]
 #[cfg_attr(not(has_vulkan), ignore = "needs a Vulkan driver (mesa-vulkan-drivers: lavapipe)")]
 fn attention_probe_matches_reference() {
-    let worst = common::probe_matches_reference(&mut |m| Box::new(engine(m, 320, f32_kv())), 1e-5);
+    let worst = common::probe_matches_reference(&mut |m| Box::new(engine(m, 320, f32_kv())), false, 1e-5);
     println!("GPU attention probe: max |probe - reference| = {worst:.2e}");
+    let int8 = GpuOptions { kv_dtype: KvDType::I8, ..f32_kv() };
+    let worst = common::probe_matches_reference(&mut |m| Box::new(engine(m, 320, int8.clone())), true, 1e-3);
+    println!("GPU attention probe, int8 KV: max |probe - int8 reference| = {worst:.2e}");
 }

@@ -60,9 +60,10 @@ pub fn reference_logits_int8_kv(model: &Model, tokens: &[u32]) -> Vec<Vec<f32>> 
     reference(model, tokens, true).0
 }
 
-/// The last token's attention weights in each layer, (H x T) row-major, in f64.
-pub fn reference_attention(model: &Model, tokens: &[u32]) -> Vec<Vec<f64>> {
-    reference(model, tokens, false).1
+/// The last token's attention weights in each layer, (H x T) row-major, in f64; with
+/// `int8_kv`, the keys and values rounded as in `reference_logits_int8_kv`.
+pub fn reference_attention(model: &Model, tokens: &[u32], int8_kv: bool) -> Vec<Vec<f64>> {
+    reference(model, tokens, int8_kv).1
 }
 
 /// Round each head_dim-long head vector of x to int8 and back (see `reference_logits_int8_kv`).
@@ -263,11 +264,11 @@ pub async fn gpu_sampling_matches_cpu(draws: usize) {
 }
 
 /// Long contexts (past 4096 positions) with the chosen splits and with forced ones,
-/// for every G and KV precision: decode logits equal the CPU engine's on the same
+/// for every G and each of `kv_dtypes`: decode logits equal the CPU engine's on the same
 /// synthetic cache (1e-4 with f32 KV; with f16 or int8 KV, the bound of
 /// `f16_kv_cache_is_close` relative to the largest logit: for int8 see `gqa check-gpu`'s
 /// tolerances), and a prefill batch crossing split boundaries too.
-pub async fn long_context_matches_cpu(splits: &[Option<usize>]) {
+pub async fn long_context_matches_cpu(splits: &[Option<usize>], kv_dtypes: &[gqa::tensor::KvDType]) {
     use gqa::backend::{EngineOptions, Logits};
     use gqa::config::divisors;
     use gqa::cpu::CpuEngine;
@@ -276,7 +277,7 @@ pub async fn long_context_matches_cpu(splits: &[Option<usize>]) {
     use gqa::tensor::KvDType;
     let capacity = 4700;
     let filled = 4600;
-    for kv_dtype in KvDType::ALL {
+    for &kv_dtype in kv_dtypes {
         for g in divisors(8) {
             let model = test_model(&gqa::config::Config::new(64, 96, 2, 8, g, 97, capacity), 40 + g as u64);
             let mut cpu = CpuEngine::with_options(model.clone(), capacity, EngineOptions { kv_dtype: Some(kv_dtype) }).unwrap();
@@ -309,9 +310,10 @@ pub async fn long_context_matches_cpu(splits: &[Option<usize>]) {
 
 /// The attention probe of `backend` against the naive reference, for every G of an
 /// 8-head model: each layer's weights for the last token (after a prefill, then after a
-/// decode step) sum to 1 per head and equal the f64 reference's within `tol`; with the
-/// probe off there is no record. Returns the largest difference.
-pub fn probe_matches_reference(open: &mut dyn FnMut(Model) -> Box<dyn gqa::backend::Backend>, tol: f64) -> f64 {
+/// decode step) sum to 1 per head and equal the f64 reference's within `tol` (with
+/// `int8_kv`, the reference that rounds keys and values to int8, for a backend opened with
+/// an int8 cache); with the probe off there is no record. Returns the largest difference.
+pub fn probe_matches_reference(open: &mut dyn FnMut(Model) -> Box<dyn gqa::backend::Backend>, int8_kv: bool, tol: f64) -> f64 {
     use gqa::backend::Logits;
     let mut worst = 0.0f64;
     for g in gqa::config::divisors(8) {
@@ -325,7 +327,7 @@ pub fn probe_matches_reference(open: &mut dyn FnMut(Model) -> Box<dyn gqa::backe
         // A prefill of 299 tokens, then one decode step: the record is the last token's.
         for (len, run) in [(299, &tokens[..299]), (300, &tokens[299..])] {
             backend.forward(run, Logits::Last).unwrap();
-            let expected = reference_attention(&model, &tokens[..len]);
+            let expected = reference_attention(&model, &tokens[..len], int8_kv);
             for (layer, want) in expected.iter().enumerate() {
                 let got = backend.attention(layer).unwrap().expect("a record while the probe is on");
                 assert_eq!((got.n_heads, got.n_ctx), (8, len), "G={g} layer {layer}");
