@@ -22,16 +22,17 @@ t() {
   echo "[$((SECONDS - start)) s: $*]"
 }
 
-# The library must keep compiling for the browser (wasm32 + SIMD).
-rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || true
-RUSTFLAGS="-C target-feature=+simd128" cargo build --quiet --lib --target wasm32-unknown-unknown
-echo "[${SECONDS} s so far: installs and the wasm library build]"
+# The browser build first: the library must keep compiling for wasm32 + SIMD, and the page
+# needs it (wasm + JS bindings + wasm-opt into www/pkg; installs wasm-bindgen-cli and the npm
+# tools once). The wasm tests below use its profile, so its dependencies are built once.
+bash scripts/build-web.sh
+echo "[${SECONDS} s so far: installs and scripts/build-web.sh]"
 
 # All native tests, training included (candle, CPU).
 t cargo test --features train
 # Where the CPU has AVX-512 the kernels above ran on it; run them again on AVX2.
 if grep -qw avx512f /proc/cpuinfo 2>/dev/null; then
-  GQA_NO_AVX512=1 t cargo test --test kernels --test engine --test fixture
+  GQA_NO_AVX512=1 t cargo test --features train --test kernels --test engine --test fixture
 else
   echo "note: no AVX-512 on this CPU: the kernels ran on AVX2 only"
 fi
@@ -43,17 +44,14 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) ||
     echo "note: could not install chromium; the browser tests will fail"
 fi
-# wasm + JS bindings + wasm-opt into www/pkg (installs wasm-bindgen-cli and the npm tools once).
-start=$SECONDS
-bash scripts/build-web.sh
-echo "[$((SECONDS - start)) s: scripts/build-web.sh]"
 # The wasm API under Node (CPU SIMD = native logits; no WebGPU there) and in headless
-# Chromium (WebGPU); the native reference logits come from tests/web_reference.rs above.
+# Chromium (WebGPU), built as the page is (the web profile); the native reference logits
+# come from tests/web_reference.rs above.
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
-RUSTFLAGS="-C target-feature=+simd128" t cargo test --target wasm32-unknown-unknown --test web_node
+RUSTFLAGS="-C target-feature=+simd128" t cargo test --profile web --target wasm32-unknown-unknown --test web_node
 # (300 positions on SwiftShader take tens of seconds: past the runner's default 20 s timeout.)
 WASM_BINDGEN_TEST_TIMEOUT=300 CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_WEBDRIVER_JSON=tests/web/webdriver.json \
-  RUSTFLAGS="-C target-feature=+simd128" t cargo test --target wasm32-unknown-unknown --test web_browser -- --nocapture
+  RUSTFLAGS="-C target-feature=+simd128" t cargo test --profile web --target wasm32-unknown-unknown --test web_browser -- --nocapture
 # The demo server alone, then the page end to end in Chromium from it (screenshots in target/e2e).
 t node tests/web/server.mjs
 t node tests/web/e2e.mjs

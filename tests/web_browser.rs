@@ -4,7 +4,7 @@
 //!
 //!   CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_WEBDRIVER_JSON=tests/web/webdriver.json \
 //!   CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
-//!   RUSTFLAGS="-C target-feature=+simd128" cargo test --target wasm32-unknown-unknown --test web_browser
+//!   RUSTFLAGS="-C target-feature=+simd128" cargo test --profile web --target wasm32-unknown-unknown --test web_browser
 #![cfg(target_arch = "wasm32")]
 
 mod common;

@@ -4,7 +4,7 @@
 //! tests/web_reference.rs has written target/web-reference/:
 //!
 //!   CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
-//!   RUSTFLAGS="-C target-feature=+simd128" cargo test --target wasm32-unknown-unknown --test web_node
+//!   RUSTFLAGS="-C target-feature=+simd128" cargo test --profile web --target wasm32-unknown-unknown --test web_node
 #![cfg(target_arch = "wasm32")]
 
 use gqa::wasm::{webgpu_status, WebSession};
