@@ -35,9 +35,14 @@ enum Store {
 pub fn quantize_i8(x: &[f32], mut out: impl FnMut(usize, i8)) -> f32 {
     let scale = x.iter().fold(0.0f32, |m, v| m.max(v.abs())) / 127.0;
     for (d, &v) in x.iter().enumerate() {
-        out(d, if scale > 0.0 { (v / scale).round_ties_even().clamp(-127.0, 127.0) as i8 } else { 0 });
+        out(d, if scale > 0.0 { code(v, scale) } else { 0 });
     }
     scale
+}
+
+/// x / scale rounded to the nearest integer (ties to even), within -127..=127.
+fn code(x: f32, scale: f32) -> i8 {
+    (x / scale).round_ties_even().clamp(-127.0, 127.0) as i8
 }
 
 /// The scale of the synthetic int8 cache (`fill_synthetic`): its values are drawn from
@@ -46,7 +51,7 @@ pub const SYNTHETIC_I8_SCALE: f32 = 4.0 / 127.0;
 
 /// An int8 element of the synthetic cache.
 pub fn synthetic_i8(x: f32) -> i8 {
-    (x / SYNTHETIC_I8_SCALE).round_ties_even().clamp(-127.0, 127.0) as i8
+    code(x, SYNTHETIC_I8_SCALE)
 }
 
 /// Positions per block of the cache, and per attention task.

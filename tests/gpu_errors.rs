@@ -58,3 +58,23 @@ fn a_failed_model_change_leaves_an_engine_that_reports_it() {
     gpu.set_model(mqa).unwrap();
     assert_eq!(gpu.forward(&[1, 2], Logits::Last).unwrap().len(), 32);
 }
+
+/// An int8 KV cache on the GPU packs four elements per word: a model whose head_dim is
+/// not a multiple of 4 is refused with the reason, where the CPU engine takes it.
+#[test]
+#[cfg_attr(not(has_vulkan), ignore = "needs a Vulkan driver (mesa-vulkan-drivers: lavapipe)")]
+fn int8_kv_cache_needs_head_dim_a_multiple_of_four_on_the_gpu() {
+    use gqa::backend::{EngineOptions, Logits};
+    use gqa::cpu::CpuEngine;
+    use gqa::gpu::{GpuEngine, GpuOptions};
+    use gqa::model::Model;
+    use gqa::tensor::{DType, KvDType};
+
+    let model = Model::random(&gqa::Config::new(24, 32, 1, 4, 2, 32, 16), 1, DType::F32).unwrap();
+    assert_eq!(model.config.head_dim(), 6);
+    let options = GpuOptions { kv_dtype: KvDType::I8, ..GpuOptions::default() };
+    let err = pollster::block_on(GpuEngine::new_async(model.clone(), 16, options)).err().expect("refused").to_string();
+    assert!(err.contains("head_dim 6 is not a multiple of 4"), "{err}");
+    let mut cpu = CpuEngine::with_options(model, 16, EngineOptions { kv_dtype: Some(KvDType::I8) }).unwrap();
+    assert_eq!(cpu.forward(&[1, 2], Logits::Last).unwrap().len(), 32);
+}
