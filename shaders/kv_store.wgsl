@@ -64,11 +64,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let j = id % half;
     let head = (id / half) % p.n_kv_heads;
     let t = id / (half * p.n_kv_heads);
-    let src = t * p.stride + head * p.head_dim + 2u * j;
+    let start = t * p.stride + head * p.head_dim; // this head's vector in k and v
+    let src = start + 2u * j;
     let record = head * p.capacity + p.pos0 + t;
     if KV_I8 {
         if (j & 1u) == 0u {
-            let start = t * p.stride + head * p.head_dim;
             let at = record * kv_record_words(p.head_dim);
             store_i8(true, start, at, j / 2u);
             store_i8(false, start, at, j / 2u);

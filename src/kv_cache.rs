@@ -134,10 +134,11 @@ impl KvCache {
         (head_start + block * BLOCK * self.head_dim, row_len)
     }
 
-    /// Index of dimension d of position pos of a head.
-    fn index(&self, layer: usize, head: usize, pos: usize, d: usize) -> usize {
+    /// Where dimension 0 of position pos of a head is stored, and the row length:
+    /// dimension d is `row_len * d` further on.
+    fn position_at(&self, layer: usize, head: usize, pos: usize) -> (usize, usize) {
         let (start, row_len) = self.block_at(layer, head, pos / BLOCK);
-        start + d * row_len + pos % BLOCK
+        (start + pos % BLOCK, row_len)
     }
 
     /// Store the keys and values (each G x head_dim) of one position.
@@ -145,26 +146,24 @@ impl KvCache {
         let hd = self.head_dim;
         for h in 0..self.n_kv_heads {
             let (src_k, src_v) = (&k[h * hd..(h + 1) * hd], &v[h * hd..(h + 1) * hd]);
-            if let KvDType::I8 = self.dtype() {
-                let (at, scale_at) = (self.index(layer, h, pos, 0), self.scale_at(layer, h) + pos);
-                let row_len = self.block_at(layer, h, pos / BLOCK).1;
-                let Store::I8 { k, v, k_scale, v_scale } = &mut self.store else { unreachable!() };
-                k_scale[scale_at] = quantize_i8(src_k, |d, q| k[at + d * row_len] = q);
-                v_scale[scale_at] = quantize_i8(src_v, |d, q| v[at + d * row_len] = q);
-                continue;
-            }
-            for d in 0..hd {
-                let at = self.index(layer, h, pos, d);
-                match &mut self.store {
-                    Store::F32 { k, v } => {
-                        k[at] = src_k[d];
-                        v[at] = src_v[d];
+            let (at, row_len) = self.position_at(layer, h, pos);
+            let scale_at = self.scale_at(layer, h) + pos;
+            match &mut self.store {
+                Store::F32 { k, v } => {
+                    for d in 0..hd {
+                        k[at + d * row_len] = src_k[d];
+                        v[at + d * row_len] = src_v[d];
                     }
-                    Store::F16 { k, v } => {
-                        k[at] = f16::from_f32(src_k[d]);
-                        v[at] = f16::from_f32(src_v[d]);
+                }
+                Store::F16 { k, v } => {
+                    for d in 0..hd {
+                        k[at + d * row_len] = f16::from_f32(src_k[d]);
+                        v[at + d * row_len] = f16::from_f32(src_v[d]);
                     }
-                    Store::I8 { .. } => unreachable!("stored above"),
+                }
+                Store::I8 { k, v, k_scale, v_scale } => {
+                    k_scale[scale_at] = quantize_i8(src_k, |d, q| k[at + d * row_len] = q);
+                    v_scale[scale_at] = quantize_i8(src_v, |d, q| v[at + d * row_len] = q);
                 }
             }
         }
@@ -191,12 +190,9 @@ impl KvCache {
     /// int8 stores them at the fixed [`SYNTHETIC_I8_SCALE`].
     pub fn fill_synthetic(&mut self, len: usize, seed: u64) {
         if let Store::I8 { k_scale, v_scale, .. } = &mut self.store {
-            for layer in 0..self.n_layers {
-                for h in 0..self.n_kv_heads {
-                    let start = (layer * self.n_kv_heads + h) * self.capacity;
-                    k_scale[start..start + len].fill(SYNTHETIC_I8_SCALE);
-                    v_scale[start..start + len].fill(SYNTHETIC_I8_SCALE);
-                }
+            // Each head's scales are `capacity` long (see `scale_at`).
+            for head in k_scale.chunks_exact_mut(self.capacity).chain(v_scale.chunks_exact_mut(self.capacity)) {
+                head[..len].fill(SYNTHETIC_I8_SCALE);
             }
         }
         let mut rng = Rng::new(seed);

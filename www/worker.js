@@ -135,6 +135,7 @@ const handlers = {
     };
     try {
       for (const kv of kvDtypes ?? [null]) {
+        if (stopRequested) break;
         await usePrecision(kv);
         for (const g of groups) {
           if (stopRequested) break;

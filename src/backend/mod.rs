@@ -43,7 +43,7 @@ impl std::str::FromStr for BackendKind {
 /// What an engine is opened with besides the model and its KV capacity.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EngineOptions {
-    /// Precision of the KV cache: f32, or f16 (half the bytes per position); `None`
+    /// Precision of the KV cache: f32, f16 (half the bytes per position) or int8; `None`
     /// takes the engine's default, f32 on the CPU and f16 on the GPU.
     pub kv_dtype: Option<KvDType>,
 }
