@@ -36,10 +36,12 @@ pub struct TrainArgs {
     long_seq_len: usize,
     #[arg(long, default_value_t = 16)]
     batch_size: usize,
-    /// Pretraining steps of the base on short windows; uptraining takes alpha of all base steps.
-    #[arg(long, default_value_t = 600)]
+    /// Pretraining steps of the base on short windows before the long phase;
+    /// uptraining takes alpha of all base steps.
+    #[arg(long, default_value_t = 700)]
     base_steps: usize,
-    /// Further base steps on long windows (the same tokens per step: fewer windows).
+    /// Further base steps on long windows (the same tokens per step: fewer windows),
+    /// each followed by one more step on short windows.
     #[arg(long, default_value_t = 40)]
     long_steps: usize,
     /// Peak learning rate (AdamW).

@@ -61,7 +61,8 @@ pub struct RecipeArgs {
     /// Long training windows: the models' context, and the long evaluation's window.
     pub long_seq_len: usize,
     pub batch_size: usize,
-    /// Base steps on short windows, then `long_steps` on long windows.
+    /// Base steps on short windows, then `long_steps` on long windows, each
+    /// followed by one more on short windows.
     pub base_steps: usize,
     pub long_steps: usize,
     pub lr: f64,
@@ -134,13 +135,14 @@ pub struct Results {
 }
 
 /// Hyperparameters shared by pretraining and uptraining; `steps`, `warmup` and
-/// the number of final steps on long windows differ.
+/// the number of steps on long windows differ. The last `2 * long_steps` steps
+/// alternate long and short windows.
 fn spec(args: &RecipeArgs, steps: usize, long_steps: usize, warmup: usize, seed: u64) -> TrainSpec {
     TrainSpec {
         steps,
         warmup,
         batch_size: args.batch_size,
-        long_from: steps - long_steps.min(steps),
+        long_from: steps - (2 * long_steps).min(steps),
         long_batch_size: (args.batch_size * args.seq_len / args.long_seq_len).max(1),
         lr: args.lr,
         min_lr: args.lr / 10.0,
@@ -207,9 +209,10 @@ pub fn prepare(args: &RecipeArgs) -> Result<(Tokenizer, Streams)> {
     Ok((tokenizer, Streams { train, train_long, val }))
 }
 
-/// The base's training: `base_steps` on short windows, then `long_steps` on long ones.
+/// The base's training: `base_steps` on short windows, then `long_steps` on
+/// long ones interleaved with as many short ones.
 fn base_spec(args: &RecipeArgs) -> TrainSpec {
-    let steps = args.base_steps + args.long_steps;
+    let steps = args.base_steps + 2 * args.long_steps;
     spec(args, steps, args.long_steps, (steps / 20).max(1), args.seed)
 }
 
@@ -309,7 +312,7 @@ pub fn paper(args: &RecipeArgs) -> Result<()> {
         args: args.clone(),
         base_spec: base_spec(args),
         uptrain: "same optimizer and data, fresh AdamW state, warmup 10% of the run's steps to the base's peak lr, cosine to lr/10; \
-                  the last alpha x long_steps steps on long windows"
+                  the last 2 x alpha x long_steps steps alternate long and short windows"
             .into(),
         eval_text: format!("BOS + the first {} tokens of val.txt, windows of {} advancing by half", ids.len() - 1, args.seq_len),
         eval_long_text: format!(

@@ -32,8 +32,10 @@ pub struct TrainSpec {
     pub steps: usize,
     pub warmup: usize,
     pub batch_size: usize,
-    /// Steps from this one on train on the long windows (a curriculum: long
-    /// windows cost about 3x more per token, so only the last steps use them).
+    /// From this step on, every other step (the first, the third, ...) trains
+    /// on long windows and the steps between on short ones: a curriculum, since
+    /// long windows cost about 4x more per token, and interleaved, so that the
+    /// short-context skill is kept while long distances are learnt.
     pub long_from: usize,
     /// Long windows per step: the same tokens per step as the short batches.
     pub long_batch_size: usize,
@@ -64,8 +66,8 @@ pub struct RunState {
 }
 
 /// Train `start` with `spec`, in `dir`; returns the final model and its state.
-/// Steps before `spec.long_from` draw windows from `train`, later ones from
-/// `long` (the same text cut into longer windows). A finished run (dir/final)
+/// Steps before `spec.long_from` draw windows from `train`, later ones
+/// alternately from `long` (the same text cut into longer windows) and `train`. A finished run (dir/final)
 /// is loaded instead of trained again; a run with a checkpoint continues from it.
 #[allow(clippy::too_many_arguments)]
 pub fn train(
@@ -94,7 +96,13 @@ pub fn train(
     }
     let val_batches = val.eval_batches(spec.eval_windows, spec.batch_size).map_err(candle)?;
     let mut log = open_log(&dir.join("log.csv"), resume)?;
-    let stream_at = |step: usize| if step >= spec.long_from { (long, spec.long_batch_size) } else { (train, spec.batch_size) };
+    let stream_at = |step: usize| {
+        if step >= spec.long_from && (step - spec.long_from) % 2 == 0 {
+            (long, spec.long_batch_size)
+        } else {
+            (train, spec.batch_size)
+        }
+    };
 
     let bar = ProgressBar::new(spec.steps as u64).with_position(state.step as u64);
     bar.set_style(
