@@ -6,6 +6,9 @@
 //! * `has_shared`: the shared fixtures are there (`../shared`, or `$GQA_SHARED_DIR`);
 //! * `has_vulkan`: a Vulkan driver is installed (lavapipe runs the GPU tests on the CPU).
 //!
+//! It also sets `rayon_pool` where the kernels split work across rayon's threads:
+//! natively always, and on wasm32 in the threaded module (feature `threads`).
+//!
 //! Under CI (`CI=true`) both are always set: nothing is ignored, and a test whose
 //! requirement is missing runs and fails with a message naming it.
 //!
@@ -32,6 +35,11 @@ const ICD_VARS: [&str; 2] = ["VK_ICD_FILENAMES", "VK_DRIVER_FILES"];
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(has_shared)");
     println!("cargo::rustc-check-cfg=cfg(has_vulkan)");
+    println!("cargo::rustc-check-cfg=cfg(rayon_pool)");
+    let wasm = std::env::var("CARGO_CFG_TARGET_ARCH").is_ok_and(|a| a == "wasm32");
+    if !wasm || std::env::var_os("CARGO_FEATURE_THREADS").is_some() {
+        println!("cargo::rustc-cfg=rayon_pool");
+    }
     println!("cargo::rerun-if-changed=build.rs");
     for var in ["CI", "GQA_SHARED_DIR"].iter().chain(&ICD_VARS) {
         println!("cargo::rerun-if-env-changed={var}");

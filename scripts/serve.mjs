@@ -1,11 +1,13 @@
 // Serves www/ on 127.0.0.1 for the browser demo: the right MIME types (application/wasm
-// for the module), COOP/COEP headers (cross-origin isolation, for precise timers and
-// SharedArrayBuffer), no caching. Plain Node, no packages.
+// for the module), COOP/COEP headers (cross-origin isolation: SharedArrayBuffer for the
+// threaded module, and precise timers), no caching. Plain Node, no packages.
+// --no-isolation leaves the COOP/COEP headers out, as plain static hosting does (the
+// page then isolates itself with its service worker, www/coi-sw.js, or runs on one thread).
 //
 // Only GET and HEAD (405 otherwise); only files whose real path (symbolic links
 // resolved) is inside the root; error bodies never show a path.
 //
-//   node scripts/serve.mjs [--port 8080] [--root www]     (--port 0: any free port)
+//   node scripts/serve.mjs [--port 8080] [--root www] [--no-isolation]   (--port 0: any free port)
 //
 // Prints "GQA Lab demo: http://127.0.0.1:PORT/" once listening.
 import { createServer } from 'node:http';
@@ -65,15 +67,15 @@ async function resolveFile(root, urlPath) {
   return file;
 }
 
-export async function serve({ root, port = 8080 }) {
+export async function serve({ root, port = 8080, isolate = true }) {
   const base = await realpath(root);
+  const isolation = {
+    'Cross-Origin-Opener-Policy': 'same-origin',
+    'Cross-Origin-Embedder-Policy': 'require-corp',
+    'Cross-Origin-Resource-Policy': 'same-origin',
+  };
   const server = createServer(async (req, res) => {
-    const headers = {
-      'Cross-Origin-Opener-Policy': 'same-origin',
-      'Cross-Origin-Embedder-Policy': 'require-corp',
-      'Cross-Origin-Resource-Policy': 'same-origin',
-      'Cache-Control': 'no-store',
-    };
+    const headers = { ...(isolate ? isolation : {}), 'Cache-Control': 'no-store' };
     try {
       if (req.method !== 'GET' && req.method !== 'HEAD') {
         headers.Allow = ALLOWED_METHODS;
@@ -97,6 +99,7 @@ export async function serve({ root, port = 8080 }) {
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const root = arg('--root', fileURLToPath(new URL('../www', import.meta.url)));
-  const server = await serve({ root, port: arg('--port', process.env.PORT ?? 8080) });
+  const isolate = !process.argv.includes('--no-isolation');
+  const server = await serve({ root, port: arg('--port', process.env.PORT ?? 8080), isolate });
   console.log(`GQA Lab demo: http://127.0.0.1:${server.address().port}/`);
 }

@@ -783,28 +783,29 @@ pub mod portable {
 // Threads: split work only where it pays.
 // ---------------------------------------------------------------------------
 
-/// Threads available to the kernels (rayon's pool natively; 1 on wasm).
+/// Threads available to the kernels: rayon's pool natively and in the threaded
+/// wasm module (its Web Workers), 1 in the single-thread module.
 pub fn threads() -> usize {
-    #[cfg(not(target_arch = "wasm32"))]
+    #[cfg(rayon_pool)]
     return rayon::current_num_threads();
-    #[cfg(target_arch = "wasm32")]
+    #[cfg(not(rayon_pool))]
     1
 }
 
 /// Run `f(first_index, chunk)` over `out` split into chunks of `chunk` elements:
-/// in parallel when `parallel` is true (natively), in order otherwise.
+/// in parallel when `parallel` is true and there is a pool, in order otherwise.
 pub fn for_chunks<F>(out: &mut [f32], chunk: usize, parallel: bool, f: F)
 where
     F: Fn(usize, &mut [f32]) + Sync + Send,
 {
     let chunk = chunk.max(1);
-    #[cfg(not(target_arch = "wasm32"))]
+    #[cfg(rayon_pool)]
     if parallel {
         use rayon::prelude::*;
         out.par_chunks_mut(chunk).enumerate().for_each(|(i, c)| f(i * chunk, c));
         return;
     }
-    #[cfg(target_arch = "wasm32")]
+    #[cfg(not(rayon_pool))]
     let _ = parallel; // one thread
     for (i, c) in out.chunks_mut(chunk).enumerate() {
         f(i * chunk, c);

@@ -67,6 +67,18 @@ fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsError> {
     value.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).map_err(|e| JsError::new(&e.to_string()))
 }
 
+/// The threaded module's pool: `initThreadPool(n)` starts n Web Workers for rayon
+/// (wasm-bindgen-rayon); call it once, after `init()`, before any other call.
+#[cfg(feature = "threads")]
+pub use wasm_bindgen_rayon::init_thread_pool;
+
+/// Threads the CPU engine splits its work across: the pool's size in the threaded
+/// module, 1 in the single-thread one.
+#[wasm_bindgen]
+pub fn threads() -> usize {
+    crate::kernels::threads()
+}
+
 /// The SIMD the CPU engine uses here ("simd128" when built with +simd128).
 #[wasm_bindgen(js_name = simdName)]
 pub fn simd_name() -> String {

@@ -23,8 +23,8 @@ t() {
 }
 
 # The browser build first: the library must keep compiling for wasm32 + SIMD, and the page
-# needs it (wasm + JS bindings + wasm-opt into www/pkg; installs wasm-bindgen-cli and the npm
-# tools once). The wasm tests below use its profile, so its dependencies are built once.
+# needs it (the single-thread and the threaded module, each wasm + JS bindings + wasm-opt,
+# into www/pkg and www/pkg-threads; installs wasm-bindgen-cli, rust-src and the npm tools once). The wasm tests below use its profile, so its dependencies are built once.
 bash scripts/build-web.sh
 echo "[${SECONDS} s so far: installs and scripts/build-web.sh]"
 
@@ -52,6 +52,8 @@ RUSTFLAGS="-C target-feature=+simd128" t cargo test --profile web --target wasm3
 # (300 positions on SwiftShader take tens of seconds: past the runner's default 20 s timeout.)
 WASM_BINDGEN_TEST_TIMEOUT=300 CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_WEBDRIVER_JSON=tests/web/webdriver.json \
   RUSTFLAGS="-C target-feature=+simd128" t cargo test --profile web --target wasm32-unknown-unknown --test web_browser -- --nocapture
+# The threaded module in Chromium: native logits, its threads, and no start without isolation.
+t node tests/web/threads.mjs
 # The demo server alone, then the page end to end in Chromium from it (screenshots in target/e2e).
 t node tests/web/server.mjs
 t node tests/web/e2e.mjs

@@ -1,9 +1,11 @@
 //! Reference logits from the native CPU engine, for the wasm tests (tests/web_node.rs):
 //! writes target/web-reference/ with a random-weight model (config.json,
 //! model.safetensors) and `reference.json`, the native logits for it (with an f32 and
-//! an int8 KV cache) and, when
-//! ../shared is present, for the stories260K fixture. tests/run.sh runs this before
-//! the wasm tests, which load the same files and compare their logits.
+//! an int8 KV cache), for the `15m` preset at seed 7 (large enough that the threaded
+//! module splits its matrices and, over a 300-token case, its attention across threads)
+//! and, when ../shared is present, for the stories260K fixture. tests/run.sh runs this
+//! before the wasm tests (tests/web_node.rs, tests/web/threads.mjs), which load the
+//! same models and compare their logits.
 
 mod common;
 
@@ -17,9 +19,22 @@ use gqa::tensor::{DType, KvDType};
 /// Token sequences whose last logits are compared (shared with tests/web_node.rs).
 const CASES: &[&[u32]] = &[&[1], &[1, 5, 9, 200, 3], &[1, 300, 301, 302, 17, 17, 17, 40, 41, 42, 43, 44]];
 
+/// The `15m` preset's seed, and its cases: the last one long enough that attention
+/// is split across threads.
+const PRESET_SEED: u64 = 7;
+fn preset_cases() -> Vec<Vec<u32>> {
+    vec![vec![1, 5, 9, 200, 3], (0..300).map(|i| (i * 37 + 1) % 4096).collect()]
+}
+
 fn logits(model: &Model, kv_dtype: KvDType) -> Vec<Vec<f32>> {
-    let mut engine = CpuEngine::with_options(model.clone(), 64, EngineOptions { kv_dtype: Some(kv_dtype) }).unwrap();
-    CASES
+    let cases: Vec<Vec<u32>> = CASES.iter().map(|c| c.to_vec()).collect();
+    logits_of(model, kv_dtype, &cases)
+}
+
+fn logits_of(model: &Model, kv_dtype: KvDType, cases: &[Vec<u32>]) -> Vec<Vec<f32>> {
+    let capacity = cases.iter().map(Vec::len).max().unwrap_or(1);
+    let mut engine = CpuEngine::with_options(model.clone(), capacity.max(64), EngineOptions { kv_dtype: Some(kv_dtype) }).unwrap();
+    cases
         .iter()
         .map(|tokens| {
             engine.reset();
@@ -41,6 +56,12 @@ fn writes_reference_logits_for_the_wasm_tests() {
         "cases": CASES,
         "random": logits(&model, KvDType::F32),
         "random_int8_kv": logits(&model, KvDType::I8),
+    });
+    let preset = Model::random(&gqa::presets::preset("15m").unwrap(), PRESET_SEED, DType::F32).unwrap();
+    reference["preset_15m"] = serde_json::json!({
+        "seed": PRESET_SEED,
+        "cases": preset_cases(),
+        "logits": logits_of(&preset, KvDType::F32, &preset_cases()),
     });
     // Without ../shared (outside CI) the wasm test of stories260K is ignored as well.
     if cfg!(has_shared) {

@@ -1,6 +1,7 @@
 // app.js: the page's wiring: controls and worker replies become state transitions, requests and readouts.
 import { state, to, can, watch, settle, setInfo } from './state.js';
 import { startWorker, send } from './worker-client.js';
+import { becomeIsolated } from './isolation.js';
 import * as sources from './sources.js';
 import { fmtBytes, showInfo, startRun, showToken, showDone, clearResults, clearCompare, addCompareRow, updateCompareSpeed, drawSweep, showBackendNote, engineLabel } from './readouts.js';
 import { fail, clearError, notice, progress } from './messages.js';
@@ -26,6 +27,8 @@ const replies = {
   ready(m) {
     state.webgpu = m.webgpu;
     state.simd = m.simd;
+    state.threads = m.threads;
+    state.threadsWhy = m.threadsWhy;
     showBackendNote();
     const first = state.phase.name === 'starting';
     to('empty');
@@ -375,4 +378,5 @@ function wire() {
 wire();
 showControls();
 const pickerFilled = fillModelPicker();
-state.worker = startWorker(replies);
+// On a host without COOP/COEP headers, first reload under the isolation service worker.
+if (!(await becomeIsolated())) state.worker = startWorker(replies);

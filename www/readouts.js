@@ -17,7 +17,7 @@ const groupLabel = (g, h) => (g === h ? `MHA (G=${g})` : g === 1 ? 'MQA (G=1)' :
 
 // Which engine produced a speed figure: WebGPU's adapter, or the CPU engine's SIMD and threads.
 export function engineLabel(backend) {
-  return /gpu/i.test(backend) ? `WebGPU (${backend})` : `the CPU (${backend}, 1 thread)`;
+  return /gpu/i.test(backend) ? `WebGPU (${backend})` : `the CPU (${backend}, ${threadsLabel()})`;
 }
 
 // The loaded model (state.info): the G choices, its description, sizes, backend and KV cache.
@@ -221,10 +221,12 @@ export function drawSweep() {
   plot($('sweep-kv-chart'), kv, { xLabel: 'context length (positions)', yLabel: 'KV cache (MiB)' });
 }
 
+const threadsLabel = () => (state.threads === 1 ? '1 thread' : `${state.threads} threads`);
+
 export function showBackendNote() {
   const gpu = state.webgpu;
   const lines = [gpu?.available ? `WebGPU available: ${gpu.reason}${gpu.software ? ' (software fallback adapter)' : ''}.` : `WebGPU unavailable: ${gpu?.reason ?? 'unknown'}.`];
-  lines.push(`CPU engine: ${state.simd}, one thread.`);
+  lines.push(`CPU engine: ${state.simd}, ${threadsLabel()} (${state.threadsWhy}).`);
   if (state.backendReason) lines.push(`Running on ${state.onGpu ? 'WebGPU' : 'the CPU'}: ${state.backendReason}.`);
   if (state.onGpu && state.info?.kv_dtype === 'f16') {
     lines.push('WebGPU keeps the KV cache in f16 (half the bytes of the CPU engine\'s f32), so sampled text can part from ' +

@@ -28,6 +28,8 @@ export const state = {
   worker: null, // the inference Worker
   webgpu: null, // the worker's WebGPU status
   simd: null, // the CPU engine's SIMD
+  threads: 1, // the CPU engine's threads, and why that many (which wasm build the worker loaded)
+  threadsWhy: '',
   onGpu: false, // whether the model runs on WebGPU, and why (or why not)
   backendReason: null,
   shipped: null, // the shipped family: {base, uptrained: {G: dir}, variants}

@@ -4,7 +4,8 @@
 // Messages out: {type: 'ready' | 'loaded' | 'backend' | 'info' | 'token' | 'done' | 'attention' |
 //                'gpuLost' | 'compareRow' | 'compareSpeed' | 'sweepPoint' | 'finished' | 'error', ...}
 // Generation runs a few tokens at a time and yields between batches, so 'stop' arrives.
-import init, * as gqa from './pkg/gqa.js';
+// The wasm module is one of two builds (scripts/build-web.sh), chosen in chooseModule below.
+let gqa = null;
 
 let session = null;
 let stopRequested = false;
@@ -358,10 +359,41 @@ self.onmessage = async ({ data }) => {
   }
 };
 
+// Which build to load, and why: the threaded one (pkg-threads: rayon's pool in Web Workers,
+// on shared memory) needs a cross-origin isolated page; ?threads=N sets the pool's size and
+// ?threads=1 picks the single-thread build (pkg).
+const MAX_THREADS = 64;
+function chooseModule() {
+  const asked = new URL(self.location.href).searchParams.get('threads');
+  const cores = navigator.hardwareConcurrency || 1;
+  let note = '';
+  let n = Math.min(cores, MAX_THREADS);
+  if (asked !== null) {
+    if (/^[0-9]+$/.test(asked) && Number(asked) >= 1 && Number(asked) <= MAX_THREADS) {
+      n = Number(asked);
+      note = `?threads=${n}`;
+    } else {
+      note = `?threads=${asked} is not a thread count from 1 to ${MAX_THREADS}, so ${n} (this device's cores)`;
+    }
+  }
+  if (n === 1) return { path: './pkg/gqa.js', threads: 1, why: note || 'this device reports one core' };
+  if (!self.crossOriginIsolated || typeof SharedArrayBuffer !== 'function') {
+    return {
+      path: './pkg/gqa.js', threads: 1,
+      why: 'the page is not cross-origin isolated: its server sends no COOP/COEP headers and no service worker ' +
+        `added them, so threads cannot share memory${note ? `; ${note} is ignored` : ''}`,
+    };
+  }
+  return { path: './pkg-threads/gqa.js', threads: n, why: note || 'one per core' };
+}
+
 try {
-  await init();
+  const chosen = chooseModule();
+  gqa = await import(chosen.path);
+  await gqa.default();
+  if (chosen.threads > 1) await gqa.initThreadPool(chosen.threads);
   webgpu = await gqa.webgpuStatus();
-  post({ type: 'ready', simd: gqa.simdName(), webgpu });
+  post({ type: 'ready', simd: gqa.simdName(), threads: gqa.threads(), threadsWhy: chosen.why, webgpu });
 } catch (e) {
   post({ type: 'error', message: `could not start the wasm module: ${e?.message ?? e}`, request: 'init' });
 }

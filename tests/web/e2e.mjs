@@ -142,6 +142,17 @@ try {
   console.log(`WebGPU in the worker: ${JSON.stringify(gpu)}`);
   check((await page.textContent('#backend-note')).length > 10, 'the backend note explains the engines');
 
+  // Threads: the demo server isolates the page, so the worker loads the threaded module
+  // with one thread per core, and every CPU figure says how many.
+  const cores = await page.evaluate(() => navigator.hardwareConcurrency);
+  const threads = await state('s.threads');
+  check(await page.evaluate(() => self.crossOriginIsolated), 'the demo server makes the page cross-origin isolated');
+  check(threads === Math.min(cores, 64), `the page loads the threaded module by itself: ${threads} threads on ${cores} cores`);
+  check((await page.textContent('#backend-note')).includes(`${threads} thread`), `the backend note gives the CPU engine's ${threads} threads`);
+  if ((await state('s.info.backend')).startsWith('cpu')) {
+    check((await page.textContent('#tok-s-label')).includes(`${threads} thread`), `the tok/s label gives the threads: "${await page.textContent('#tok-s-label')}"`);
+  }
+
   // The shipped family (www/models/results.json): the base, converted and uptrained.
   if (existsSync(`${www}/models/results.json`)) {
     await page.selectOption('#backend', 'cpu');
@@ -504,6 +515,53 @@ try {
   const error = await page.textContent('#error');
   check(/llama2\.c checkpoint is invalid/.test(error), `corrupt file shows: "${error}"`);
   await page.screenshot({ path: `${shots}/corrupt-file.png`, fullPage: true });
+
+  // ?threads=1 picks the single-thread module; a bad count is named, and the default used.
+  for (const [param, want, why] of [['1', 1, /\?threads=1/], ['lots', Math.min(cores, 64), /\?threads=lots is not a thread count/]]) {
+    const other = await browser.newPage();
+    await other.goto(`${url}&threads=${param}`);
+    await other.waitForFunction(() => window.gqaState?.info && !window.gqaState.busy, null, { timeout: 120_000 });
+    const got = await other.evaluate(() => window.gqaState.threads);
+    const note = await other.textContent('#backend-note');
+    check(got === want && why.test(note), `?threads=${param}: ${got} thread(s), and the note says why: "${note.match(/CPU engine:[^.]*\./)?.[0]}"`);
+    await other.close();
+  }
+
+  // Plain static hosting: no COOP/COEP headers.
+  const plainServer = await serve({ root: www, port: 0, isolate: false });
+  const plainUrl = `http://127.0.0.1:${plainServer.address().port}/?test=1`;
+  // Waits for the page to settle, across the reload the isolation service worker asks for.
+  const settled = async (p) => {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await p.waitForFunction(() => window.gqaState?.info && !window.gqaState.busy, null, { timeout: 120_000 });
+      } catch (e) {
+        if (attempt >= 2 || !/context was destroyed|navigat/i.test(e.message)) throw e;
+      }
+    }
+  };
+  // With service workers blocked: one thread, the model still runs, and the note says why.
+  const blocked = await browser.newContext({ serviceWorkers: 'block' });
+  const single = await blocked.newPage();
+  await single.goto(plainUrl);
+  await settled(single);
+  await single.click('#generate');
+  await single.waitForFunction(() => window.gqaState.tokens > 0, null, { timeout: 60_000 });
+  const singleNote = await single.textContent('#backend-note');
+  check(!(await single.evaluate(() => self.crossOriginIsolated)) && (await single.evaluate(() => window.gqaState.threads)) === 1 &&
+    /not cross-origin isolated/.test(singleNote), `served without COOP/COEP (no service worker): it generates on 1 thread and says why: "${singleNote.match(/CPU engine:[^.]*\./)?.[0]}"`);
+  await single.screenshot({ path: `${shots}/no-isolation.png`, fullPage: true });
+  await blocked.close();
+  // With service workers: the page reloads once under coi-sw.js and runs threaded.
+  const helped = await browser.newContext();
+  const sw = await helped.newPage();
+  await sw.goto(plainUrl);
+  await settled(sw);
+  const swThreads = await sw.evaluate(() => window.gqaState.threads);
+  check((await sw.evaluate(() => self.crossOriginIsolated)) && swThreads === Math.min(cores, 64),
+    `served without COOP/COEP, the isolation service worker makes the page isolated: ${swThreads} threads`);
+  await helped.close();
+  plainServer.close();
 
   // Without ?test=1 the worker has no test hook: 'loseGpu' is an unknown request.
   const plain = await browser.newPage();

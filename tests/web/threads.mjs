@@ -1,0 +1,75 @@
+// The threaded wasm module (www/pkg-threads) in headless Chromium: its logits equal the
+// native engine's within 1e-5, as the single-thread module's do, on the random model of
+// tests/web_reference.rs and on the `15m` preset (large enough that matrices and, over
+// 300 tokens, attention are split across the pool's threads); it runs the threads it
+// was given; a seeded generation streams the same text on both modules; and a page
+// that is not cross-origin isolated cannot start it. Run by tests/run.sh after
+// tests/web_reference.rs and scripts/build-web.sh:
+//
+//   node tests/web/threads.mjs
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { openLab } from '../../scripts/browser-engine.mjs';
+
+const reference = fileURLToPath(new URL('../../target/web-reference/', import.meta.url));
+const TOLERANCE = 1e-5;
+
+let passes = 0;
+let failures = 0;
+function check(ok, what) {
+  console.log(`${ok ? 'ok  ' : 'FAIL'} ${what}`);
+  if (ok) passes++;
+  else failures++;
+}
+const maxDiff = (a, b) => (a.length !== b.length ? Infinity : a.reduce((m, x, i) => Math.max(m, Math.abs(x - b[i])), 0));
+
+async function sameLogits(engine, cases, expected, what) {
+  for (const [i, tokens] of cases.entries()) {
+    const got = await engine.call('logits', tokens);
+    const diff = maxDiff(got, expected[i]);
+    check(diff <= TOLERANCE, `${what}, case ${i} (${tokens.length} tokens): max |wasm - native| = ${diff.toExponential(2)}`);
+  }
+}
+
+const lab = await openLab();
+try {
+  const ref = JSON.parse(readFileSync(`${reference}reference.json`, 'utf8'));
+  const config = readFileSync(`${reference}config.json`, 'utf8');
+  const weights = readFileSync(`${reference}model.safetensors`).toString('base64');
+  check(lab.isolated, 'the demo server makes the page cross-origin isolated');
+  const threaded = await lab.engine({ threads: 2 });
+  const single = await lab.engine({ threads: 1 });
+  check(threaded.threads === 2, `the threaded module runs 2 threads (threads() = ${threaded.threads})`);
+  check(single.threads === 1, `the single-thread module runs 1 (threads() = ${single.threads})`);
+  for (const [name, engine] of [['threaded', threaded], ['single-thread', single]]) {
+    await engine.call('hf', config, weights, 64);
+    await sameLogits(engine, ref.cases, ref.random, `${name}, random model`);
+    const p = ref.preset_15m;
+    await engine.call('preset', '15m', p.seed, false, 512);
+    await sameLogits(engine, p.cases, p.logits, `${name}, 15m preset`);
+  }
+  // Sampling: the same seed gives the same ids on both (the model is the 15m preset).
+  const params = { maxTokens: 24, temperature: 0.9, topP: 0.95, seed: 11 };
+  const ids = [];
+  for (const engine of [threaded, single]) ids.push(await engine.call('generateIds', '', params));
+  check(ids[0].length === 24 && JSON.stringify(ids[0]) === JSON.stringify(ids[1]),
+    `a seeded generation samples the same ${ids[0].length} ids on both modules`);
+} catch (e) {
+  check(false, `aborted: ${e.stack ?? e}`);
+} finally {
+  await lab.close();
+}
+
+// Without COOP/COEP there is no shared memory: the threaded module cannot start, which is
+// why the page then loads the single-thread one (tests/web/e2e.mjs checks the page).
+const plain = await openLab({ isolate: false });
+try {
+  check(!plain.isolated, 'without COOP/COEP headers the page is not cross-origin isolated');
+  const refused = await plain.engine({ threads: 2 }).then(() => 'started', (e) => e.message);
+  check(refused !== 'started', `the threaded module does not start there: "${refused.slice(0, 120)}"`);
+} finally {
+  await plain.close();
+}
+
+console.log(`threads test result: ${failures ? 'FAILED' : 'ok'}. ${passes} passed; ${failures} failed; 0 skipped`);
+process.exit(failures ? 1 : 0);
