@@ -14,6 +14,8 @@
 #                    Its own target folder keeps both builds' artifacts.
 #
 # The page loads the threaded one when it is cross-origin isolated (www/worker.js).
+#
+#   bash scripts/build-web.sh [both|single|threads]     (default: both)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,8 +43,14 @@ bindgen_opt() {
   echo "$out/gqa_bg.wasm: $(stat -c %s "$out/gqa_bg.wasm") bytes, $(gzip -9 -c "$out/gqa_bg.wasm" | wc -c) gzipped"
 }
 
-RUSTFLAGS="-C target-feature=+simd128" nice -n 10 cargo build --quiet --lib --profile web --target wasm32-unknown-unknown
-bindgen_opt target/wasm32-unknown-unknown/web/gqa.wasm www/pkg
+which=${1:-both}
+case "$which" in both|single|threads) ;; *) echo "usage: build-web.sh [both|single|threads]" >&2; exit 2 ;; esac
+
+if [ "$which" != threads ]; then
+  RUSTFLAGS="-C target-feature=+simd128" nice -n 10 cargo build --quiet --lib --profile web --target wasm32-unknown-unknown
+  bindgen_opt target/wasm32-unknown-unknown/web/gqa.wasm www/pkg
+fi
+[ "$which" = single ] && exit 0
 
 # (rustc warns that `atomics` is an unstable target feature: that warning is expected.)
 RUSTC_BOOTSTRAP=1 \

@@ -6,8 +6,9 @@
 //! Decoding is bound by memory bandwidth, so the kernels stream each weight row
 //! once, four rows per activation load, convert f16 to f32 in registers, and
 //! keep several accumulators in flight.
-//! Natively, rows are split across threads (rayon) when the caller says the work
-//! pays for it; wasm runs on one thread.
+//! Rows are split across threads (rayon) when the caller says the work pays for
+//! it: natively, and in the threaded wasm module (its pool runs in Web Workers);
+//! the single-thread wasm module runs everything in order.
 
 use half::f16;
 

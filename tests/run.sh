@@ -25,8 +25,13 @@ t() {
 # The browser build first: the library must keep compiling for wasm32 + SIMD, and the page
 # needs it (the single-thread and the threaded module, each wasm + JS bindings + wasm-opt,
 # into www/pkg and www/pkg-threads; installs wasm-bindgen-cli, rust-src and the npm tools once). The wasm tests below use its profile, so its dependencies are built once.
-bash scripts/build-web.sh
-echo "[${SECONDS} s so far: installs and scripts/build-web.sh]"
+bash scripts/build-web.sh single
+echo "[${SECONDS} s so far: installs and scripts/build-web.sh single]"
+# The threaded module builds beside the native tests (its own target folder; its long
+# single-threaded LTO link would leave a core idle), and is waited for before the browser tests.
+THREADS_LOG="$(mktemp)"
+nice -n 5 bash scripts/build-web.sh threads > "$THREADS_LOG" 2>&1 &
+threads_build=$!
 
 # All native tests, training included (candle, CPU).
 t cargo test --features train
@@ -53,6 +58,10 @@ RUSTFLAGS="-C target-feature=+simd128" t cargo test --profile web --target wasm3
 WASM_BINDGEN_TEST_TIMEOUT=300 CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_WEBDRIVER_JSON=tests/web/webdriver.json \
   RUSTFLAGS="-C target-feature=+simd128" t cargo test --profile web --target wasm32-unknown-unknown --test web_browser -- --nocapture
 # The threaded module in Chromium: native logits, its threads, and no start without isolation.
+start=$SECONDS
+wait "$threads_build" || { status=1; echo "FAILED: scripts/build-web.sh threads"; }
+cat "$THREADS_LOG"
+echo "[$((SECONDS - start)) s waiting for scripts/build-web.sh threads]"
 t node tests/web/threads.mjs
 # The demo server alone, then the page end to end in Chromium from it (screenshots in target/e2e).
 t node tests/web/server.mjs
