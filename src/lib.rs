@@ -12,6 +12,7 @@ pub mod cpu;
 pub mod error;
 pub mod eval;
 pub mod generation;
+pub mod gguf;
 pub mod gpu;
 pub mod hf;
 pub mod kernels;
