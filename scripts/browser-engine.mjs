@@ -20,6 +20,7 @@ export const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 //   preset name seed f16 capacity | hf config weights capacity | fetchHf folder capacity:
 //     build the session, returns its info()
 //   generateIds prompt params: a whole generation, returns the ids
+//   generateText prompt params: a whole generation, returns its stats() with its text
 //   any other op: a Session method with those arguments
 const WORKER = `
 let gqa = null;
@@ -53,6 +54,14 @@ const ops = {
     session?.free();
     session = gqa.Session.fromHf(config, weights, tokenizer, capacity);
     return session.info();
+  },
+  async generateText(prompt, params) {
+    let text = '';
+    const stats = await session.generate(prompt, params, (piece) => {
+      text += piece;
+      return true;
+    });
+    return { ...stats, text };
   },
   async generateIds(prompt, params) {
     const ids = [];
