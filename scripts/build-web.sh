@@ -26,7 +26,7 @@ if [ "$(wasm-bindgen --version 2>/dev/null | cut -d' ' -f2)" != "$wb_version" ];
   echo "installing wasm-bindgen-cli $wb_version (a few minutes, once)"
   nice -n 10 cargo install --quiet wasm-bindgen-cli --version "$wb_version"
 fi
-if [ ! -x node_modules/.bin/wasm-opt ] || [ ! -d node_modules/playwright-core ]; then
+if [ ! -x node_modules/.bin/wasm-opt ] || [ ! -d node_modules/playwright-core ] || [ ! -d node_modules/@wllama/wllama ]; then
   npm install --no-audit --no-fund --silent
 fi
 
