@@ -441,9 +441,28 @@ try {
   await page.fill('#max-tokens', '2000');
   await page.click('#generate');
   await page.waitForFunction(() => window.gqaState.tokens > 0 && window.gqaState.busy, null, { timeout: 30_000 });
+  // The page's main thread stays responsive while the threaded engine decodes in its
+  // worker: the largest gap between 10 ms timer ticks over one second.
+  const gap = await page.evaluate(() => new Promise((resolve) => {
+    let last = performance.now();
+    let worst = 0;
+    const timer = setInterval(() => {
+      const now = performance.now();
+      worst = Math.max(worst, now - last);
+      last = now;
+    }, 10);
+    setTimeout(() => {
+      clearInterval(timer);
+      resolve(worst);
+    }, 1000);
+  }));
+  check(gap < 100, `the main thread stays responsive during generation on ${await state('s.threads')} threads (largest timer gap ${gap.toFixed(0)} ms)`);
   const prevStats = await state('s.lastStats');
+  const tokensAtStop = await state('s.tokens');
+  const stopAt = Date.now();
   await page.click('#stop', { timeout: 5_000 });
   await idle();
+  console.log(`MEASURED Stop: idle ${Date.now() - stopAt} ms after the click, ${(await state('s.tokens')) - tokensAtStop} tokens shown after it`);
   await page.waitForFunction((prev) => window.gqaState.lastStats !== prev, prevStats, { timeout: 30_000 }).catch(() => {});
   const stopped = await state('s.lastStats');
   check(stopped.stop_reason === 'stopped' || stopped.stop_reason === 'context', `Stop ends the generation (${stopped.stop_reason}, ${stopped.generated_tokens} tokens)`);
