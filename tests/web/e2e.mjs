@@ -458,11 +458,10 @@ try {
   }));
   check(gap < 100, `the main thread stays responsive during generation on ${await state('s.threads')} threads (largest timer gap ${gap.toFixed(0)} ms)`);
   const prevStats = await state('s.lastStats');
-  const tokensAtStop = await state('s.tokens');
   const stopAt = Date.now();
   await page.click('#stop', { timeout: 5_000 });
   await idle();
-  console.log(`MEASURED Stop: idle ${Date.now() - stopAt} ms after the click, ${(await state('s.tokens')) - tokensAtStop} tokens shown after it`);
+  console.log(`MEASURED Stop: the page idle ${Date.now() - stopAt} ms after the click`);
   await page.waitForFunction((prev) => window.gqaState.lastStats !== prev, prevStats, { timeout: 30_000 }).catch(() => {});
   const stopped = await state('s.lastStats');
   check(stopped.stop_reason === 'stopped' || stopped.stop_reason === 'context', `Stop ends the generation (${stopped.stop_reason}, ${stopped.generated_tokens} tokens)`);
