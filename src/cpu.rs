@@ -13,7 +13,7 @@
 use crate::backend::{AttentionWeights, Backend, EngineOptions, Logits};
 use crate::config::Config;
 use crate::error::{GqaError, Result};
-use crate::kernels::{attention_scores, attention_values, axpy, exp_shifted_sum, for_chunks, matmul, matmul_swiglu, max, threads, Elem, Rows};
+use crate::kernels::{attention_scores, attention_values, axpy, for_chunks, matmul, matmul_swiglu, softmax_numerators, threads, Elem, Rows};
 use crate::kv_cache::{BlockKv, KvCache, BLOCK};
 use crate::model::Model;
 use crate::rope::RopeTable;
@@ -405,9 +405,7 @@ fn attend<T: Elem>(keys: Rows<T>, values: Rows<T>, scales: Option<(&[f32], &[f32
         if let Some((k_scale, _)) = scales {
             row.iter_mut().zip(k_scale).for_each(|(s, k)| *s *= k);
         }
-        let m = max(row);
-        stat[0] = m;
-        stat[1] = exp_shifted_sum(row, m);
+        (stat[0], stat[1]) = softmax_numerators(row);
         if let Some((_, v_scale)) = scales {
             row.iter_mut().zip(v_scale).for_each(|(p, v)| *p *= v);
         }

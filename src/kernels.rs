@@ -155,6 +155,30 @@ mod x86 {
             unsafe { _mm256_fmadd_ps(self, b, c) }
         }
         #[inline(always)]
+        fn add(self, b: Self) -> Self {
+            unsafe { _mm256_add_ps(self, b) }
+        }
+        #[inline(always)]
+        fn mul(self, b: Self) -> Self {
+            unsafe { _mm256_mul_ps(self, b) }
+        }
+        #[inline(always)]
+        fn max(self, b: Self) -> Self {
+            unsafe { _mm256_max_ps(self, b) }
+        }
+        #[inline(always)]
+        fn min(self, b: Self) -> Self {
+            unsafe { _mm256_min_ps(self, b) }
+        }
+        #[inline(always)]
+        fn floor(self) -> Self {
+            unsafe { _mm256_floor_ps(self) }
+        }
+        #[inline(always)]
+        fn pow2(self) -> Self {
+            unsafe { _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_castps_si256(self.add(Self::splat(super::POW2_BIAS))))) }
+        }
+        #[inline(always)]
         fn sum(self) -> f32 {
             unsafe { hsum(self) }
         }
@@ -197,6 +221,31 @@ mod x86 {
         #[inline(always)]
         fn mul_add(self, b: Self, c: Self) -> Self {
             unsafe { _mm512_fmadd_ps(self, b, c) }
+        }
+        #[inline(always)]
+        fn add(self, b: Self) -> Self {
+            unsafe { _mm512_add_ps(self, b) }
+        }
+        #[inline(always)]
+        fn mul(self, b: Self) -> Self {
+            unsafe { _mm512_mul_ps(self, b) }
+        }
+        #[inline(always)]
+        fn max(self, b: Self) -> Self {
+            unsafe { _mm512_max_ps(self, b) }
+        }
+        #[inline(always)]
+        fn min(self, b: Self) -> Self {
+            unsafe { _mm512_min_ps(self, b) }
+        }
+        #[inline(always)]
+        fn floor(self) -> Self {
+            // Round toward negative infinity, no exceptions.
+            unsafe { _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(self) }
+        }
+        #[inline(always)]
+        fn pow2(self) -> Self {
+            unsafe { _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_castps_si512(self.add(Self::splat(super::POW2_BIAS))))) }
         }
         #[inline(always)]
         fn sum(self) -> f32 {
@@ -247,8 +296,13 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn exp_shifted_sum(x: &mut [f32], max: f32) -> f32 {
-        super::portable::exp_shifted_sum(x, max)
+    pub unsafe fn softmax_numerators(x: &mut [f32]) -> (f32, f32) {
+        super::portable::softmax_numerators::<__m256>(x)
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn softmax_numerators_avx512(x: &mut [f32]) -> (f32, f32) {
+        super::portable::softmax_numerators::<__m512>(x)
     }
 
     #[inline]
@@ -315,6 +369,32 @@ mod wasm {
         #[inline(always)]
         fn mul_add(self, b: Self, c: Self) -> Self {
             F32x8(f32x4_add(f32x4_mul(self.0, b.0), c.0), f32x4_add(f32x4_mul(self.1, b.1), c.1))
+        }
+        #[inline(always)]
+        fn add(self, b: Self) -> Self {
+            F32x8(f32x4_add(self.0, b.0), f32x4_add(self.1, b.1))
+        }
+        #[inline(always)]
+        fn mul(self, b: Self) -> Self {
+            F32x8(f32x4_mul(self.0, b.0), f32x4_mul(self.1, b.1))
+        }
+        #[inline(always)]
+        fn max(self, b: Self) -> Self {
+            // pmax/pmin: one instruction each (no NaN handling, none needed here).
+            F32x8(f32x4_pmax(self.0, b.0), f32x4_pmax(self.1, b.1))
+        }
+        #[inline(always)]
+        fn min(self, b: Self) -> Self {
+            F32x8(f32x4_pmin(self.0, b.0), f32x4_pmin(self.1, b.1))
+        }
+        #[inline(always)]
+        fn floor(self) -> Self {
+            F32x8(f32x4_floor(self.0), f32x4_floor(self.1))
+        }
+        #[inline(always)]
+        fn pow2(self) -> Self {
+            let biased = self.add(Self::splat(super::POW2_BIAS));
+            F32x8(i32x4_shl(biased.0, 23), i32x4_shl(biased.1, 23))
         }
         #[inline(always)]
         fn sum(self) -> f32 {
@@ -419,21 +499,27 @@ pub fn attention_values<T: Elem>(values: Rows<T>, probs: &[f32], out: &mut [f32]
     portable::attention_values::<[f32; 8], T>(values, probs, out)
 }
 
-/// x = exp(x - max) for each element; returns the sum. Vectorizable exp
-/// (Cephes polynomial, relative error about 1e-7).
-pub fn exp_shifted_sum(x: &mut [f32], max: f32) -> f32 {
+/// Softmax numerators in place: x = exp(x - max(x)); returns (max(x), sum of
+/// the new x). Vectorized exp (Cephes polynomial, relative error about 1e-7).
+pub fn softmax_numerators(x: &mut [f32]) -> (f32, f32) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        // SAFETY: the CPU supports AVX-512F (checked).
+        return unsafe { x86::softmax_numerators_avx512(x) };
+    }
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: as above.
-        return unsafe { x86::exp_shifted_sum(x, max) };
+        return unsafe { x86::softmax_numerators(x) };
     }
-    portable::exp_shifted_sum(x, max)
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return portable::softmax_numerators::<wasm::F32x8>(x);
+    #[allow(unreachable_code)]
+    portable::softmax_numerators::<[f32; 8]>(x)
 }
 
-/// The largest element (NEG_INFINITY for none), eight lanes at a time.
-pub fn max(x: &[f32]) -> f32 {
-    portable::max(x)
-}
+/// 2^23 + 127: see [`Lanes::pow2`].
+const POW2_BIAS: f32 = 8_388_608.0 + 127.0;
 
 /// A vector of f32 lanes: what the matrix and attention kernels are written
 /// in, once, for AVX-512 (`__m512`, 16 lanes), AVX2 (`__m256`, 8), simd128
@@ -462,6 +548,15 @@ pub trait Lanes: Copy {
     unsafe fn load_i8(p: *const i8) -> Self;
     /// `self * b + c` (fused where the hardware has it).
     fn mul_add(self, b: Self, c: Self) -> Self;
+    fn add(self, b: Self) -> Self;
+    fn mul(self, b: Self) -> Self;
+    fn max(self, b: Self) -> Self;
+    fn min(self, b: Self) -> Self;
+    /// Each lane rounded down to a whole number.
+    fn floor(self) -> Self;
+    /// 2^n for lanes holding whole numbers n in -126..=127: n + 127 sits in the
+    /// low mantissa bits of 2^23 + n + 127, shifted into the exponent field.
+    fn pow2(self) -> Self;
     fn sum(self) -> f32;
     /// Write the lanes to `out[..N]`.
     fn store(self, out: &mut [f32]);
@@ -541,6 +636,30 @@ impl Lanes for [f32; 8] {
         std::array::from_fn(|j| self[j] * b[j] + c[j])
     }
     #[inline(always)]
+    fn add(self, b: Self) -> Self {
+        std::array::from_fn(|j| self[j] + b[j])
+    }
+    #[inline(always)]
+    fn mul(self, b: Self) -> Self {
+        std::array::from_fn(|j| self[j] * b[j])
+    }
+    #[inline(always)]
+    fn max(self, b: Self) -> Self {
+        std::array::from_fn(|j| self[j].max(b[j]))
+    }
+    #[inline(always)]
+    fn min(self, b: Self) -> Self {
+        std::array::from_fn(|j| self[j].min(b[j]))
+    }
+    #[inline(always)]
+    fn floor(self) -> Self {
+        std::array::from_fn(|j| self[j].floor())
+    }
+    #[inline(always)]
+    fn pow2(self) -> Self {
+        std::array::from_fn(|j| f32::from_bits((self[j] + POW2_BIAS).to_bits() << 23))
+    }
+    #[inline(always)]
     fn sum(self) -> f32 {
         self.iter().sum()
     }
@@ -552,9 +671,6 @@ impl Lanes for [f32; 8] {
 
 pub mod portable {
     use super::{Elem, Lanes, Rows};
-
-    /// Lanes of the plain-array loops (max, exp).
-    const LANES: usize = 8;
 
     /// `out[i] = row i of w . x` for R rows at once, A accumulators per row:
     /// each x vector loaded serves R rows, and R x A independent multiply-adds
@@ -661,9 +777,8 @@ pub mod portable {
             for (r, a) in acc.iter().enumerate() {
                 let out = &mut scores[r * len + p..][..step];
                 for u in 0..U {
-                    a[u].store(&mut out[u * V::N..]);
+                    a[u].mul(V::splat(scale)).store(&mut out[u * V::N..]);
                 }
-                out.iter_mut().for_each(|s| *s *= scale);
             }
         }
         for p in steps..len {
@@ -735,48 +850,55 @@ pub mod portable {
         head_blocks!(out.len() / dims, values_heads::<V, T>, |h| (values, &probs[h * len..], &mut out[h * dims..]));
     }
 
+    /// exp of each lane: x = n ln 2 + r with |r| <= ln 2 / 2, exp(r) from a
+    /// degree-7 polynomial (Cephes expf), times 2^n built in the exponent bits.
     #[inline(always)]
-    pub fn max(x: &[f32]) -> f32 {
-        let mut m = [f32::NEG_INFINITY; LANES];
-        let mut chunks = x.chunks_exact(LANES);
-        for c in &mut chunks {
-            for j in 0..LANES {
-                m[j] = m[j].max(c[j]);
-            }
+    fn exp<V: Lanes>(x: V) -> V {
+        let x = x.max(V::splat(-87.0)).min(V::splat(88.0));
+        let n = x.mul_add(V::splat(std::f32::consts::LOG2_E), V::splat(0.5)).floor();
+        // r = x - n ln 2, ln 2 in two parts so that n x the first is exact.
+        let r = n.mul_add(V::splat(-0.693_359_4), x);
+        let r = n.mul_add(V::splat(2.121_944_4e-4), r);
+        let z = r.mul(r);
+        let mut p = V::splat(1.987_569_1e-4);
+        for c in [1.398_2e-3, 8.333_452e-3, 4.166_579_6e-2, 0.166_666_65, 0.5] {
+            p = p.mul_add(r, V::splat(c));
         }
-        chunks.remainder().iter().chain(&m).fold(f32::NEG_INFINITY, |a, &b| a.max(b))
+        let y = p.mul_add(z, r.add(V::splat(1.0)));
+        y.mul(n.pow2())
     }
 
+    /// See [`super::softmax_numerators`]. A tail shorter than a vector goes
+    /// through the same vector code, padded.
     #[inline(always)]
-    fn exp(x: f32) -> f32 {
-        let x = x.clamp(-87.0, 88.0);
-        let n = (x * std::f32::consts::LOG2_E + 0.5).floor();
-        let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
-        let z = r * r;
-        let p = ((((1.987_569_1e-4 * r + 1.398_2e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 0.166_666_65) * r + 0.5;
-        let y = p * z + r + 1.0;
-        // 2^n: n + 127 (in 1..=254 after the clamp) sits in the low mantissa
-        // bits of 2^23 + n + 127; shifted into the exponent field. Unlike a
-        // float-to-int cast, this stays in SIMD registers.
-        y * f32::from_bits((n + 127.0 + 8_388_608.0).to_bits() << 23)
-    }
-
-    #[inline(always)]
-    pub fn exp_shifted_sum(x: &mut [f32], max: f32) -> f32 {
-        let mut acc = [0.0f32; LANES];
-        let mut chunks = x.chunks_exact_mut(LANES);
-        for c in &mut chunks {
-            for j in 0..LANES {
-                c[j] = exp(c[j] - max);
-                acc[j] += c[j];
-            }
+    pub fn softmax_numerators<V: Lanes>(x: &mut [f32]) -> (f32, f32) {
+        let full = x.len() / V::N * V::N;
+        let mut m = V::splat(f32::NEG_INFINITY);
+        for i in (0..full).step_by(V::N) {
+            // SAFETY: i + N <= full <= x.len().
+            m = m.max(unsafe { V::load(x.as_ptr().add(i)) });
         }
+        let mut lanes = [f32::NEG_INFINITY; 16];
+        m.store(&mut lanes);
+        let max = x[full..].iter().chain(&lanes[..V::N]).fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        let (neg_max, mut sum) = (V::splat(-max), V::zero());
+        for i in (0..full).step_by(V::N) {
+            // SAFETY: as above.
+            let e = exp(unsafe { V::load(x.as_ptr().add(i)) }.add(neg_max));
+            e.store(&mut x[i..]);
+            sum = sum.add(e);
+        }
+        let rest = x.len() - full;
         let mut tail = 0.0;
-        for v in chunks.into_remainder() {
-            *v = exp(*v - max);
-            tail += *v;
+        if rest > 0 {
+            let mut padded = [0.0f32; 16];
+            padded[..rest].copy_from_slice(&x[full..]);
+            // SAFETY: padded holds 16 >= N floats.
+            exp(unsafe { V::load(padded.as_ptr()) }.add(neg_max)).store(&mut padded);
+            x[full..].copy_from_slice(&padded[..rest]);
+            tail = padded[..rest].iter().sum();
         }
-        acc.iter().sum::<f32>() + tail
+        (max, sum.sum() + tail)
     }
 }
 

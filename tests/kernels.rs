@@ -114,19 +114,19 @@ fn matvec_and_matmul_match_f64() {
 /// One attention block on `k` and `v` rows (hd x len, `stride` apart): the softmax
 /// sums per head, and the weighted values (group x hd).
 fn attention_block<T: Elem>(k: &[T], v: &[T], q: &[f32], hd: usize, stride: usize, len: usize, scale: f32) -> (Vec<f32>, Vec<f32>) {
-    use gqa::kernels::{attention_scores, attention_values, exp_shifted_sum, max, Rows};
+    use gqa::kernels::{attention_scores, attention_values, softmax_numerators, Rows};
     let group = q.len() / hd;
     let mut scores = vec![0.0f32; group * len];
     let mut out = vec![0.0f32; group * hd];
     attention_scores(Rows { data: k, stride, dims: hd, len }, q, scale, &mut scores);
-    let sums = scores.chunks_exact_mut(len).map(|row| exp_shifted_sum(row, max(row))).collect();
+    let sums = scores.chunks_exact_mut(len).map(|row| softmax_numerators(row).1).collect();
     attention_values(Rows { data: v, stride, dims: hd, len }, &scores, &mut out);
     (sums, out)
 }
 
 /// Attention over one block, every group size 1..=8 (head blocks of 4, 3, 2
 /// and 1), lengths around the 16-position step and the block limit, head_dim
-/// 16 and 64, f32, f16 and int8 rows: scores, exp_shifted_sum and the weighted
+/// 16 and 64, f32, f16 and int8 rows: scores, softmax_numerators and the weighted
 /// values against f64 computed from the same (rounded) numbers. The int8 rows
 /// are codes round(16 x), which the kernels read unscaled: given q / 16 they
 /// compute the scores of codes / 16, and their output / 16 is the weighted sum of
@@ -181,6 +181,36 @@ fn attention_block_matches_f64_for_every_group_and_tail() {
                     }
                 }
             }
+        }
+    }
+}
+
+/// softmax_numerators (the dispatched kernel and the plain-array one) against f64:
+/// every length from 0 to 40 (whole vectors of 8 and 16 lanes and every tail),
+/// scores spread over [-120, 40] so that some fall below exp's clamp at -87 after
+/// the shift. Each numerator within 1e-6 relative of exp(x - max) (the polynomial's
+/// error is about 1e-7), or within 1e-30 absolute where exp underflows; the max
+/// exactly, and the sum within 1e-6 relative.
+#[test]
+fn softmax_numerators_match_f64() {
+    use gqa::kernels::{portable, softmax_numerators};
+    for len in 0..=40usize {
+        let x: Vec<f32> = randn(len, 900 + len as u64).iter().map(|v| v * 40.0 - 40.0).collect();
+        let max = x.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        // exp of the f32 difference the kernel gets (its rounding is not exp's error).
+        let want: Vec<f64> = x.iter().map(|&v| ((v - max) as f64).exp()).collect();
+        type Kernel = fn(&mut [f32]) -> (f32, f32);
+        let kernels: [(&str, Kernel); 2] = [("dispatched", softmax_numerators), ("plain arrays", portable::softmax_numerators::<[f32; 8]>)];
+        for (name, kernel) in kernels {
+            let mut got = x.clone();
+            let (m, sum) = kernel(&mut got);
+            assert_eq!(m.to_bits(), max.to_bits(), "{name}: max of {len}");
+            for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+                let ok = (g as f64 - w).abs() <= 1e-6 * w || (w < 1e-30 && g.abs() < 1e-30);
+                assert!(ok, "{name}: exp at {i} of {len}: {g} vs {w}");
+            }
+            let want_sum: f64 = want.iter().sum();
+            assert!((sum as f64 - want_sum).abs() <= 1e-6 * want_sum.max(1e-30), "{name}: sum of {len}: {sum} vs {want_sum}");
         }
     }
 }
