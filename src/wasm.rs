@@ -291,7 +291,10 @@ impl WebSession {
     #[wasm_bindgen(js_name = useGpu)]
     pub async fn use_gpu(&mut self) -> Result<String, JsError> {
         let capacity = self.session.backend().capacity();
-        let opened = open_async(BackendKind::Gpu, self.session.model().clone(), capacity, self.options).await.map_err(js_error)?;
+        // In the base's precision: the CPU engine may hold f32 copies of f16 weights
+        // (see cpu::WASM_WIDEN_MAX_BYTES), which f16 holds exactly.
+        let model = self.session.model().to_dtype(self.session.base().dtype());
+        let opened = open_async(BackendKind::Gpu, model, capacity, self.options).await.map_err(js_error)?;
         if let Some(why) = opened.fallback {
             return Err(JsError::new(&why));
         }
