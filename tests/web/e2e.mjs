@@ -9,6 +9,7 @@ import { chromium } from 'playwright-core';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { serve } from '../../scripts/serve.mjs';
+import { check, finish, skip } from './checks.mjs';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const shots = `${root}target/e2e`;
@@ -17,22 +18,6 @@ const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 rmSync(shots, { recursive: true, force: true });
 mkdirSync(shots, { recursive: true });
 
-let failures = 0;
-let passes = 0;
-let skipped = 0;
-function check(ok, what) {
-  console.log(`${ok ? 'ok  ' : 'FAIL'} ${what}`);
-  if (!ok) failures++;
-  else passes++;
-}
-// Checks that cannot run without `requirement`: a failure under CI (CI=true),
-// elsewhere counted as skipped.
-const CI = process.env.CI === 'true' || process.env.CI === '1';
-function skip(what, requirement) {
-  if (CI) return check(false, `${what}: needs ${requirement}`);
-  console.log(`SKIPPED ${what}: needs ${requirement}`);
-  skipped++;
-}
 
 // E2E_WWW: serve another copy of the page (e.g. with a test model family in models/).
 const www = process.env.E2E_WWW ?? `${root}www`;
@@ -600,5 +585,4 @@ try {
   await browser.close();
   server.close();
 }
-console.log(`e2e test result: ${failures ? 'FAILED' : 'ok'}. ${passes} passed; ${failures} failed; ${skipped} skipped (screenshots in target/e2e)`);
-process.exit(failures ? 1 : 0);
+finish('e2e', ' (screenshots in target/e2e)');

@@ -9,14 +9,8 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { serve } from '../../scripts/serve.mjs';
+import { check, finish } from './checks.mjs';
 
-let passes = 0;
-let failures = 0;
-function check(ok, what) {
-  console.log(`${ok ? 'ok  ' : 'FAIL'} ${what}`);
-  if (ok) passes++;
-  else failures++;
-}
 
 // A root with a page, a script, a folder, links inside and out, and a secret beside it.
 const dir = mkdtempSync(join(tmpdir(), 'gqa-serve-'));
@@ -85,5 +79,4 @@ try {
   server.close();
   rmSync(dir, { recursive: true, force: true });
 }
-console.log(`server test result: ${failures ? 'FAILED' : 'ok'}. ${passes} passed, ${failures} failed`);
-process.exit(failures ? 1 : 0);
+finish('server');

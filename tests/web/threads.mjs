@@ -10,17 +10,11 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { openLab } from '../../scripts/browser-engine.mjs';
+import { check, finish } from './checks.mjs';
 
 const reference = fileURLToPath(new URL('../../target/web-reference/', import.meta.url));
 const TOLERANCE = 1e-5;
 
-let passes = 0;
-let failures = 0;
-function check(ok, what) {
-  console.log(`${ok ? 'ok  ' : 'FAIL'} ${what}`);
-  if (ok) passes++;
-  else failures++;
-}
 const maxDiff = (a, b) => (a.length !== b.length ? Infinity : a.reduce((m, x, i) => Math.max(m, Math.abs(x - b[i])), 0));
 
 async function sameLogits(engine, cases, expected, what) {
@@ -71,5 +65,4 @@ try {
   await plain.close();
 }
 
-console.log(`threads test result: ${failures ? 'FAILED' : 'ok'}. ${passes} passed; ${failures} failed; 0 skipped`);
-process.exit(failures ? 1 : 0);
+finish('threads');
