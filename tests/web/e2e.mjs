@@ -181,6 +181,10 @@ try {
     const [mha, mqa] = [converted[0], converted.at(-1)];
     console.log(`MEASURED compare at context ${long} on the CPU: ${rows.map((r) => `${r.label} ${r.tokS.toFixed(1)} tok/s`).join(', ')}; ` +
       `tok/s ${rising ? 'rise' : 'do not rise'} from MHA to MQA; MQA/MHA tok/s ${(mqa.tokS / mha.tokS).toFixed(2)} against bytes ${(mha.bytes / mqa.bytes).toFixed(2)}`);
+    const summary = await page.textContent('#compare-summary');
+    check(summary.includes(`${(mha.bytes / mqa.bytes).toFixed(2)}x fewer bytes`) && summary.includes(`${(mqa.tokS / mha.tokS).toFixed(2)}x as fast`) &&
+      summary.includes(`all ${long} positions`) && /multiply-adds per token/.test(summary),
+      `under the table, MQA against MHA in bytes and in speed, and why they differ: "${summary.slice(0, 140)}..."`);
     await page.screenshot({ path: `${shots}/shipped-compare.png`, fullPage: true });
 
     // Figure 6 is drawn from the rows, and the results export as files that parse.
