@@ -18,7 +18,6 @@ const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 rmSync(shots, { recursive: true, force: true });
 mkdirSync(shots, { recursive: true });
 
-
 // E2E_WWW: serve another copy of the page (e.g. with a test model family in models/).
 const www = process.env.E2E_WWW ?? `${root}www`;
 const server = await serve({ root: www, port: 0 });

@@ -11,7 +11,6 @@ import { join } from 'node:path';
 import { serve } from '../../scripts/serve.mjs';
 import { check, finish } from './checks.mjs';
 
-
 // A root with a page, a script, a folder, links inside and out, and a secret beside it.
 const dir = mkdtempSync(join(tmpdir(), 'gqa-serve-'));
 const root = join(dir, 'www');
