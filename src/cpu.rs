@@ -373,18 +373,16 @@ fn grouped_attention(c: &Config, cache: &KvCache, layer: usize, n_ctx: usize, q:
         let start = chunk * ATTENTION_CHUNK;
         let end = (start + ATTENTION_CHUNK).min(n_ctx);
         let group_q = &q[g * group * hd..(g + 1) * group * hd]; // (H/G, hd)
-        // Positions start..end of head g: hd rows of end - start, row_len apart.
+        // Positions start..end of head g: keys as hd rows of len, row_len apart;
+        // values as len rows of hd.
         let (kv, row_len) = cache.block(layer, g, chunk);
-        fn rows<T>(data: &[T], stride: usize, dims: usize, len: usize) -> Rows<'_, T> {
-            Rows { data, stride, dims, len }
-        }
         let len = end - start;
         match kv {
-            BlockKv::F32(k, v) => attend(rows(k, row_len, hd, len), rows(v, row_len, hd, len), None, group_q, scale, slot),
-            BlockKv::F16(k, v) => attend(rows(k, row_len, hd, len), rows(v, row_len, hd, len), None, group_q, scale, slot),
+            BlockKv::F32(k, v) => attend(Rows { data: k, stride: row_len, dims: hd, len }, &v[..len * hd], None, group_q, scale, slot),
+            BlockKv::F16(k, v) => attend(Rows { data: k, stride: row_len, dims: hd, len }, &v[..len * hd], None, group_q, scale, slot),
             BlockKv::I8 { k, v, k_scale, v_scale } => {
                 let scales = Some((&k_scale[..len], &v_scale[..len]));
-                attend(rows(k, row_len, hd, len), rows(v, row_len, hd, len), scales, group_q, scale, slot)
+                attend(Rows { data: k, stride: row_len, dims: hd, len }, &v[..len * hd], scales, group_q, scale, slot)
             }
         }
     });
@@ -408,12 +406,13 @@ fn grouped_attention(c: &Config, cache: &KvCache, layer: usize, n_ctx: usize, q:
     }
 }
 
-/// One attention task: the H/G query heads `qs` (H/G, hd) over the keys and
-/// values (hd rows of len positions) of one chunk, into `slot` (see [`attention_task_len`]).
+/// One attention task: the H/G query heads `qs` (H/G, hd) over the keys (hd rows
+/// of len positions) and values (len rows of hd) of one chunk, into `slot` (see
+/// [`attention_task_len`]).
 /// An int8 cache gives each position's key and value scales (len each): a position's
 /// score is its key scale times the dot product with its int8 key, and its value
 /// scale multiplies its softmax weight before the weighted sum of int8 values.
-fn attend<T: Elem>(keys: Rows<T>, values: Rows<T>, scales: Option<(&[f32], &[f32])>, qs: &[f32], scale: f32, slot: &mut [f32]) {
+fn attend<T: Elem>(keys: Rows<T>, values: &[T], scales: Option<(&[f32], &[f32])>, qs: &[f32], scale: f32, slot: &mut [f32]) {
     let (hd, len) = (keys.dims, keys.len);
     let group = qs.len() / hd;
     let (stats, rest) = slot.split_at_mut(2 * group);
@@ -433,7 +432,7 @@ fn attend<T: Elem>(keys: Rows<T>, values: Rows<T>, scales: Option<(&[f32], &[f32
     }
     // acc (H/G, hd): one pass over the values for all heads of the group.
     acc.fill(0.0);
-    attention_values(values, scores, acc);
+    attention_values(values, hd, scores, acc);
 }
 
 /// RMSNorm of each row of x (rows of w.len()): x / sqrt(mean(x^2) + eps) * w.

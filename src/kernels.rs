@@ -183,6 +183,14 @@ mod x86 {
             unsafe { hsum(self) }
         }
         #[inline(always)]
+        fn max_lane(self) -> f32 {
+            unsafe {
+                let m = _mm_max_ps(_mm256_castps256_ps128(self), _mm256_extractf128_ps::<1>(self));
+                let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+                _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)))
+            }
+        }
+        #[inline(always)]
         fn store(self, out: &mut [f32]) {
             assert!(out.len() >= 8);
             unsafe { _mm256_storeu_ps(out.as_mut_ptr(), self) }
@@ -252,6 +260,10 @@ mod x86 {
             unsafe { _mm512_reduce_add_ps(self) }
         }
         #[inline(always)]
+        fn max_lane(self) -> f32 {
+            unsafe { _mm512_reduce_max_ps(self) }
+        }
+        #[inline(always)]
         fn store(self, out: &mut [f32]) {
             assert!(out.len() >= 16);
             unsafe { _mm512_storeu_ps(out.as_mut_ptr(), self) }
@@ -274,8 +286,8 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn attention_values_avx512<T: super::Elem>(values: Rows<T>, probs: &[f32], out: &mut [f32]) {
-        super::portable::attention_values::<__m512, T>(values, probs, out)
+    pub unsafe fn attention_values_avx512<T: super::Elem>(values: &[T], dims: usize, probs: &[f32], out: &mut [f32]) {
+        super::portable::attention_values::<__m512, T>(values, dims, probs, out)
     }
 
     // The generic row dots on AVX2 vectors, f16 converted by F16C.
@@ -291,8 +303,8 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn attention_values<T: super::Elem>(values: Rows<T>, probs: &[f32], out: &mut [f32]) {
-        super::portable::attention_values::<__m256, T>(values, probs, out)
+    pub unsafe fn attention_values<T: super::Elem>(values: &[T], dims: usize, probs: &[f32], out: &mut [f32]) {
+        super::portable::attention_values::<__m256, T>(values, dims, probs, out)
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -401,6 +413,12 @@ mod wasm {
             hsum(f32x4_add(self.0, self.1))
         }
         #[inline(always)]
+        fn max_lane(self) -> f32 {
+            let m = f32x4_pmax(self.0, self.1);
+            let m = f32x4_pmax(m, i32x4_shuffle::<2, 3, 0, 1>(m, m));
+            f32x4_extract_lane::<0>(f32x4_pmax(m, i32x4_shuffle::<1, 0, 3, 2>(m, m)))
+        }
+        #[inline(always)]
         fn store(self, out: &mut [f32]) {
             assert!(out.len() >= 8);
             // SAFETY: out holds at least 8 floats (asserted).
@@ -431,13 +449,17 @@ mod wasm {
 
 // ---------------------------------------------------------------------------
 // Attention over a block of cached positions, for all query heads of a group.
-// The cache stores keys and values in transposed blocks (see kv_cache.rs): row
-// d holds dimension d of the block's positions, so both products run along
-// contiguous rows, vectorized over positions. Each key or value vector loaded
-// (f16 converted in registers) serves up to four query heads of the group at
-// once, their accumulators held in registers: with fewer KV heads (larger
-// groups) there are fewer bytes to load per multiply-add. The bodies are
-// written once over `Lanes` (see below).
+// The cache stores each block's keys transposed (see kv_cache.rs): row d holds
+// dimension d of the block's positions, so the scores are vectorized over
+// positions. Its values are one row per position, so the weighted sum is
+// vectorized over head_dim and needs no horizontal sums. Each key or value
+// vector loaded (f16 converted in registers) serves up to eight query heads of
+// the group at once (four with 16 registers), their accumulators held in
+// registers: with fewer KV heads (larger groups) there are fewer bytes to load
+// per multiply-add. Where a group's heads make the kernels compute-bound (four or
+// more), they prefetch the cache a few steps ahead, which the hardware
+// prefetcher does not do fast enough. The bodies are written once over `Lanes`
+// (see below).
 // ---------------------------------------------------------------------------
 
 /// A block of cached positions, transposed: `dims` rows of `len` positions,
@@ -478,25 +500,26 @@ pub fn attention_scores<T: Elem>(keys: Rows<T>, qs: &[f32], scale: f32, scores: 
     portable::attention_scores::<[f32; 8], T>(keys, qs, scale, scores)
 }
 
-/// out (group x dims) += probs (group x len) . values, values given as rows
-/// (dims x len).
-pub fn attention_values<T: Elem>(values: Rows<T>, probs: &[f32], out: &mut [f32]) {
-    values.check();
-    assert!(out.len().is_multiple_of(values.dims.max(1)) && probs.len() >= out.len() / values.dims.max(1) * values.len, "attention values shapes");
+/// out (group x dims) += probs (group x len) . values, values given as one
+/// row per position (len x dims, len = values.len() / dims).
+pub fn attention_values<T: Elem>(values: &[T], dims: usize, probs: &[f32], out: &mut [f32]) {
+    let (dims, len) = (dims.max(1), values.len() / dims.max(1));
+    assert!(values.len() == len * dims && out.len().is_multiple_of(dims) && probs.len() >= out.len() / dims * len, "attention values shapes");
+    // Rows are vectorized along dims: 16 lanes only where they fill whole vectors.
     #[cfg(target_arch = "x86_64")]
-    if has_avx512() {
+    if has_avx512() && dims.is_multiple_of(16) {
         // SAFETY: the CPU supports AVX-512F (checked).
-        return unsafe { x86::attention_values_avx512(values, probs, out) };
+        return unsafe { x86::attention_values_avx512(values, dims, probs, out) };
     }
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: as above.
-        return unsafe { x86::attention_values(values, probs, out) };
+        return unsafe { x86::attention_values(values, dims, probs, out) };
     }
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    return portable::attention_values::<wasm::F32x8, T>(values, probs, out);
+    return portable::attention_values::<wasm::F32x8, T>(values, dims, probs, out);
     #[allow(unreachable_code)]
-    portable::attention_values::<[f32; 8], T>(values, probs, out)
+    portable::attention_values::<[f32; 8], T>(values, dims, probs, out)
 }
 
 /// Softmax numerators in place: x = exp(x - max(x)); returns (max(x), sum of
@@ -558,6 +581,8 @@ pub trait Lanes: Copy {
     /// low mantissa bits of 2^23 + n + 127, shifted into the exponent field.
     fn pow2(self) -> Self;
     fn sum(self) -> f32;
+    /// The largest lane (a shuffle tree, not a chain of scalar steps).
+    fn max_lane(self) -> f32;
     /// Write the lanes to `out[..N]`.
     fn store(self, out: &mut [f32]);
     /// Ask for the cache line at `p` ahead of use (a hint: never faults).
@@ -664,6 +689,10 @@ impl Lanes for [f32; 8] {
         self.iter().sum()
     }
     #[inline(always)]
+    fn max_lane(self) -> f32 {
+        self.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b))
+    }
+    #[inline(always)]
     fn store(self, out: &mut [f32]) {
         out[..8].copy_from_slice(&self);
     }
@@ -765,6 +794,11 @@ pub mod portable {
         for p in (0..steps).step_by(step) {
             let mut acc = [[V::zero(); U]; R];
             for d in 0..dims {
+                if R >= 4 {
+                    for u in 0..U {
+                        V::prefetch(k.wrapping_add(d * stride + p + (u + 4 * U) * V::N) as *const u8);
+                    }
+                }
                 // SAFETY: d * stride + p + step <= (dims - 1) * stride + len <= data.len() (Rows::check).
                 let kv: [V; U] = std::array::from_fn(|u| unsafe { T::load::<V>(k.add(d * stride + p + u * V::N)) });
                 for (r, a) in acc.iter_mut().enumerate() {
@@ -789,65 +823,103 @@ pub mod portable {
         }
     }
 
-    /// out (R x dims) += probs (R x len) . values: one load of each value
-    /// vector serves R heads (U vectors per step, as in scores_heads).
+    /// out (R x dims) += probs (R x len) . values (len x dims): one load of each
+    /// value vector serves R heads, each multiplying it by its probability
+    /// (vectorized along dims: no horizontal sums). J positions per step keep
+    /// R x J independent multiply-adds in flight (each waits on the one before it).
     #[inline(always)]
-    fn values_heads<V: Lanes, T: Elem, const R: usize, const U: usize>(values: Rows<T>, probs: &[f32], out: &mut [f32]) {
-        let (dims, len, stride) = (values.dims, values.len, values.stride);
+    fn values_heads<V: Lanes, T: Elem, const R: usize, const J: usize>(values: &[T], dims: usize, probs: &[f32], out: &mut [f32]) {
+        let len = values.len() / dims;
         assert!(probs.len() >= R * len && out.len() >= R * dims);
-        let step = U * V::N;
-        let (v, pr, steps) = (values.data.as_ptr(), probs.as_ptr(), len / step * step);
-        for d in 0..dims {
-            let mut acc = [[V::zero(); U]; R];
-            for p in (0..steps).step_by(step) {
-                // SAFETY: as in scores_heads, and r * len + p + step <= R * len <= probs.len().
-                let vv: [V; U] = std::array::from_fn(|u| unsafe { T::load::<V>(v.add(d * stride + p + u * V::N)) });
+        let (v, pr, cols, steps) = (values.as_ptr(), probs.as_ptr(), dims / V::N * V::N, len / J * J);
+        // SAFETY (the loads below): (p + j) * dims + c + N <= len * dims = values.len(),
+        // and r * len + p + j < R * len <= probs.len() (asserted).
+        for c in (0..cols).step_by(V::N) {
+            let mut acc = [[V::zero(); J]; R];
+            for p in (0..steps).step_by(J) {
+                if R >= 4 {
+                    V::prefetch(v.wrapping_add((p + 32) * dims + c) as *const u8);
+                }
+                let rows: [V; J] = std::array::from_fn(|j| unsafe { T::load::<V>(v.add((p + j) * dims + c)) });
                 for (r, a) in acc.iter_mut().enumerate() {
-                    for u in 0..U {
-                        a[u] = unsafe { V::load(pr.add(r * len + p + u * V::N)) }.mul_add(vv[u], a[u]);
+                    for j in 0..J {
+                        a[j] = V::splat(unsafe { *pr.add(r * len + p + j) }).mul_add(rows[j], a[j]);
                     }
                 }
             }
-            let row = &values.data[d * stride..][..len];
+            for p in steps..len {
+                let row = unsafe { T::load::<V>(v.add(p * dims + c)) };
+                for (r, a) in acc.iter_mut().enumerate() {
+                    a[0] = V::splat(unsafe { *pr.add(r * len + p) }).mul_add(row, a[0]);
+                }
+            }
             for (r, a) in acc.iter().enumerate() {
-                let tail: f32 = (steps..len).map(|p| probs[r * len + p] * row[p].to_f32()).sum();
-                out[r * dims + d] += a.iter().map(|a| a.sum()).sum::<f32>() + tail;
+                let o = &mut out[r * dims + c..][..V::N];
+                // SAFETY: o holds N floats.
+                a.iter().fold(unsafe { V::load(o.as_ptr()) }, |s, &x| s.add(x)).store(o);
+            }
+        }
+        for d in cols..dims {
+            for r in 0..R {
+                out[r * dims + d] += (0..len).map(|p| probs[r * len + p] * values[p * dims + d].to_f32()).sum::<f32>();
             }
         }
     }
 
-    /// Run `kernel::<V, R, U>(args)` over a group's heads in blocks of up to
-    /// four, with U = V::UNROLL.
-    macro_rules! head_blocks {
-        ($group:expr, $kernel:ident::<$v:ty, $t:ty>, |$h:ident| ($($arg:expr),*)) => {{
-            let mut $h = 0;
-            while $h < $group {
-                let r = ($group - $h).min(4);
-                match (r, <$v>::UNROLL) {
-                    (4, 2) => $kernel::<$v, $t, 4, 2>($($arg),*),
-                    (3, 2) => $kernel::<$v, $t, 3, 2>($($arg),*),
-                    (2, 2) => $kernel::<$v, $t, 2, 2>($($arg),*),
-                    (_, 2) => $kernel::<$v, $t, 1, 2>($($arg),*),
-                    (4, _) => $kernel::<$v, $t, 4, 1>($($arg),*),
-                    (3, _) => $kernel::<$v, $t, 3, 1>($($arg),*),
-                    (2, _) => $kernel::<$v, $t, 2, 1>($($arg),*),
-                    _ => $kernel::<$v, $t, 1, 1>($($arg),*),
-                }
-                $h += r;
-            }
-        }};
-    }
-
     #[inline(always)]
     pub fn attention_scores<V: Lanes, T: Elem>(keys: Rows<T>, qs: &[f32], scale: f32, scores: &mut [f32]) {
-        let (dims, len) = (keys.dims, keys.len);
-        head_blocks!(qs.len() / dims, scores_heads::<V, T>, |h| (keys, &qs[h * dims..], scale, &mut scores[h * len..]));
+        // The group's heads in blocks of up to eight (with 32 registers: AVX-512)
+        // or four, U = V::UNROLL vectors of positions per step.
+        let (dims, len, group) = (keys.dims, keys.len, qs.len() / keys.dims);
+        let most = if V::N >= 16 { 8 } else { 4 };
+        let mut h = 0;
+        while h < group {
+            let r = (group - h).min(most);
+            let (q, s) = (&qs[h * dims..], &mut scores[h * len..]);
+            match (r, V::UNROLL) {
+                (8, 2) => scores_heads::<V, T, 8, 2>(keys, q, scale, s),
+                (7, 2) => scores_heads::<V, T, 7, 2>(keys, q, scale, s),
+                (6, 2) => scores_heads::<V, T, 6, 2>(keys, q, scale, s),
+                (5, 2) => scores_heads::<V, T, 5, 2>(keys, q, scale, s),
+                (4, 2) => scores_heads::<V, T, 4, 2>(keys, q, scale, s),
+                (3, 2) => scores_heads::<V, T, 3, 2>(keys, q, scale, s),
+                (2, 2) => scores_heads::<V, T, 2, 2>(keys, q, scale, s),
+                (_, 2) => scores_heads::<V, T, 1, 2>(keys, q, scale, s),
+                (4, _) => scores_heads::<V, T, 4, 1>(keys, q, scale, s),
+                (3, _) => scores_heads::<V, T, 3, 1>(keys, q, scale, s),
+                (2, _) => scores_heads::<V, T, 2, 1>(keys, q, scale, s),
+                _ => scores_heads::<V, T, 1, 1>(keys, q, scale, s),
+            }
+            h += r;
+        }
     }
 
     #[inline(always)]
-    pub fn attention_values<V: Lanes, T: Elem>(values: Rows<T>, probs: &[f32], out: &mut [f32]) {
-        let (dims, len) = (values.dims, values.len);
-        head_blocks!(out.len() / dims, values_heads::<V, T>, |h| (values, &probs[h * len..], &mut out[h * dims..]));
+    pub fn attention_values<V: Lanes, T: Elem>(values: &[T], dims: usize, probs: &[f32], out: &mut [f32]) {
+        // Heads per block as in head_blocks; positions per step J so that R x J
+        // fills the multiply-adds in flight (8 with 2 vectors per step, else 4).
+        let (len, group) = (values.len() / dims, out.len() / dims);
+        let (most, chains) = (if V::N >= 16 { 8 } else { 4 }, 4 * V::UNROLL);
+        let mut h = 0;
+        while h < group {
+            let r = (group - h).min(most);
+            let (p, o) = (&probs[h * len..], &mut out[h * dims..]);
+            match (r, chains / r) {
+                (8, _) => values_heads::<V, T, 8, 1>(values, dims, p, o),
+                (7, _) => values_heads::<V, T, 7, 1>(values, dims, p, o),
+                (6, _) => values_heads::<V, T, 6, 1>(values, dims, p, o),
+                (5, _) => values_heads::<V, T, 5, 1>(values, dims, p, o),
+                (4, 2) => values_heads::<V, T, 4, 2>(values, dims, p, o),
+                (4, _) => values_heads::<V, T, 4, 1>(values, dims, p, o),
+                (3, 2) => values_heads::<V, T, 3, 2>(values, dims, p, o),
+                (3, _) => values_heads::<V, T, 3, 1>(values, dims, p, o),
+                (2, 4) => values_heads::<V, T, 2, 4>(values, dims, p, o),
+                (2, _) => values_heads::<V, T, 2, 2>(values, dims, p, o),
+                (_, 8) => values_heads::<V, T, 1, 8>(values, dims, p, o),
+                _ => values_heads::<V, T, 1, 4>(values, dims, p, o),
+            }
+            h += r;
+        }
     }
 
     /// exp of each lane: x = n ln 2 + r with |r| <= ln 2 / 2, exp(r) from a
@@ -878,9 +950,7 @@ pub mod portable {
             // SAFETY: i + N <= full <= x.len().
             m = m.max(unsafe { V::load(x.as_ptr().add(i)) });
         }
-        let mut lanes = [f32::NEG_INFINITY; 16];
-        m.store(&mut lanes);
-        let max = x[full..].iter().chain(&lanes[..V::N]).fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        let max = x[full..].iter().fold(m.max_lane(), |a, &b| a.max(b));
         let (neg_max, mut sum) = (V::splat(-max), V::zero());
         for i in (0..full).step_by(V::N) {
             // SAFETY: as above.

@@ -3,14 +3,15 @@
 //! rows as they read them) or int8 (a quarter, plus one f32 scale per position
 //! and head for the keys and one for the values; see [`quantize_i8`]).
 //!
-//! Layout: layer x kv_head x block x head_dim x position in block: each
-//! head's keys and values are stored in blocks of [`BLOCK`] positions, each
-//! block transposed (row d holding dimension d of the block's positions). The
-//! attention kernel reads one block as head_dim contiguous rows, once for all
-//! H/G query heads of its group, and vectorizes along positions (see
-//! kernels.rs). A block is one contiguous piece of memory (16 KiB for head_dim
-//! 16 in f32): rows a whole context apart would share cache sets and evict
-//! each other while the kernel reads all of them at once.
+//! Layout: layer x kv_head x block: each head's keys and values are stored in
+//! blocks of [`BLOCK`] positions. A key block is transposed (head_dim rows, row
+//! d holding dimension d of the block's positions), so that the scores q . k
+//! vectorize along positions; a value block is one row per position (len x
+//! head_dim), so that the weighted sum of values vectorizes along head_dim and
+//! needs no horizontal sums (see kernels.rs). Either is read once per token for
+//! all H/G query heads of its group. A block is one contiguous piece of memory
+//! (16 KiB for head_dim 16 in f32): rows a whole context apart would share
+//! cache sets and evict each other while the kernel reads all of them at once.
 
 use half::f16;
 
@@ -57,9 +58,9 @@ pub fn synthetic_i8(x: f32) -> i8 {
 /// Positions per block of the cache, and per attention task.
 pub const BLOCK: usize = 256;
 
-/// The keys and values of one block of one head, each (head_dim x len), row d
-/// at `d * len`, where len is [`BLOCK`] or, for the last block, what remains
-/// of the capacity.
+/// The keys and values of one block of one head: keys (head_dim x len), row d
+/// at `d * len`; values (len x head_dim), position p at `p * head_dim`. len is
+/// [`BLOCK`] or, for the last block, what remains of the capacity.
 pub enum BlockKv<'a> {
     F32(&'a [f32], &'a [f32]),
     F16(&'a [f16], &'a [f16]),
@@ -134,11 +135,12 @@ impl KvCache {
         (head_start + block * BLOCK * self.head_dim, row_len)
     }
 
-    /// Where dimension 0 of position pos of a head is stored, and the row length:
-    /// dimension d is `row_len * d` further on.
-    fn position_at(&self, layer: usize, head: usize, pos: usize) -> (usize, usize) {
+    /// Where dimension 0 of position pos of a head is stored among the keys, and
+    /// where among the values, and the key row length: key dimension d is
+    /// `row_len * d` further on, value dimension d is d further on.
+    fn position_at(&self, layer: usize, head: usize, pos: usize) -> (usize, usize, usize) {
         let (start, row_len) = self.block_at(layer, head, pos / BLOCK);
-        (start + pos % BLOCK, row_len)
+        (start + pos % BLOCK, start + pos % BLOCK * self.head_dim, row_len)
     }
 
     /// Store the keys and values (each G x head_dim) of one position.
@@ -146,24 +148,24 @@ impl KvCache {
         let hd = self.head_dim;
         for h in 0..self.n_kv_heads {
             let (src_k, src_v) = (&k[h * hd..(h + 1) * hd], &v[h * hd..(h + 1) * hd]);
-            let (at, row_len) = self.position_at(layer, h, pos);
+            let (at, v_at, row_len) = self.position_at(layer, h, pos);
             let scale_at = self.scale_at(layer, h) + pos;
             match &mut self.store {
                 Store::F32 { k, v } => {
                     for d in 0..hd {
                         k[at + d * row_len] = src_k[d];
-                        v[at + d * row_len] = src_v[d];
                     }
+                    v[v_at..v_at + hd].copy_from_slice(src_v);
                 }
                 Store::F16 { k, v } => {
                     for d in 0..hd {
                         k[at + d * row_len] = f16::from_f32(src_k[d]);
-                        v[at + d * row_len] = f16::from_f32(src_v[d]);
+                        v[v_at + d] = f16::from_f32(src_v[d]);
                     }
                 }
                 Store::I8 { k, v, k_scale, v_scale } => {
                     k_scale[scale_at] = quantize_i8(src_k, |d, q| k[at + d * row_len] = q);
-                    v_scale[scale_at] = quantize_i8(src_v, |d, q| v[at + d * row_len] = q);
+                    v_scale[scale_at] = quantize_i8(src_v, |d, q| v[v_at + d] = q);
                 }
             }
         }
@@ -197,23 +199,20 @@ impl KvCache {
         }
         let mut rng = Rng::new(seed);
         let mut values = vec![0.0f32; len];
+        let hd = self.head_dim;
         for layer in 0..self.n_layers {
             for h in 0..self.n_kv_heads {
-                for d in 0..self.head_dim {
+                for d in 0..hd {
                     for half in 0..2 {
                         values.iter_mut().for_each(|x| *x = rng.normal());
-                        // Row d of each block holds that block's stretch of positions.
-                        for (block, part) in values.chunks(BLOCK).enumerate() {
-                            let (start, row_len) = self.block_at(layer, h, block);
-                            let range = start + d * row_len..start + d * row_len + part.len();
+                        for (pos, &x) in values.iter().enumerate() {
+                            let (k_at, v_at, row_len) = self.position_at(layer, h, pos);
+                            // Key dimension d of a block is a row; value dimension d a column.
+                            let at = if half == 0 { k_at + d * row_len } else { v_at + d };
                             match &mut self.store {
-                                Store::F32 { k, v } => [k, v][half][range].copy_from_slice(part),
-                                Store::F16 { k, v } => {
-                                    [k, v][half][range].iter_mut().zip(part).for_each(|(d, &s)| *d = f16::from_f32(s))
-                                }
-                                Store::I8 { k, v, .. } => {
-                                    [k, v][half][range].iter_mut().zip(part).for_each(|(d, &s)| *d = synthetic_i8(s))
-                                }
+                                Store::F32 { k, v } => [k, v][half][at] = x,
+                                Store::F16 { k, v } => [k, v][half][at] = f16::from_f32(x),
+                                Store::I8 { k, v, .. } => [k, v][half][at] = synthetic_i8(x),
                             }
                         }
                     }

@@ -111,8 +111,8 @@ fn matvec_and_matmul_match_f64() {
     }
 }
 
-/// One attention block on `k` and `v` rows (hd x len, `stride` apart): the softmax
-/// sums per head, and the weighted values (group x hd).
+/// One attention block on keys `k` (hd rows of len, `stride` apart) and values `v`
+/// (len rows of hd): the softmax sums per head, and the weighted values (group x hd).
 fn attention_block<T: Elem>(k: &[T], v: &[T], q: &[f32], hd: usize, stride: usize, len: usize, scale: f32) -> (Vec<f32>, Vec<f32>) {
     use gqa::kernels::{attention_scores, attention_values, softmax_numerators, Rows};
     let group = q.len() / hd;
@@ -120,20 +120,21 @@ fn attention_block<T: Elem>(k: &[T], v: &[T], q: &[f32], hd: usize, stride: usiz
     let mut out = vec![0.0f32; group * hd];
     attention_scores(Rows { data: k, stride, dims: hd, len }, q, scale, &mut scores);
     let sums = scores.chunks_exact_mut(len).map(|row| softmax_numerators(row).1).collect();
-    attention_values(Rows { data: v, stride, dims: hd, len }, &scores, &mut out);
+    attention_values(&v[..len * hd], hd, &scores, &mut out);
     (sums, out)
 }
 
-/// Attention over one block, every group size 1..=8 (head blocks of 4, 3, 2
-/// and 1), lengths around the 16-position step and the block limit, head_dim
-/// 16 and 64, f32, f16 and int8 rows: scores, softmax_numerators and the weighted
+/// Attention over one block, every group size 1..=8 (head blocks of 8 down to 1,
+/// each with its own positions per step), lengths around the 16-position step
+/// and the block limit, head_dim 8, 16, 24 and 64 (24: a tail of dims past the
+/// vectors), f32, f16 and int8 rows: scores, softmax_numerators and the weighted
 /// values against f64 computed from the same (rounded) numbers. The int8 rows
 /// are codes round(16 x), which the kernels read unscaled: given q / 16 they
 /// compute the scores of codes / 16, and their output / 16 is the weighted sum of
 /// codes / 16 (exact: powers of two).
 #[test]
 fn attention_block_matches_f64_for_every_group_and_tail() {
-    for hd in [16usize, 64] {
+    for hd in [8usize, 16, 24, 64] {
         for group in 1..=8usize {
             for len in [1usize, 7, 15, 16, 17, 33, 255, 256, 512] {
                 let stride = len + 5; // rows apart in the cache, as at capacity > len
@@ -173,7 +174,7 @@ fn attention_block_matches_f64_for_every_group_and_tail() {
                         let sum: f64 = e.iter().sum();
                         assert!((sums[r] as f64 - sum).abs() <= 1e-5 * sum, "hd {hd} group {group} len {len} {kind}: sum {} vs {sum}", sums[r]);
                         for d in 0..hd {
-                            let want: f64 = (0..len).map(|p| e[p] * vr[d * stride + p] as f64).sum();
+                            let want: f64 = (0..len).map(|p| e[p] * vr[p * hd + d] as f64).sum();
                             let got = out[r * hd + d] as f64;
                             // Each probability within 1e-5 relative (scores and exp), summed over len terms of |v| <= ~4.
                             assert!((got - want).abs() <= 1e-5 * (1.0 + sum * 4.0), "hd {hd} group {group} len {len} {kind} head {r} dim {d}: {got} vs {want}");
