@@ -54,6 +54,28 @@ fn decode_matches_reference_for_every_g_and_kv_dtype() {
     }
 }
 
+/// Decoding past the cache's first 256-position block, into a shorter last block
+/// (capacity 300: blocks of 256 and 44 positions, keys transposed and values one
+/// row per position in each), matches the reference at every position, for MHA,
+/// GQA and MQA and both KV precisions: the store and the attention kernels must
+/// agree on where each position of each block lives.
+#[test]
+fn decode_across_cache_blocks_matches_reference() {
+    for kv_dtype in [KvDType::F32, KvDType::F16] {
+        for g in [8, 2, 1] {
+            let model = test_model(&small_config(g), 30 + g as u64);
+            let toks = tokens(300, model.config.vocab_size);
+            let expected = reference_logits(&model, &toks);
+            let mut engine = CpuEngine::with_options(model, 300, EngineOptions { kv_dtype: Some(kv_dtype) }).unwrap();
+            for (t, &tok) in toks.iter().enumerate() {
+                let logits = engine.forward(&[tok], Logits::Last).unwrap();
+                let (d, tol) = (max_abs_diff(&logits, &expected[t]), tolerance(kv_dtype, &expected[t]));
+                assert!(d < tol, "{kv_dtype:?} KV, G={g} position {t}: max abs diff {d} (tolerance {tol})");
+            }
+        }
+    }
+}
+
 /// An int8 KV cache against the reference that rounds its keys and values to int8
 /// itself (`common::reference_logits_int8_kv`, in f64), for every G, decoding token
 /// by token.
