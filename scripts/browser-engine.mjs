@@ -17,6 +17,7 @@ export const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 
 // The worker: loads a module, builds a Session, and runs calls on it.
 //   init {path, threads}: import the module, start its pool; returns its threads()
+//   simdName: the module's SIMD flavour
 //   preset name seed f16 capacity | hf config weights capacity | fetchHf folder capacity:
 //     build the session, returns its info()
 //   generateIds prompt params: a whole generation, returns the ids
@@ -31,6 +32,9 @@ const ops = {
     await gqa.default();
     if (threads > 1) await gqa.initThreadPool(threads);
     return gqa.threads();
+  },
+  simdName() {
+    return gqa.simdName();
   },
   preset(name, seed, f16, capacity) {
     session?.free();

@@ -54,9 +54,9 @@ fi
 
 # (rustc warns that `atomics` is an unstable target feature: that warning is expected.)
 RUSTC_BOOTSTRAP=1 \
-  RUSTFLAGS="-C target-feature=+simd128,+atomics,+bulk-memory,+mutable-globals -C link-arg=--shared-memory \
+  RUSTFLAGS="-C target-feature=+simd128,+relaxed-simd,+atomics,+bulk-memory,+mutable-globals -C link-arg=--shared-memory \
     -C link-arg=--import-memory -C link-arg=--max-memory=4294967296 -C link-arg=--export=__wasm_init_tls \
     -C link-arg=--export=__tls_size -C link-arg=--export=__tls_align -C link-arg=--export=__tls_base" \
   nice -n 10 cargo build --quiet --lib --profile web --target wasm32-unknown-unknown --features threads \
   -Z build-std=panic_abort,std --target-dir target/wasm-threads 2>&1 | { grep -v -e atomics -e '^  |$' -e 'not stably supported' -e '^$' || true; }
-bindgen_opt target/wasm-threads/wasm32-unknown-unknown/web/gqa.wasm www/pkg-threads --enable-threads
+bindgen_opt target/wasm-threads/wasm32-unknown-unknown/web/gqa.wasm www/pkg-threads --enable-threads --enable-relaxed-simd

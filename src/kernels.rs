@@ -28,7 +28,9 @@ pub fn simd_name() -> &'static str {
     if has_avx2() {
         return "avx2+fma+f16c";
     }
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+    return "wasm simd128 + relaxed-simd (fused multiply-add)";
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128", not(target_feature = "relaxed-simd")))]
     return "wasm simd128";
     #[allow(unreachable_code)]
     "scalar"
@@ -378,8 +380,13 @@ mod wasm {
             let h = i16x8_extend_low_i8x16(v128_load64_zero(p as *const u64));
             F32x8(f32x4_convert_i32x4(i32x4_extend_low_i16x8(h)), f32x4_convert_i32x4(i32x4_extend_high_i16x8(h)))
         }
+        /// Fused in the build with relaxed SIMD (the threaded module; the engine may
+        /// round once or twice, as the CPU has FMA or not), a multiply and an add else.
         #[inline(always)]
         fn mul_add(self, b: Self, c: Self) -> Self {
+            #[cfg(target_feature = "relaxed-simd")]
+            return F32x8(f32x4_relaxed_madd(self.0, b.0, c.0), f32x4_relaxed_madd(self.1, b.1, c.1));
+            #[cfg(not(target_feature = "relaxed-simd"))]
             F32x8(f32x4_add(f32x4_mul(self.0, b.0), c.0), f32x4_add(f32x4_mul(self.1, b.1), c.1))
         }
         #[inline(always)]

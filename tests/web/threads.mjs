@@ -35,6 +35,11 @@ try {
   const single = await lab.engine({ threads: 1 });
   check(threaded.threads === 2, `the threaded module runs 2 threads (threads() = ${threaded.threads})`);
   check(single.threads === 1, `the single-thread module runs 1 (threads() = ${single.threads})`);
+  // The threaded build also uses relaxed SIMD's fused multiply-add; the single-thread one,
+  // for browsers without it, plain simd128 (so the logits below test both arithmetics).
+  const [threadedSimd, singleSimd] = [await threaded.call('simdName'), await single.call('simdName')];
+  check(threadedSimd.includes('relaxed-simd'), `the threaded module multiplies-adds with relaxed SIMD ("${threadedSimd}")`);
+  check(singleSimd === 'wasm simd128', `the single-thread module uses plain simd128 ("${singleSimd}")`);
   for (const [name, engine] of [['threaded', threaded], ['single-thread', single]]) {
     await engine.call('hf', config, weights, 64);
     await sameLogits(engine, ref.cases, ref.random, `${name}, random model`);
