@@ -191,7 +191,8 @@ function showCompareSummary() {
     `${(mqa.tokS / mha.tokS).toFixed(2)}x as fast. Grouping cuts the bytes each token reads, not the attention arithmetic: ` +
     `every G still multiplies all ${h} query heads against all ${mqa.context} positions, ${macs.toFixed(1)} million ` +
     'multiply-adds per token here. Where the KV cache comes from memory (long contexts, large models, GPUs) speed follows ' +
-    "the bytes; where the processor's caches hold it, or the arithmetic is slow (WebAssembly has no fused multiply-add), " +
+    "the bytes; where the processor's caches hold it, or the arithmetic is slow (WebAssembly: 4 lanes per instruction, " +
+    `${String(state.simd).includes('relaxed') ? 'fused multiply-add only through relaxed SIMD' : 'no fused multiply-add in this build'}), ` +
     'the arithmetic sets a floor that is the same for every G.';
 }
 
