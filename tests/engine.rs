@@ -31,22 +31,29 @@ fn tolerance(kv_dtype: KvDType, logits: &[f32]) -> f32 {
     }
 }
 
+/// Decode `n` tokens one at a time through a cache of `capacity` positions in
+/// `kv_dtype` and compare the logits with the reference at every position; returns
+/// the reference's logits.
+fn decode_against_reference(kv_dtype: KvDType, g: usize, seed: u64, n: usize, capacity: usize) -> Vec<Vec<f32>> {
+    let model = test_model(&small_config(g), seed);
+    let toks = tokens(n, model.config.vocab_size);
+    let expected = reference_logits(&model, &toks);
+    let mut engine = CpuEngine::with_options(model, capacity, EngineOptions { kv_dtype: Some(kv_dtype) }).unwrap();
+    for (t, &tok) in toks.iter().enumerate() {
+        let logits = engine.forward(&[tok], Logits::Last).unwrap();
+        let (d, tol) = (max_abs_diff(&logits, &expected[t]), tolerance(kv_dtype, &expected[t]));
+        assert!(d < tol, "{kv_dtype:?} KV, G={g} position {t}: max abs diff {d} (tolerance {tol})");
+    }
+    expected
+}
+
 /// Decoding token by token through the KV cache gives the reference logits at
 /// every position, for every G (MHA, GQA, MQA) with f32 and f16 KV caches (int8: see below).
 #[test]
 fn decode_matches_reference_for_every_g_and_kv_dtype() {
     for kv_dtype in [KvDType::F32, KvDType::F16] {
         for g in [8, 4, 2, 1] {
-            let model = test_model(&small_config(g), 3 + g as u64);
-            let toks = tokens(20, model.config.vocab_size);
-            let expected = reference_logits(&model, &toks);
-            let mut engine = CpuEngine::with_options(model, 64, EngineOptions { kv_dtype: Some(kv_dtype) }).unwrap();
-            for (t, &tok) in toks.iter().enumerate() {
-                let logits = engine.forward(&[tok], Logits::Last).unwrap();
-                let d = max_abs_diff(&logits, &expected[t]);
-                let tol = tolerance(kv_dtype, &expected[t]);
-                assert!(d < tol, "{kv_dtype:?} KV, G={g} position {t}: max abs diff {d} (tolerance {tol})");
-            }
+            let expected = decode_against_reference(kv_dtype, g, 3 + g as u64, 20, 64);
             // The logits vary enough that the comparison means something.
             let spread = expected[5].iter().fold(0.0f32, |a, &b| a.max(b.abs()));
             assert!(spread > 1.0, "reference logits too flat ({spread})");
@@ -63,15 +70,7 @@ fn decode_matches_reference_for_every_g_and_kv_dtype() {
 fn decode_across_cache_blocks_matches_reference() {
     for kv_dtype in [KvDType::F32, KvDType::F16] {
         for g in [8, 2, 1] {
-            let model = test_model(&small_config(g), 30 + g as u64);
-            let toks = tokens(300, model.config.vocab_size);
-            let expected = reference_logits(&model, &toks);
-            let mut engine = CpuEngine::with_options(model, 300, EngineOptions { kv_dtype: Some(kv_dtype) }).unwrap();
-            for (t, &tok) in toks.iter().enumerate() {
-                let logits = engine.forward(&[tok], Logits::Last).unwrap();
-                let (d, tol) = (max_abs_diff(&logits, &expected[t]), tolerance(kv_dtype, &expected[t]));
-                assert!(d < tol, "{kv_dtype:?} KV, G={g} position {t}: max abs diff {d} (tolerance {tol})");
-            }
+            decode_against_reference(kv_dtype, g, 30 + g as u64, 300, 300);
         }
     }
 }
