@@ -377,12 +377,15 @@ fn grouped_attention(c: &Config, cache: &KvCache, layer: usize, n_ctx: usize, q:
         // values as len rows of hd.
         let (kv, row_len) = cache.block(layer, g, chunk);
         let len = end - start;
+        fn keys<T>(data: &[T], stride: usize, dims: usize, len: usize) -> Rows<'_, T> {
+            Rows { data, stride, dims, len }
+        }
         match kv {
-            BlockKv::F32(k, v) => attend(Rows { data: k, stride: row_len, dims: hd, len }, &v[..len * hd], None, group_q, scale, slot),
-            BlockKv::F16(k, v) => attend(Rows { data: k, stride: row_len, dims: hd, len }, &v[..len * hd], None, group_q, scale, slot),
+            BlockKv::F32(k, v) => attend(keys(k, row_len, hd, len), &v[..len * hd], None, group_q, scale, slot),
+            BlockKv::F16(k, v) => attend(keys(k, row_len, hd, len), &v[..len * hd], None, group_q, scale, slot),
             BlockKv::I8 { k, v, k_scale, v_scale } => {
                 let scales = Some((&k_scale[..len], &v_scale[..len]));
-                attend(Rows { data: k, stride: row_len, dims: hd, len }, &v[..len * hd], scales, group_q, scale, slot)
+                attend(keys(k, row_len, hd, len), &v[..len * hd], scales, group_q, scale, slot)
             }
         }
     });

@@ -873,12 +873,18 @@ pub mod portable {
         }
     }
 
+    /// Query heads the attention kernels take per block: eight where 32 registers
+    /// hold their accumulators (AVX-512), else four.
+    fn heads_per_block<V: Lanes>() -> usize {
+        if V::N >= 16 { 8 } else { 4 }
+    }
+
     #[inline(always)]
     pub fn attention_scores<V: Lanes, T: Elem>(keys: Rows<T>, qs: &[f32], scale: f32, scores: &mut [f32]) {
-        // The group's heads in blocks of up to eight (with 32 registers: AVX-512)
-        // or four, U = V::UNROLL vectors of positions per step.
+        // The group's heads in blocks (heads_per_block), U = V::UNROLL vectors of
+        // positions per step.
         let (dims, len, group) = (keys.dims, keys.len, qs.len() / keys.dims);
-        let most = if V::N >= 16 { 8 } else { 4 };
+        let most = heads_per_block::<V>();
         let mut h = 0;
         while h < group {
             let r = (group - h).min(most);
@@ -903,10 +909,10 @@ pub mod portable {
 
     #[inline(always)]
     pub fn attention_values<V: Lanes, T: Elem>(values: &[T], dims: usize, probs: &[f32], out: &mut [f32]) {
-        // Heads per block as in head_blocks; positions per step J so that R x J
-        // fills the multiply-adds in flight (8 with 2 vectors per step, else 4).
+        // The group's heads in blocks (heads_per_block), J positions per step so that
+        // R x J fills the multiply-adds in flight (8 with 2 vectors per step, else 4).
         let (len, group) = (values.len() / dims, out.len() / dims);
-        let (most, chains) = (if V::N >= 16 { 8 } else { 4 }, 4 * V::UNROLL);
+        let (most, chains) = (heads_per_block::<V>(), 4 * V::UNROLL);
         let mut h = 0;
         while h < group {
             let r = (group - h).min(most);
