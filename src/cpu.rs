@@ -13,7 +13,7 @@
 use crate::backend::{AttentionWeights, Backend, EngineOptions, Logits};
 use crate::config::Config;
 use crate::error::{GqaError, Result};
-use crate::kernels::{attention_scores, attention_values, axpy, for_chunks, matmul, matmul_swiglu, softmax_numerators, threads, Elem, Rows};
+use crate::kernels::{attention_scores, attention_values, axpy, for_chunks, matmul, matmul_swiglu, on_pool, softmax_numerators, threads, Elem, Rows};
 use crate::kv_cache::{BlockKv, KvCache, BLOCK};
 use crate::model::Model;
 use crate::rope::RopeTable;
@@ -21,9 +21,17 @@ use crate::sampler::argmax;
 use crate::tensor::{DType, KvDType};
 
 /// Bytes of work (weights or cache read) below which an operation runs on the
-/// calling thread: waking the others costs tens of microseconds, the time one
-/// core takes to stream a few hundred KiB.
+/// calling thread: waking the others costs tens of microseconds natively, the
+/// time one core takes to stream a few hundred KiB.
+#[cfg(not(target_arch = "wasm32"))]
 pub const MIN_PARALLEL_BYTES: usize = 256 << 10;
+/// In the browser a hand-off between Web Workers costs several times more, so
+/// work is split from 2 MiB. Measured in headless Chromium, 2 threads against the
+/// single-thread module: the shipped base at 2048 positions went from 0.84x
+/// (MHA) and 0.86x (MQA) at 256 KiB to 1.06x and 1.19x at 2 MiB; the 110m
+/// preset, whose matrices are larger, kept its 1.7-1.9x.
+#[cfg(target_arch = "wasm32")]
+pub const MIN_PARALLEL_BYTES: usize = 2 << 20;
 
 /// In the wasm build, f16 weights whose f32 copy takes at most this many bytes are
 /// widened to f32 once, when the engine takes the model. simd128 has no f16
@@ -173,12 +181,26 @@ impl CpuEngine {
     /// Run `tokens` through the model at positions pos..pos+T, appending their
     /// keys and values to the cache. Returns logits (see [`Logits`]).
     pub fn forward(&mut self, tokens: &[u32], which: Logits) -> Result<Vec<f32>> {
-        Ok(self.run(tokens, which)?.to_vec())
+        on_pool(self.splits_work(tokens.len()), || Ok(self.run(tokens, which)?.to_vec()))
     }
 
     /// [`CpuEngine::forward`] for greedy decoding: the argmax of the last logits.
     pub fn forward_argmax(&mut self, tokens: &[u32]) -> Result<u32> {
-        Ok(argmax(self.run(tokens, Logits::Last)?))
+        on_pool(self.splits_work(tokens.len()), || Ok(argmax(self.run(tokens, Logits::Last)?)))
+    }
+
+    /// Whether a forward pass of `t_new` tokens splits any of its work across
+    /// threads: its largest read (a layer's q/k/v, gate/up or other matrix, the
+    /// classifier, or one layer's cache) reaches the threshold of `run`.
+    fn splits_work(&self, t_new: usize) -> bool {
+        let (c, m) = (&self.model.config, &self.model);
+        let n_ctx = (self.pos + t_new).min(self.cache.capacity());
+        let kv = 2 * c.n_kv_heads() * n_ctx * self.cache.dtype().vector_bytes(c.head_dim());
+        let layer = m.blocks.iter().map(|b| {
+            let (a, f) = (&b.attn, &b.mlp);
+            (a.wq.bytes() + a.wk.bytes() + a.wv.bytes()).max(a.wo.bytes()).max(f.gate.bytes() + f.up.bytes()).max(f.down.bytes())
+        });
+        threads() > 1 && layer.fold(kv.max(m.classifier().bytes()), usize::max) >= self.min_parallel_bytes
     }
 
     /// The forward pass; the logits it returns live in the engine's scratch.

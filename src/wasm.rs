@@ -306,6 +306,21 @@ impl WebSession {
         Ok(name)
     }
 
+    /// Split the CPU engine's work across threads from `bytes` of work (weights or
+    /// cache read) per operation, instead of its default (2 MiB in the browser);
+    /// 0 splits everything. The logits do not change. For tests and measurements;
+    /// it holds until the CPU engine is opened again (backend or KV precision change).
+    #[wasm_bindgen(js_name = setMinParallelBytes)]
+    pub fn set_min_parallel_bytes(&mut self, bytes: usize) -> Result<(), JsError> {
+        match self.session.backend().as_any_mut().downcast_mut::<CpuEngine>() {
+            Some(cpu) => {
+                cpu.set_min_parallel_bytes(bytes);
+                Ok(())
+            }
+            None => Err(JsError::new("the parallel threshold is a setting of the CPU engine; this session runs on the GPU")),
+        }
+    }
+
     /// Run on the CPU engine (WASM SIMD) from now on, e.g. after the GPU was lost.
     #[wasm_bindgen(js_name = useCpu)]
     pub fn use_cpu(&mut self) -> Result<(), JsError> {

@@ -119,26 +119,31 @@ fn int8_kv_cache_matches_its_reference() {
 /// Splitting work across threads changes nothing: each output is computed by the
 /// same code whichever thread runs it. Forced serial vs forced parallel (on 4
 /// threads), for a prefill crossing the 256-position attention chunks and the
-/// decode steps after it, with both KV precisions: bit-identical logits.
+/// decode steps after it, with both KV precisions: bit-identical logits. Also
+/// called from outside any pool, as the CLI and the page's worker call it: the
+/// pass then moves onto the global pool's threads (`kernels::on_pool`).
 #[test]
 fn serial_and_parallel_paths_agree_exactly() {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(4).build().unwrap();
-    pool.install(|| {
-        for kv_dtype in KvDType::ALL {
-            let model = test_model(&small_config(2), 17);
-            let toks = tokens(300, model.config.vocab_size);
-            let run = |min_parallel_bytes: usize| {
-                let mut engine = CpuEngine::with_options(model.clone(), 310, EngineOptions { kv_dtype: Some(kv_dtype) }).unwrap();
-                engine.set_min_parallel_bytes(min_parallel_bytes);
-                let mut logits = engine.forward(&toks, Logits::All).unwrap();
-                for &tok in &toks[..5] {
-                    logits.extend(engine.forward(&[tok], Logits::Last).unwrap());
-                }
-                logits
-            };
-            assert_eq!(run(usize::MAX), run(0), "{kv_dtype:?} KV: serial and parallel logits differ");
-        }
-    });
+    // Another test may have started the global pool first; it needs 2 threads or more.
+    let _ = rayon::ThreadPoolBuilder::new().num_threads(2).build_global();
+    assert!(rayon::current_num_threads() >= 2, "the global pool has one thread: nothing would be split");
+    for kv_dtype in KvDType::ALL {
+        let model = test_model(&small_config(2), 17);
+        let toks = tokens(300, model.config.vocab_size);
+        let run = |min_parallel_bytes: usize| {
+            let mut engine = CpuEngine::with_options(model.clone(), 310, EngineOptions { kv_dtype: Some(kv_dtype) }).unwrap();
+            engine.set_min_parallel_bytes(min_parallel_bytes);
+            let mut logits = engine.forward(&toks, Logits::All).unwrap();
+            for &tok in &toks[..5] {
+                logits.extend(engine.forward(&[tok], Logits::Last).unwrap());
+            }
+            logits
+        };
+        let serial = pool.install(|| run(usize::MAX));
+        assert_eq!(serial, pool.install(|| run(0)), "{kv_dtype:?} KV: serial and parallel logits differ");
+        assert_eq!(serial, run(0), "{kv_dtype:?} KV: called from outside the pool, the parallel logits differ");
+    }
 }
 
 /// A batched prefill equals the token-by-token decode, including attention

@@ -1,7 +1,8 @@
 // The threaded wasm module (www/pkg-threads) in headless Chromium: its logits equal the
 // native engine's within 1e-5, as the single-thread module's do, on the random model of
-// tests/web_reference.rs and on the `15m` preset (large enough that matrices and, over
-// 300 tokens, attention are split across the pool's threads); it runs the threads it
+// tests/web_reference.rs and on the `15m` preset, with every matrix and attention step
+// split across the pool's threads (threshold 0; the page's default splits only work of
+// 2 MiB or more, which the 15m preset's classifier and gate/up reach); it runs the threads it
 // was given; a seeded generation streams the same text on both modules; and a page
 // that is not cross-origin isolated cannot start it. Run by tests/run.sh after
 // tests/web_reference.rs and scripts/build-web.sh:
@@ -46,6 +47,10 @@ try {
     const p = ref.preset_15m;
     await engine.call('preset', '15m', p.seed, false, 512);
     await sameLogits(engine, p.cases, p.logits, `${name}, 15m preset`);
+    if (engine === threaded) {
+      await engine.call('setMinParallelBytes', 0);
+      await sameLogits(engine, p.cases, p.logits, `${name}, 15m preset, every operation split (threshold 0)`);
+    }
   }
   // Sampling: the same seed gives the same ids on both (the model is the 15m preset).
   const params = { maxTokens: 24, temperature: 0.9, topP: 0.95, seed: 11 };
