@@ -43,18 +43,26 @@ pub const MIN_PARALLEL_BYTES: usize = 2 << 20;
 /// the load, and f16 stays f16.
 pub const WASM_WIDEN_MAX_BYTES: usize = 256 << 20;
 
-/// The weights this engine computes with: see [`WASM_WIDEN_MAX_BYTES`].
-fn engine_weights(model: Model) -> Model {
+/// The weights this engine computes with (see [`WASM_WIDEN_MAX_BYTES`]), and the
+/// model they were widened from, if they were. `previous` is the engine's last such
+/// pair: its widened matrices are reused wherever the new model shares them, so that
+/// a change of G widens only the new wk and wv.
+fn engine_weights(model: Model, previous: Option<(&Model, &Model)>) -> (Model, Option<Model>) {
     let widen = cfg!(target_arch = "wasm32") && model.dtype() == DType::F16 && 2 * model.weight_bytes() <= WASM_WIDEN_MAX_BYTES;
-    if widen {
-        model.to_dtype(DType::F32)
-    } else {
-        model
+    if !widen {
+        return (model, None);
     }
+    let widened = match previous {
+        Some((from, done)) => model.to_dtype_reusing(DType::F32, from, done),
+        None => model.to_dtype(DType::F32),
+    };
+    (widened, Some(model))
 }
 
 pub struct CpuEngine {
     model: Model,
+    /// The model as given, where `model` is its widened copy (wasm, f16).
+    source: Option<Model>,
     cache: KvCache,
     /// cos/sin of every position the cache can hold.
     rope: RopeTable,
@@ -117,12 +125,17 @@ impl CpuEngine {
 
     /// An engine whose KV cache holds `capacity` positions in `options.kv_dtype` (f32 when unset).
     pub fn with_options(model: Model, capacity: usize, options: EngineOptions) -> Result<CpuEngine> {
-        let model = engine_weights(model);
+        CpuEngine::open(model, None, capacity, options)
+    }
+
+    /// [`CpuEngine::with_options`], reusing `previous` widened weights (see [`engine_weights`]).
+    fn open(model: Model, previous: Option<(&Model, &Model)>, capacity: usize, options: EngineOptions) -> Result<CpuEngine> {
+        let (model, source) = engine_weights(model, previous);
         let cache = KvCache::new(&model.config, capacity, options.cpu_kv_dtype())?;
         let c = &model.config;
         let rope = RopeTable::new(c.head_dim(), c.rope_theta, capacity);
         let scratch = Scratch::new(c, capacity);
-        Ok(CpuEngine { model, cache, rope, scratch, min_parallel_bytes: MIN_PARALLEL_BYTES, pos: 0, probe: None })
+        Ok(CpuEngine { model, source, cache, rope, scratch, min_parallel_bytes: MIN_PARALLEL_BYTES, pos: 0, probe: None })
     }
 
     pub fn model(&self) -> &Model {
@@ -162,7 +175,8 @@ impl CpuEngine {
         let capacity = self.cache.capacity();
         let options = EngineOptions { kv_dtype: Some(self.cache.dtype()) };
         let probe = self.probe.as_ref().map(|_| Vec::new());
-        *self = CpuEngine { min_parallel_bytes: self.min_parallel_bytes, probe, ..CpuEngine::with_options(model, capacity, options)? };
+        let previous = self.source.as_ref().map(|source| (source, &self.model));
+        *self = CpuEngine { min_parallel_bytes: self.min_parallel_bytes, probe, ..CpuEngine::open(model, previous, capacity, options)? };
         Ok(())
     }
 
@@ -217,7 +231,7 @@ impl CpuEngine {
             return Err(GqaError::BadToken { token: bad, vocab });
         }
         self.scratch.grow(&self.model.config, t_new);
-        let CpuEngine { model, cache, rope, scratch, min_parallel_bytes, pos, probe } = self;
+        let CpuEngine { model, cache, rope, scratch, min_parallel_bytes, pos, probe, .. } = self;
         if let Some(p) = probe {
             p.clear();
         }

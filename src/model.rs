@@ -84,6 +84,31 @@ impl Model {
     }
 
     /// The same model with every matrix stored as `dtype`.
+    /// [`Model::to_dtype`], taking each matrix from `done` (an earlier conversion of
+    /// `from`) where `from` holds the very same one (see [`Matrix::shares`]): after a
+    /// change of G only wk and wv are new, so only they are converted again.
+    pub fn to_dtype_reusing(&self, dtype: DType, from: &Model, done: &Model) -> Model {
+        let same_shape = from.blocks.len() == self.blocks.len() && done.blocks.len() == self.blocks.len();
+        let pick = |m: &Matrix, f: &Matrix, d: &Matrix| if same_shape && Matrix::shares(m, f) && d.dtype() == dtype { d.clone() } else { m.to_dtype(dtype) };
+        let mut out = self.clone();
+        out.embed = pick(&self.embed, &from.embed, &done.embed);
+        out.lm_head = match (&self.lm_head, &from.lm_head, &done.lm_head) {
+            (Some(m), Some(f), Some(d)) => Some(pick(m, f, d)),
+            (m, _, _) => m.as_ref().map(|m| m.to_dtype(dtype)),
+        };
+        if same_shape {
+            for ((b, f), d) in out.blocks.iter_mut().zip(&from.blocks).zip(&done.blocks) {
+                let (a, fa, da) = (&mut b.attn, &f.attn, &d.attn);
+                (a.wq, a.wk, a.wv, a.wo) = (pick(&a.wq, &fa.wq, &da.wq), pick(&a.wk, &fa.wk, &da.wk), pick(&a.wv, &fa.wv, &da.wv), pick(&a.wo, &fa.wo, &da.wo));
+                let (m, fm, dm) = (&mut b.mlp, &f.mlp, &d.mlp);
+                (m.gate, m.up, m.down) = (pick(&m.gate, &fm.gate, &dm.gate), pick(&m.up, &fm.up, &dm.up), pick(&m.down, &fm.down, &dm.down));
+            }
+            out
+        } else {
+            self.to_dtype(dtype)
+        }
+    }
+
     pub fn to_dtype(&self, dtype: DType) -> Model {
         let mut m = self.clone();
         m.embed = m.embed.to_dtype(dtype);

@@ -159,3 +159,28 @@ fn f16_models_stay_f16() {
     let m = convert(&model, 2, Method::Mean, 0).unwrap();
     assert_eq!(m.blocks[0].attn.wk.dtype(), DType::F16);
 }
+
+/// The browser's CPU engine widens f16 weights to f32; after a change of G it widens
+/// again only what the conversion made new (wk and wv) and shares the rest of its
+/// previous widened copy. The result equals widening the converted model whole.
+#[test]
+fn widening_after_a_change_of_g_reuses_all_but_wk_and_wv() {
+    let base = test_model(&small_config(4), 5).to_dtype(DType::F16);
+    let widened_base = base.to_dtype(DType::F32);
+    for groups in [4, 2, 1] {
+        let converted = convert(&base, groups, Method::Mean, 1).unwrap();
+        let widened = converted.to_dtype_reusing(DType::F32, &base, &widened_base);
+        assert_eq!(widened, converted.to_dtype(DType::F32), "G = {groups}: not the converted model widened");
+        let shared = |a: &Matrix, b: &Matrix| Matrix::shares(a, b);
+        assert!(shared(&widened.embed, &widened_base.embed), "G = {groups}: the embedding was widened again");
+        assert!(shared(widened.lm_head.as_ref().unwrap(), widened_base.lm_head.as_ref().unwrap()), "G = {groups}: the classifier was widened again");
+        for (b, w) in widened.blocks.iter().zip(&widened_base.blocks) {
+            for (m, old) in [(&b.attn.wq, &w.attn.wq), (&b.attn.wo, &w.attn.wo), (&b.mlp.gate, &w.mlp.gate), (&b.mlp.up, &w.mlp.up), (&b.mlp.down, &w.mlp.down)] {
+                assert!(shared(m, old), "G = {groups}: a matrix the conversion keeps was widened again");
+            }
+            // G = H is the identity (convert shares wk and wv too); any other G makes them new.
+            assert_eq!(shared(&b.attn.wk, &w.attn.wk), groups == 4, "G = {groups}: wk");
+            assert_eq!(shared(&b.attn.wv, &w.attn.wv), groups == 4, "G = {groups}: wv");
+        }
+    }
+}
