@@ -11,7 +11,7 @@
 //! gate/up together, all attention tasks together).
 
 use crate::backend::{AttentionWeights, Backend, EngineOptions, Logits};
-use crate::config::Config;
+use crate::config::{kv_cache_bytes, Config};
 use crate::error::{GqaError, Result};
 use crate::kernels::{attention_scores, attention_values, axpy, for_chunks, matmul, matmul_swiglu, on_pool, softmax_numerators, threads, Elem, Rows};
 use crate::kv_cache::{BlockKv, KvCache, BLOCK};
@@ -209,7 +209,7 @@ impl CpuEngine {
     fn splits_work(&self, t_new: usize) -> bool {
         let (c, m) = (&self.model.config, &self.model);
         let n_ctx = (self.pos + t_new).min(self.cache.capacity());
-        let kv = 2 * c.n_kv_heads() * n_ctx * self.cache.dtype().vector_bytes(c.head_dim());
+        let kv = layer_kv_bytes(c, &self.cache, n_ctx);
         let layer = m.blocks.iter().map(|b| {
             let (a, f) = (&b.attn, &b.mlp);
             (a.wq.bytes() + a.wk.bytes() + a.wv.bytes()).max(a.wo.bytes()).max(f.gate.bytes() + f.up.bytes()).max(f.down.bytes())
@@ -266,7 +266,7 @@ impl CpuEngine {
             for (t, (row, out)) in qkv.chunks_exact(qkv_dim).zip(att.chunks_exact_mut(q_dim)).enumerate() {
                 // Causal: the token at pos + t attends to positions 0..=pos + t.
                 let n_ctx = *pos + t + 1;
-                let kv_bytes = 2 * c.n_kv_heads() * n_ctx * cache.dtype().vector_bytes(c.head_dim());
+                let kv_bytes = layer_kv_bytes(c, cache, n_ctx);
                 grouped_attention(c, cache, layer, n_ctx, &row[..q_dim], out, attention, par(kv_bytes));
                 if let (Some(p), true) = (probe.as_mut(), t + 1 == t_new) {
                     p.push(attention_weights(c, cache, layer, n_ctx, &row[..q_dim]));
@@ -346,6 +346,11 @@ impl Backend for CpuEngine {
     fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
         self
     }
+}
+
+/// Bytes one layer's attention reads from the cache at `n_ctx` positions.
+fn layer_kv_bytes(c: &Config, cache: &KvCache, n_ctx: usize) -> usize {
+    kv_cache_bytes(c, c.n_kv_heads(), n_ctx, cache.dtype()) / c.num_hidden_layers
 }
 
 /// Positions one attention task covers, one block of the KV cache; longer

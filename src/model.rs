@@ -56,17 +56,8 @@ impl Model {
 
     /// Bytes held by the weights (the norms are f32).
     pub fn weight_bytes(&self) -> usize {
-        let mut bytes = self.embed.bytes() + self.norm.len() * 4;
-        if let Some(head) = &self.lm_head {
-            bytes += head.bytes();
-        }
-        for b in &self.blocks {
-            bytes += (b.input_norm.len() + b.post_attention_norm.len()) * 4;
-            for m in [&b.attn.wq, &b.attn.wk, &b.attn.wv, &b.attn.wo, &b.mlp.gate, &b.mlp.up, &b.mlp.down] {
-                bytes += m.bytes();
-            }
-        }
-        bytes
+        let norms: usize = self.blocks.iter().map(|b| b.input_norm.len() + b.post_attention_norm.len()).sum::<usize>() + self.norm.len();
+        self.matrices().iter().map(|m| m.bytes()).sum::<usize>() + norms * 4
     }
 
     /// Bytes a decode step streams from weights: every block matrix, the final
@@ -83,48 +74,40 @@ impl Model {
         self.embed.dtype()
     }
 
-    /// The same model with every matrix stored as `dtype`.
-    /// [`Model::to_dtype`], taking each matrix from `done` (an earlier conversion of
-    /// `from`) where `from` holds the very same one (see [`Matrix::shares`]): after a
-    /// change of G only wk and wv are new, so only they are converted again.
-    pub fn to_dtype_reusing(&self, dtype: DType, from: &Model, done: &Model) -> Model {
-        let same_shape = from.blocks.len() == self.blocks.len() && done.blocks.len() == self.blocks.len();
-        let pick = |m: &Matrix, f: &Matrix, d: &Matrix| if same_shape && Matrix::shares(m, f) && d.dtype() == dtype { d.clone() } else { m.to_dtype(dtype) };
-        let mut out = self.clone();
-        out.embed = pick(&self.embed, &from.embed, &done.embed);
-        out.lm_head = match (&self.lm_head, &from.lm_head, &done.lm_head) {
-            (Some(m), Some(f), Some(d)) => Some(pick(m, f, d)),
-            (m, _, _) => m.as_ref().map(|m| m.to_dtype(dtype)),
-        };
-        if same_shape {
-            for ((b, f), d) in out.blocks.iter_mut().zip(&from.blocks).zip(&done.blocks) {
-                let (a, fa, da) = (&mut b.attn, &f.attn, &d.attn);
-                (a.wq, a.wk, a.wv, a.wo) = (pick(&a.wq, &fa.wq, &da.wq), pick(&a.wk, &fa.wk, &da.wk), pick(&a.wv, &fa.wv, &da.wv), pick(&a.wo, &fa.wo, &da.wo));
-                let (m, fm, dm) = (&mut b.mlp, &f.mlp, &d.mlp);
-                (m.gate, m.up, m.down) = (pick(&m.gate, &fm.gate, &dm.gate), pick(&m.up, &fm.up, &dm.up), pick(&m.down, &fm.down, &dm.down));
-            }
-            out
-        } else {
-            self.to_dtype(dtype)
-        }
+    /// Every weight matrix, in a fixed order: the embedding, the classifier when it is
+    /// not tied, then each block's wq, wk, wv, wo, gate, up and down.
+    fn matrices(&self) -> Vec<&Matrix> {
+        let blocks = self.blocks.iter().flat_map(|b| [&b.attn.wq, &b.attn.wk, &b.attn.wv, &b.attn.wo, &b.mlp.gate, &b.mlp.up, &b.mlp.down]);
+        [&self.embed].into_iter().chain(&self.lm_head).chain(blocks).collect()
     }
 
+    /// [`Model::matrices`], to change them.
+    fn matrices_mut(&mut self) -> Vec<&mut Matrix> {
+        let blocks = self.blocks.iter_mut().flat_map(|b| {
+            let (a, m) = (&mut b.attn, &mut b.mlp);
+            [&mut a.wq, &mut a.wk, &mut a.wv, &mut a.wo, &mut m.gate, &mut m.up, &mut m.down]
+        });
+        [&mut self.embed].into_iter().chain(&mut self.lm_head).chain(blocks).collect()
+    }
+
+    /// The same model with every matrix stored as `dtype`.
     pub fn to_dtype(&self, dtype: DType) -> Model {
         let mut m = self.clone();
-        m.embed = m.embed.to_dtype(dtype);
-        m.lm_head = m.lm_head.map(|h| h.to_dtype(dtype));
-        for b in &mut m.blocks {
-            for w in [
-                &mut b.attn.wq,
-                &mut b.attn.wk,
-                &mut b.attn.wv,
-                &mut b.attn.wo,
-                &mut b.mlp.gate,
-                &mut b.mlp.up,
-                &mut b.mlp.down,
-            ] {
-                *w = w.to_dtype(dtype);
-            }
+        for w in m.matrices_mut() {
+            *w = w.to_dtype(dtype);
+        }
+        m
+    }
+
+    /// [`Model::to_dtype`], taking each matrix from `done` (`from` stored as `dtype`)
+    /// where `from` holds the very same one (see [`Matrix::shares`]): after a change
+    /// of G only wk and wv are new, so only they are converted again.
+    pub fn to_dtype_reusing(&self, dtype: DType, from: &Model, done: &Model) -> Model {
+        let (from, done) = (from.matrices(), done.matrices());
+        let mut m = self.clone();
+        for (i, w) in m.matrices_mut().into_iter().enumerate() {
+            let reuse = from.len() == done.len() && i < from.len() && Matrix::shares(w, from[i]) && done[i].dtype() == dtype;
+            *w = if reuse { done[i].clone() } else { w.to_dtype(dtype) };
         }
         m
     }
