@@ -276,7 +276,9 @@ try {
     await page.waitForFunction((c) => window.gqaState.contextUsed > c + 200, first[2], { timeout: 60_000 }).catch(() => {});
     const second = [await width('#kv-bar'), await width('#kv-bar-mha'), await state('s.contextUsed')];
     await page.screenshot({ path: `${shots}/kv-bar-growing.png`, fullPage: true });
-    if (await state('s.busy')) await page.click('#stop');
+    // Stop what is left, if anything: checked and clicked in the page in one step, since
+    // the story may end (its end token) between a check from here and a click.
+    await page.$eval('#stop', (b) => b.disabled || b.click());
     await idle();
     check(second[0] > first[0] && second[1] > first[1] && second[1] > second[0],
       `the KV bars grow during generation: MQA ${first[0].toFixed(2)}% -> ${second[0].toFixed(2)}%, MHA ${first[1].toFixed(2)}% -> ${second[1].toFixed(2)}% (context ${first[2]} -> ${second[2]})`);
@@ -425,8 +427,11 @@ try {
   await generateAndCheck(`tiny preset, G = ${choices.at(-1)}`);
 
   // Stop: a long generation on the 15M preset ends early with stop reason "stopped".
+  // Greedy: sampled at the earlier tests' temperature, this random model emits its end
+  // token after 231 tokens, under a second on 2 threads; greedily it runs to the 2000.
   await loadModel('preset:15m');
   await page.fill('#max-tokens', '2000');
+  await page.fill('#temperature', '0');
   await page.click('#generate');
   await page.waitForFunction(() => window.gqaState.tokens > 0 && window.gqaState.busy, null, { timeout: 30_000 });
   // The page's main thread stays responsive while the threaded engine decodes in its
@@ -453,6 +458,7 @@ try {
   await page.waitForFunction((prev) => window.gqaState.lastStats !== prev, prevStats, { timeout: 30_000 }).catch(() => {});
   const stopped = await state('s.lastStats');
   check(stopped.stop_reason === 'stopped' || stopped.stop_reason === 'context', `Stop ends the generation (${stopped.stop_reason}, ${stopped.generated_tokens} tokens)`);
+  await page.fill('#temperature', '0.8');
 
   // Compare all G and the long-context sweep fill their table and chart (tiny preset).
   await loadModel('preset:tiny');
