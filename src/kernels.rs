@@ -505,7 +505,7 @@ pub fn attention_values<T: Elem>(values: &[T], dims: usize, probs: &[f32], out: 
 }
 
 /// Softmax numerators in place: x = exp(x - max(x)); returns (max(x), sum of
-/// the new x). Vectorized exp (Cephes polynomial, relative error about 1e-7).
+/// the new x). Vectorized exp (a fitted polynomial, relative error about 1e-7).
 pub fn softmax_numerators(x: &mut [f32]) -> (f32, f32) {
     #[cfg(target_arch = "x86_64")]
     if has_avx512() {
