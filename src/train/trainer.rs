@@ -97,7 +97,7 @@ pub fn train(
     let val_batches = val.eval_batches(spec.eval_windows, spec.batch_size).map_err(candle)?;
     let mut log = open_log(&dir.join("log.csv"), resume)?;
     let stream_at = |step: usize| {
-        if step >= spec.long_from && (step - spec.long_from) % 2 == 0 {
+        if step >= spec.long_from && (step - spec.long_from).is_multiple_of(2) {
             (long, spec.long_batch_size)
         } else {
             (train, spec.batch_size)
