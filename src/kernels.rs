@@ -169,8 +169,8 @@ mod x86 {
             unsafe { _mm256_max_ps(self, b) }
         }
         #[inline(always)]
-        fn pow2(self) -> Self {
-            unsafe { _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_castps_si256(self.add(Self::splat(super::POW2_BIAS))))) }
+        fn exponent_from_low_bits(self) -> Self {
+            unsafe { _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_castps_si256(self))) }
         }
         #[inline(always)]
         fn sum(self) -> f32 {
@@ -237,8 +237,8 @@ mod x86 {
             unsafe { _mm512_max_ps(self, b) }
         }
         #[inline(always)]
-        fn pow2(self) -> Self {
-            unsafe { _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_castps_si512(self.add(Self::splat(super::POW2_BIAS))))) }
+        fn exponent_from_low_bits(self) -> Self {
+            unsafe { _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_castps_si512(self))) }
         }
         #[inline(always)]
         fn sum(self) -> f32 {
@@ -386,9 +386,8 @@ mod wasm {
             F32x8(f32x4_pmax(self.0, b.0), f32x4_pmax(self.1, b.1))
         }
         #[inline(always)]
-        fn pow2(self) -> Self {
-            let biased = self.add(Self::splat(super::POW2_BIAS));
-            F32x8(i32x4_shl(biased.0, 23), i32x4_shl(biased.1, 23))
+        fn exponent_from_low_bits(self) -> Self {
+            F32x8(i32x4_shl(self.0, 23), i32x4_shl(self.1, 23))
         }
         #[inline(always)]
         fn sum(self) -> f32 {
@@ -523,9 +522,6 @@ pub fn softmax_numerators(x: &mut [f32]) -> (f32, f32) {
     portable::softmax_numerators::<[f32; 8]>(x)
 }
 
-/// 2^23 + 127: see [`Lanes::pow2`].
-const POW2_BIAS: f32 = 8_388_608.0 + 127.0;
-
 /// A vector of f32 lanes: what the matrix and attention kernels are written
 /// in, once, for AVX-512 (`__m512`, 16 lanes), AVX2 (`__m256`, 8), simd128
 /// (two `v128`, 8) and plain arrays (8, the fallback).
@@ -556,9 +552,10 @@ pub trait Lanes: Copy {
     fn add(self, b: Self) -> Self;
     fn mul(self, b: Self) -> Self;
     fn max(self, b: Self) -> Self;
-    /// 2^n for lanes holding whole numbers n in -126..=127: n + 127 sits in the
-    /// low mantissa bits of 2^23 + n + 127, shifted into the exponent field.
-    fn pow2(self) -> Self;
+    /// Each lane's bits shifted left by 23: the low 8 bits of the mantissa land
+    /// in the exponent field, so a lane whose mantissa ends in the biased
+    /// exponent b (1..=254, the sign bit above it clear) becomes 2^(b - 127).
+    fn exponent_from_low_bits(self) -> Self;
     fn sum(self) -> f32;
     /// The largest lane (a shuffle tree, not a chain of scalar steps).
     fn max_lane(self) -> f32;
@@ -652,8 +649,8 @@ impl Lanes for [f32; 8] {
         std::array::from_fn(|j| self[j].max(b[j]))
     }
     #[inline(always)]
-    fn pow2(self) -> Self {
-        std::array::from_fn(|j| f32::from_bits((self[j] + POW2_BIAS).to_bits() << 23))
+    fn exponent_from_low_bits(self) -> Self {
+        std::array::from_fn(|j| f32::from_bits(self[j].to_bits() << 23))
     }
     #[inline(always)]
     fn sum(self) -> f32 {
@@ -909,17 +906,19 @@ pub mod portable {
 
     /// exp of each lane, for softmax's x - max <= 0: x = n ln 2 + r with
     /// |r| <= ln 2 / 2, exp(r) from a degree-6 polynomial, times 2^n built in the
-    /// exponent bits. n is rounded by adding and subtracting 1.5 x 2^23 (the sum
-    /// has no fraction bits left). Every operation counts here (tens of thousands
-    /// of exponentials per token at long context, the same for every G), so
-    /// there is no upper clamp (x <= 0) and the polynomial is fitted (relative
-    /// error 8e-8 on the interval, against 2.4e-7 for Taylor's of the same degree).
+    /// exponent bits. Every operation counts here (tens of thousands of
+    /// exponentials per token at long context, the same for every G), so there is
+    /// no upper clamp (x <= 0), the polynomial is fitted (relative error 8e-8 on
+    /// the interval, against 2.4e-7 for Taylor's of the same degree), and one sum
+    /// both rounds x log2(e) to n and holds 2^n: adding 1.5 x 2^23 + 127 leaves no
+    /// fraction bits, and the mantissa ends in n + 127, the biased exponent of 2^n.
     #[inline(always)]
     fn exp<V: Lanes>(x: V) -> V {
-        const ROUND: f32 = 12_582_912.0; // 1.5 x 2^23
+        const ROUND: f32 = 12_582_912.0 + 127.0; // 1.5 x 2^23 + 127
         // Below -87, 2^n would leave f32's exponent range (exp(-87) = 1.6e-38).
         let x = x.max(V::splat(-87.0));
-        let n = x.mul_add(V::splat(std::f32::consts::LOG2_E), V::splat(ROUND)).add(V::splat(-ROUND));
+        let t = x.mul_add(V::splat(std::f32::consts::LOG2_E), V::splat(ROUND));
+        let n = t.add(V::splat(-ROUND)); // exact: t is a whole number
         // r = x - n ln 2, ln 2 in two parts so that n x the first is exact.
         let r = n.mul_add(V::splat(-0.693_359_4), x);
         let r = n.mul_add(V::splat(2.121_944_4e-4), r);
@@ -927,7 +926,7 @@ pub mod portable {
         for c in [8.368_916e-3, 4.166_953_3e-2, 0.166_665_18, 0.499_999_88, 1.0, 1.0] {
             p = p.mul_add(r, V::splat(c));
         }
-        p.mul(n.pow2())
+        p.mul(t.exponent_from_low_bits())
     }
 
     /// See [`super::softmax_numerators`]. A tail shorter than a vector goes
