@@ -15,7 +15,7 @@ use crate::config::{kv_cache_bytes, Config};
 use crate::error::{GqaError, Result};
 use crate::kernels::{attention_scores, attention_values, axpy, for_chunks, matmul, matmul_swiglu, on_pool, softmax_numerators, threads, Elem, Rows};
 use crate::kv_cache::{BlockKv, KvCache, BLOCK};
-use crate::model::Model;
+use crate::model::{Block, Model};
 use crate::rope::RopeTable;
 use crate::sampler::argmax;
 use crate::tensor::{DType, KvDType};
@@ -210,11 +210,8 @@ impl CpuEngine {
         let (c, m) = (&self.model.config, &self.model);
         let n_ctx = (self.pos + t_new).min(self.cache.capacity());
         let kv = layer_kv_bytes(c, &self.cache, n_ctx);
-        let layer = m.blocks.iter().map(|b| {
-            let (a, f) = (&b.attn, &b.mlp);
-            (a.wq.bytes() + a.wk.bytes() + a.wv.bytes()).max(a.wo.bytes()).max(f.gate.bytes() + f.up.bytes()).max(f.down.bytes())
-        });
-        threads() > 1 && layer.fold(kv.max(m.classifier().bytes()), usize::max) >= self.min_parallel_bytes
+        let largest = m.blocks.iter().flat_map(block_reads).fold(kv.max(m.classifier().bytes()), usize::max);
+        threads() > 1 && largest >= self.min_parallel_bytes
     }
 
     /// The forward pass; the logits it returns live in the engine's scratch.
@@ -254,7 +251,7 @@ impl CpuEngine {
             let (a, mlp) = (&block.attn, &block.mlp);
             // ---- attention: x += wo(attention(rope(wq xb), rope(wk xb), wv xb)) ----
             rms_norm_rows(x, &block.input_norm, eps, xb);
-            let qkv_bytes = a.wq.bytes() + a.wk.bytes() + a.wv.bytes();
+            let [qkv_bytes, wo_bytes, gate_up_bytes, down_bytes] = block_reads(block);
             matmul(&[&a.wq, &a.wk, &a.wv], xb, t_new, qkv, tmp, par(qkv_bytes)); // (T, H*hd | G*hd | G*hd)
             for (t, row) in qkv.chunks_exact_mut(qkv_dim).enumerate() {
                 let (q, kv) = row.split_at_mut(q_dim);
@@ -272,13 +269,13 @@ impl CpuEngine {
                     p.push(attention_weights(c, cache, layer, n_ctx, &row[..q_dim]));
                 }
             }
-            matmul(&[&a.wo], att, t_new, proj, tmp, par(a.wo.bytes())); // (T, dim)
+            matmul(&[&a.wo], att, t_new, proj, tmp, par(wo_bytes)); // (T, dim)
             add_into(x, proj);
 
             // ---- feed-forward: x += down(silu(gate xb) * up xb) ----
             rms_norm_rows(x, &block.post_attention_norm, eps, xb);
-            matmul_swiglu(&mlp.gate, &mlp.up, xb, t_new, hb, tmp, par(mlp.gate.bytes() + mlp.up.bytes())); // (T, ffn)
-            matmul(&[&mlp.down], hb, t_new, proj, tmp, par(mlp.down.bytes())); // (T, dim)
+            matmul_swiglu(&mlp.gate, &mlp.up, xb, t_new, hb, tmp, par(gate_up_bytes)); // (T, ffn)
+            matmul(&[&mlp.down], hb, t_new, proj, tmp, par(down_bytes)); // (T, dim)
             add_into(x, proj);
         }
         *pos += t_new;
@@ -346,6 +343,13 @@ impl Backend for CpuEngine {
     fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
         self
     }
+}
+
+/// Bytes each matrix product of a block reads, one parallel region each in `run`:
+/// q/k/v together, wo, gate/up together, down.
+fn block_reads(b: &Block) -> [usize; 4] {
+    let (a, f) = (&b.attn, &b.mlp);
+    [a.wq.bytes() + a.wk.bytes() + a.wv.bytes(), a.wo.bytes(), f.gate.bytes() + f.up.bytes(), f.down.bytes()]
 }
 
 /// Bytes one layer's attention reads from the cache at `n_ctx` positions.
