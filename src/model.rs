@@ -104,9 +104,10 @@ impl Model {
     /// of G only wk and wv are new, so only they are converted again.
     pub fn to_dtype_reusing(&self, dtype: DType, from: &Model, done: &Model) -> Model {
         let (from, done) = (from.matrices(), done.matrices());
+        let paired = from.len() == done.len(); // done is from converted, matrix for matrix
         let mut m = self.clone();
         for (i, w) in m.matrices_mut().into_iter().enumerate() {
-            let reuse = from.len() == done.len() && i < from.len() && Matrix::shares(w, from[i]) && done[i].dtype() == dtype;
+            let reuse = paired && i < from.len() && Matrix::shares(w, from[i]) && done[i].dtype() == dtype;
             *w = if reuse { done[i].clone() } else { w.to_dtype(dtype) };
         }
         m
