@@ -186,6 +186,32 @@ fn attention_block_matches_f64_for_every_group_and_tail() {
     }
 }
 
+/// swiglu_gate (the dispatched kernel and the plain-array one) against f64
+/// g u / (1 + exp(-g)): every length from 0 to 40 (whole vectors and every tail),
+/// gate values over [-200, 200] so that some pass the cap on exp's argument at
+/// -87 and some make exp underflow. Each result within 1e-6 relative (the
+/// polynomial's error is about 1e-7, the division's 6e-8), or within 1e-30
+/// absolute where silu underflows.
+#[test]
+fn swiglu_gate_matches_f64() {
+    use gqa::kernels::{portable, swiglu_gate};
+    for len in 0..=40usize {
+        let g: Vec<f32> = randn(len, 700 + len as u64).iter().map(|v| v * 100.0).collect();
+        let u: Vec<f32> = randn(len, 800 + len as u64);
+        let want: Vec<f64> = g.iter().zip(&u).map(|(&g, &u)| g as f64 * u as f64 / (1.0 + (-g as f64).exp())).collect();
+        type Kernel = fn(&mut [f32], &[f32]);
+        let kernels: [(&str, Kernel); 2] = [("dispatched", swiglu_gate), ("plain arrays", portable::swiglu_gate::<[f32; 8]>)];
+        for (name, kernel) in kernels {
+            let mut got = g.clone();
+            kernel(&mut got, &u);
+            for (i, (&o, &w)) in got.iter().zip(&want).enumerate() {
+                let ok = (o as f64 - w).abs() <= 1e-6 * w.abs() || (w.abs() < 1e-30 && o.abs() < 1e-30);
+                assert!(ok, "{name}: silu(g) u at {i} of {len} (g {}): {o} vs {w}", g[i]);
+            }
+        }
+    }
+}
+
 /// softmax_numerators (the dispatched kernel and the plain-array one) against f64:
 /// every length from 0 to 40 (whole vectors of 8 and 16 lanes and every tail),
 /// scores spread over [-120, 40] so that some fall below exp's clamp at -87 after
