@@ -801,7 +801,7 @@ pub mod portable {
     /// positions of head_dim 16. A head's key blocks lie one after another, so the
     /// kernel sweeps them in order at the rate it reads them, and the lines it asks
     /// for at the end of a block are the next block's (asking for the same row a
-    /// few steps on, as before, never fetched the first half of any row).
+    /// few steps on would never fetch the first half of any row).
     const KEYS_AHEAD: usize = 4096;
 
     /// scores (R x len) = scale * q (R x dims) . keys: one load of each key
