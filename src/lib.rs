@@ -19,6 +19,7 @@ pub mod kernels;
 pub mod kv_cache;
 pub mod llama2c;
 pub mod loader;
+pub mod matmul;
 pub mod model;
 pub mod presets;
 pub mod rng;

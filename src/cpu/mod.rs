@@ -9,12 +9,19 @@
 //! come from a table, and work is split across threads only where it is large
 //! enough to pay for waking them, in few regions per layer (q/k/v together,
 //! gate/up together, all attention tasks together).
+//!
+//! The attention algorithm itself (chunks of the cache, their merge, the probe)
+//! is in [`attention`].
+
+mod attention;
 
 use crate::backend::{AttentionWeights, Backend, EngineOptions, Logits};
+use attention::{attention_task_len, attention_weights, grouped_attention, ATTENTION_CHUNK};
 use crate::config::{kv_cache_bytes, Config};
 use crate::error::{GqaError, Result};
-use crate::kernels::{attention_scores, attention_values, axpy, for_chunks, matmul, matmul_swiglu, on_pool, softmax_numerators, threads, Elem, Rows};
-use crate::kv_cache::{BlockKv, KvCache, BLOCK};
+use crate::kernels::{on_pool, threads};
+use crate::matmul::{matmul, matmul_swiglu};
+use crate::kv_cache::KvCache;
 use crate::model::{Block, Model};
 use crate::rope::RopeTable;
 use crate::sampler::argmax;
@@ -26,10 +33,8 @@ use crate::tensor::{DType, KvDType};
 #[cfg(not(target_arch = "wasm32"))]
 pub const MIN_PARALLEL_BYTES: usize = 256 << 10;
 /// In the browser a hand-off between Web Workers costs several times more, so
-/// work is split from 2 MiB. Measured in headless Chromium, 2 threads against the
-/// single-thread module: the shipped base at 2048 positions went from 0.84x
-/// (MHA) and 0.86x (MQA) at 256 KiB to 1.06x and 1.19x at 2 MiB; the 110m
-/// preset, whose matrices are larger, kept its 1.7-1.9x.
+/// work is split from 2 MiB (below it, 2 threads were slower than one on the
+/// shipped base: docs/BENCHMARKS.md).
 #[cfg(target_arch = "wasm32")]
 pub const MIN_PARALLEL_BYTES: usize = 2 << 20;
 
@@ -37,10 +42,8 @@ pub const MIN_PARALLEL_BYTES: usize = 2 << 20;
 /// widened to f32 once, when the engine takes the model. simd128 has no f16
 /// conversion instruction: converting each weight as it is read (a dozen integer
 /// and float operations per four) costs more time than the bytes it saves, even
-/// from memory. Measured on the shipped base under Node, one thread: 0.93 ms/token
-/// with f16 weights against 0.43 with f32 at 128 positions, 1.8-2.0 against 1.35 at
-/// 2047. Larger models stay f16, for the tab's memory. Natively F16C converts in
-/// the load, and f16 stays f16.
+/// from memory (docs/BENCHMARKS.md). Larger models stay f16, for the tab's
+/// memory. Natively F16C converts in the load, and f16 stays f16.
 pub const WASM_WIDEN_MAX_BYTES: usize = 256 << 20;
 
 /// The weights this engine computes with (see [`WASM_WIDEN_MAX_BYTES`]), and the
@@ -355,135 +358,6 @@ fn block_reads(b: &Block) -> [usize; 4] {
 /// Bytes one layer's attention reads from the cache at `n_ctx` positions.
 fn layer_kv_bytes(c: &Config, cache: &KvCache, n_ctx: usize) -> usize {
     kv_cache_bytes(c, c.n_kv_heads(), n_ctx, cache.dtype()) / c.num_hidden_layers
-}
-
-/// Positions one attention task covers, one block of the KV cache; longer
-/// contexts are split into chunks that run in parallel and are merged by their
-/// softmax maxima and sums.
-const ATTENTION_CHUNK: usize = BLOCK;
-
-/// Floats of one attention task's slot in the scratch: for each of the H/G query
-/// heads of its group the (max score, sum of exp) pair, the unnormalized output
-/// (H/G, hd), and the scores (H/G, ATTENTION_CHUNK).
-fn attention_task_len(c: &Config) -> usize {
-    c.group_size() * (2 + c.head_dim() + ATTENTION_CHUNK)
-}
-
-/// The attention probe: softmax(q_h . k_j / sqrt(head_dim)) over positions 0..n_ctx for
-/// every query head h, computed plainly from the cache (query head h reads key/value
-/// head h / (H/G), as `grouped_attention` does). Runs only when the probe is on.
-fn attention_weights(c: &Config, cache: &KvCache, layer: usize, n_ctx: usize, q: &[f32]) -> AttentionWeights {
-    let (hd, h, group) = (c.head_dim(), c.n_heads(), c.group_size());
-    let scale = 1.0 / (hd as f32).sqrt();
-    let mut weights = vec![0.0f32; h * n_ctx];
-    for (head, row) in weights.chunks_exact_mut(n_ctx).enumerate() {
-        let qh = &q[head * hd..(head + 1) * hd];
-        for block in 0..n_ctx.div_ceil(BLOCK) {
-            let (kv, row_len) = cache.block(layer, head / group, block);
-            for i in 0..(n_ctx - block * BLOCK).min(BLOCK) {
-                let key = |d: usize| match &kv {
-                    BlockKv::F32(k, _) => k[d * row_len + i],
-                    BlockKv::F16(k, _) => k[d * row_len + i].to_f32(),
-                    BlockKv::I8 { k, k_scale, .. } => k[d * row_len + i] as f32 * k_scale[i],
-                };
-                row[block * BLOCK + i] = (0..hd).map(|d| qh[d] * key(d)).sum::<f32>() * scale;
-            }
-        }
-        let max = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-        row.iter_mut().for_each(|x| *x = (*x - max).exp());
-        let sum: f32 = row.iter().sum();
-        row.iter_mut().for_each(|x| *x /= sum);
-    }
-    AttentionWeights { n_heads: h, n_ctx, weights }
-}
-
-/// Attention of one token's H query heads over `n_ctx` cached positions.
-///
-/// Each task takes one KV head g and a chunk of positions, and computes all
-/// H/G query heads of g's group together: every key and value row is read
-/// from memory once per token, not H/G times. All tasks form one parallel
-/// region (when `parallel`), each writing its own slot of `slots`; then the
-/// chunks of each group are merged. q and out are (H*hd).
-#[allow(clippy::too_many_arguments)]
-fn grouped_attention(c: &Config, cache: &KvCache, layer: usize, n_ctx: usize, q: &[f32], out: &mut [f32], slots: &mut [f32], parallel: bool) {
-    let (hd, n_kv_heads, group) = (c.head_dim(), c.n_kv_heads(), c.group_size());
-    let scale = 1.0 / (hd as f32).sqrt();
-    let n_chunks = n_ctx.div_ceil(ATTENTION_CHUNK);
-    let slot_len = attention_task_len(c);
-    let slots = &mut slots[..n_kv_heads * n_chunks * slot_len];
-
-    for_chunks(slots, slot_len, parallel && slots.len() > slot_len, |first, slot| {
-        let task = first / slot_len;
-        let (g, chunk) = (task / n_chunks, task % n_chunks);
-        let start = chunk * ATTENTION_CHUNK;
-        let end = (start + ATTENTION_CHUNK).min(n_ctx);
-        let group_q = &q[g * group * hd..(g + 1) * group * hd]; // (H/G, hd)
-        // Positions start..end of head g: keys as hd rows of len, row_len apart;
-        // values as len rows of hd.
-        let (kv, row_len) = cache.block(layer, g, chunk);
-        let len = end - start;
-        fn keys<T>(data: &[T], stride: usize, dims: usize, len: usize) -> Rows<'_, T> {
-            Rows { data, stride, dims, len }
-        }
-        match kv {
-            BlockKv::F32(k, v) => attend(keys(k, row_len, hd, len), &v[..len * hd], None, group_q, scale, slot),
-            BlockKv::F16(k, v) => attend(keys(k, row_len, hd, len), &v[..len * hd], None, group_q, scale, slot),
-            BlockKv::I8 { k, v, k_scale, v_scale } => {
-                let scales = Some((&k_scale[..len], &v_scale[..len]));
-                attend(keys(k, row_len, hd, len), &v[..len * hd], scales, group_q, scale, slot)
-            }
-        }
-    });
-
-    // Merge the chunks of each group: softmax over all positions.
-    let slot = |g: usize, chunk: usize| &slots[(g * n_chunks + chunk) * slot_len..][..slot_len];
-    for g in 0..n_kv_heads {
-        for r in 0..group {
-            let max = |chunk: usize| slot(g, chunk)[2 * r];
-            let sum = |chunk: usize| slot(g, chunk)[2 * r + 1];
-            let m = (0..n_chunks).fold(f32::NEG_INFINITY, |a, j| a.max(max(j)));
-            let l: f32 = (0..n_chunks).map(|j| sum(j) * (max(j) - m).exp()).sum();
-            let head = g * group + r;
-            let o = &mut out[head * hd..(head + 1) * hd];
-            o.fill(0.0);
-            for j in 0..n_chunks {
-                let acc = &slot(g, j)[2 * group + r * hd..][..hd];
-                axpy((max(j) - m).exp() / l, acc, o);
-            }
-        }
-    }
-}
-
-/// One attention task: the H/G query heads `qs` (H/G, hd) over the keys (hd rows
-/// of len positions) and values (len rows of hd) of one chunk, into `slot` (see
-/// [`attention_task_len`]).
-/// An int8 cache gives each position's key and value scales (len each): a position's
-/// score is its key scale times the dot product with its int8 key, and its value
-/// scale multiplies its softmax weight before the weighted sum of int8 values.
-// Kept out of line: inlined into the task closure with its three cache precisions, the
-// wasm build compiled (in V8) to attention about 18% slower than this, measured.
-#[inline(never)]
-fn attend<T: Elem>(keys: Rows<T>, values: &[T], scales: Option<(&[f32], &[f32])>, qs: &[f32], scale: f32, slot: &mut [f32]) {
-    let (hd, len) = (keys.dims, keys.len);
-    let group = qs.len() / hd;
-    let (stats, rest) = slot.split_at_mut(2 * group);
-    let (acc, scores) = rest.split_at_mut(group * hd);
-    let scores = &mut scores[..group * len];
-    // scores (H/G, len): one pass over the keys for all heads of the group.
-    attention_scores(keys, qs, scale, scores);
-    // Softmax numerators, with each head's max and sum kept for the merge.
-    for (row, stat) in scores.chunks_exact_mut(len).zip(stats.chunks_exact_mut(2)) {
-        if let Some((k_scale, _)) = scales {
-            row.iter_mut().zip(k_scale).for_each(|(s, k)| *s *= k);
-        }
-        (stat[0], stat[1]) = softmax_numerators(row);
-        if let Some((_, v_scale)) = scales {
-            row.iter_mut().zip(v_scale).for_each(|(p, v)| *p *= v);
-        }
-    }
-    // acc (H/G, hd): one pass over the values for all heads of the group.
-    acc.fill(0.0);
-    attention_values(values, hd, scores, acc);
 }
 
 /// RMSNorm of each row of x (rows of w.len()): x / sqrt(mean(x^2) + eps) * w.

@@ -1,0 +1,83 @@
+//! AVX-512F: 16 lanes in `__m512`, f16 converted in the load.
+
+use core::arch::x86_64::*;
+use half::f16;
+
+use super::lanes::{Kernel, Lanes};
+
+/// Run `kernel` with 16-lane AVX-512 vectors.
+///
+/// # Safety
+/// The CPU must have AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn run<K: Kernel>(kernel: K) -> K::Output {
+    kernel.run::<__m512>()
+}
+
+impl Lanes for __m512 {
+    const N: usize = 16;
+    const UNROLL: usize = 2;
+    // SAFETY (all): only reached from functions compiled with AVX-512F,
+    // called after the CPU was checked for it.
+    #[inline(always)]
+    fn zero() -> Self {
+        unsafe { _mm512_setzero_ps() }
+    }
+    #[inline(always)]
+    fn splat(x: f32) -> Self {
+        unsafe { _mm512_set1_ps(x) }
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        _mm512_loadu_ps(p)
+    }
+    #[inline(always)]
+    unsafe fn load_f16(p: *const f16) -> Self {
+        _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i))
+    }
+    #[inline(always)]
+    unsafe fn load_i8(p: *const i8) -> Self {
+        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(p as *const __m128i)))
+    }
+    #[inline(always)]
+    fn mul_add(self, b: Self, c: Self) -> Self {
+        unsafe { _mm512_fmadd_ps(self, b, c) }
+    }
+    #[inline(always)]
+    fn add(self, b: Self) -> Self {
+        unsafe { _mm512_add_ps(self, b) }
+    }
+    #[inline(always)]
+    fn mul(self, b: Self) -> Self {
+        unsafe { _mm512_mul_ps(self, b) }
+    }
+    #[inline(always)]
+    fn div(self, b: Self) -> Self {
+        unsafe { _mm512_div_ps(self, b) }
+    }
+    #[inline(always)]
+    fn max(self, b: Self) -> Self {
+        unsafe { _mm512_max_ps(self, b) }
+    }
+    #[inline(always)]
+    fn exponent_from_low_bits(self) -> Self {
+        unsafe { _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_castps_si512(self))) }
+    }
+    #[inline(always)]
+    fn sum(self) -> f32 {
+        unsafe { _mm512_reduce_add_ps(self) }
+    }
+    #[inline(always)]
+    fn max_lane(self) -> f32 {
+        unsafe { _mm512_reduce_max_ps(self) }
+    }
+    #[inline(always)]
+    fn store(self, out: &mut [f32]) {
+        assert!(out.len() >= 16);
+        unsafe { _mm512_storeu_ps(out.as_mut_ptr(), self) }
+    }
+    #[inline(always)]
+    fn prefetch(p: *const u8) {
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p as *const i8) }
+    }
+}

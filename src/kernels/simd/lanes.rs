@@ -1,0 +1,62 @@
+//! The two traits every kernel is written against: [`Lanes`], a vector of f32
+//! lanes, and [`Kernel`], one call of a kernel whose body is generic over it.
+
+use half::f16;
+
+/// A vector of f32 lanes: what the kernels are written in, once.
+pub trait Lanes: Copy {
+    /// Lanes per vector.
+    const N: usize;
+    /// Vectors the kernels keep in flight per row or head: 2 where 16 (or 32)
+    /// registers hold that many full vectors, 1 for simd128's pairs (V8 has
+    /// 16 xmm registers) and plain arrays.
+    const UNROLL: usize;
+    fn zero() -> Self;
+    fn splat(x: f32) -> Self;
+    /// # Safety
+    /// `p..p + N` must be readable.
+    unsafe fn load(p: *const f32) -> Self;
+    /// N f16 at `p` as f32.
+    ///
+    /// # Safety
+    /// `p..p + N` must be readable.
+    unsafe fn load_f16(p: *const f16) -> Self;
+    /// N int8 at `p` as f32.
+    ///
+    /// # Safety
+    /// `p..p + N` must be readable.
+    unsafe fn load_i8(p: *const i8) -> Self;
+    /// `self * b + c` (fused where the hardware has it).
+    fn mul_add(self, b: Self, c: Self) -> Self;
+    fn add(self, b: Self) -> Self;
+    fn mul(self, b: Self) -> Self;
+    fn div(self, b: Self) -> Self;
+    fn max(self, b: Self) -> Self;
+    /// Each lane's bits shifted left by 23: the low 8 bits of the mantissa land
+    /// in the exponent field, so a lane whose mantissa ends in the biased
+    /// exponent b (1..=254, the sign bit above it clear) becomes 2^(b - 127).
+    fn exponent_from_low_bits(self) -> Self;
+    fn sum(self) -> f32;
+    /// The largest lane (a shuffle tree, not a chain of scalar steps).
+    fn max_lane(self) -> f32;
+    /// Write the lanes to `out[..N]`.
+    fn store(self, out: &mut [f32]);
+    /// Ask for the cache line at `p` ahead of use (a hint: never faults).
+    #[inline(always)]
+    fn prefetch(_p: *const u8) {}
+}
+
+/// One call of a kernel: its arguments, and its body written once over [`Lanes`].
+///
+/// `run` must be `#[inline(always)]`: it is inlined into each instruction set's
+/// `#[target_feature]` entry point, where the intrinsics become instructions (a
+/// body that is not inlined there calls each intrinsic as a function).
+pub trait Kernel {
+    type Output;
+    /// Whether vectors of `lanes` suit this call (a kernel vectorized along a
+    /// dimension shorter than 16 prefers 8 lanes). Always, unless a kernel says.
+    fn suits(&self, _lanes: usize) -> bool {
+        true
+    }
+    fn run<V: Lanes>(self) -> Self::Output;
+}

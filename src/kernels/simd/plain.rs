@@ -1,0 +1,68 @@
+//! Plain arrays of 8 floats: the fallback where no SIMD is known, and the
+//! reference path the tests run every kernel on.
+
+use half::f16;
+
+use super::elem::f16_bits_to_f32;
+use super::lanes::Lanes;
+
+impl Lanes for [f32; 8] {
+    const N: usize = 8;
+    const UNROLL: usize = 1;
+    #[inline(always)]
+    fn zero() -> Self {
+        [0.0; 8]
+    }
+    #[inline(always)]
+    fn splat(x: f32) -> Self {
+        [x; 8]
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        (p as *const [f32; 8]).read_unaligned()
+    }
+    #[inline(always)]
+    unsafe fn load_f16(p: *const f16) -> Self {
+        std::array::from_fn(|j| f16_bits_to_f32((*p.add(j)).to_bits()))
+    }
+    #[inline(always)]
+    unsafe fn load_i8(p: *const i8) -> Self {
+        std::array::from_fn(|j| *p.add(j) as f32)
+    }
+    #[inline(always)]
+    fn mul_add(self, b: Self, c: Self) -> Self {
+        std::array::from_fn(|j| self[j] * b[j] + c[j])
+    }
+    #[inline(always)]
+    fn add(self, b: Self) -> Self {
+        std::array::from_fn(|j| self[j] + b[j])
+    }
+    #[inline(always)]
+    fn mul(self, b: Self) -> Self {
+        std::array::from_fn(|j| self[j] * b[j])
+    }
+    #[inline(always)]
+    fn div(self, b: Self) -> Self {
+        std::array::from_fn(|j| self[j] / b[j])
+    }
+    #[inline(always)]
+    fn max(self, b: Self) -> Self {
+        std::array::from_fn(|j| self[j].max(b[j]))
+    }
+    #[inline(always)]
+    fn exponent_from_low_bits(self) -> Self {
+        std::array::from_fn(|j| f32::from_bits(self[j].to_bits() << 23))
+    }
+    #[inline(always)]
+    fn sum(self) -> f32 {
+        self.iter().sum()
+    }
+    #[inline(always)]
+    fn max_lane(self) -> f32 {
+        self.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b))
+    }
+    #[inline(always)]
+    fn store(self, out: &mut [f32]) {
+        out[..8].copy_from_slice(&self);
+    }
+}

@@ -1,0 +1,161 @@
+//! Matrix products on [`Matrix`] weights, built on the row dot kernel: the
+//! rows of one or several stacked matrices are split into tasks across threads
+//! (where the caller says the work pays for it), each task streaming its rows once.
+
+use crate::kernels::{for_chunks, rows_dot_slice, swiglu_gate, threads};
+use crate::tensor::{Data, Matrix};
+
+/// `out[i] = w.row(r0 + i) . x` for consecutive rows of one matrix.
+#[inline]
+fn rows_dot(w: &Matrix, r0: usize, x: &[f32], out: &mut [f32]) {
+    let c = w.cols;
+    match &w.data {
+        Data::F32(d) => rows_dot_slice(&d[r0 * c..], c, x, out),
+        Data::F16(d) => rows_dot_slice(&d[r0 * c..], c, x, out),
+    }
+}
+
+/// [`rows_dot`] over the matrices `ws` stacked on top of each other.
+fn stacked_rows_dot(ws: &[&Matrix], mut r0: usize, x: &[f32], mut out: &mut [f32]) {
+    for w in ws {
+        if out.is_empty() {
+            return;
+        }
+        if r0 < w.rows {
+            let n = out.len().min(w.rows - r0);
+            let (here, rest) = out.split_at_mut(n);
+            rows_dot(w, r0, x, here);
+            out = rest;
+            r0 = 0;
+        } else {
+            r0 -= w.rows;
+        }
+    }
+    assert!(out.is_empty(), "rows beyond the stacked matrices");
+}
+
+/// Matrices from this many bytes are split into 16 tasks per thread where they
+/// are split at all, smaller ones into 4 (see [`tasks`]).
+const FINE_SPLIT_BYTES: usize = 2 << 20;
+
+/// Tasks to split a matrix of `bytes` into: one when serial, else 4 or 16 per
+/// thread. Threads share the memory bandwidth, so when one has run out of tasks
+/// the other reads its last one at about half the rate of both: on a large
+/// matrix the last task must be short. Each task costs a hand-off, so a small
+/// matrix keeps 4 per thread (docs/BENCHMARKS.md has the runs that set both).
+fn tasks(bytes: usize, parallel: bool) -> usize {
+    match (parallel, bytes >= FINE_SPLIT_BYTES) {
+        (false, _) => 1,
+        (true, true) => 16 * threads(),
+        (true, false) => 4 * threads(),
+    }
+}
+
+/// `out[t][r] = f(r..)(x_t)` for a batch x (n x cols): out (n x rows), where
+/// `f(first, x_t, out)` fills `out` with rows first.. for one input. Rows are
+/// split into `tasks` (see [`tasks`]; one when serial); each
+/// task takes its rows for the whole batch, so every weight row is read from
+/// memory once per call. A batch is computed transposed (rows x n, in `tmp`)
+/// so that each task owns whole rows, then transposed into `out`.
+#[allow(clippy::too_many_arguments)]
+fn by_rows<F>(rows: usize, cols: usize, x: &[f32], n: usize, out: &mut [f32], tmp: &mut Vec<f32>, tasks: usize, f: F)
+where
+    F: Fn(usize, &[f32], &mut [f32]) + Sync + Send,
+{
+    assert_eq!(x.len(), n * cols, "matmul input length");
+    assert_eq!(out.len(), n * rows, "matmul output length");
+    let (parallel, rows_per_task) = (tasks > 1, rows.div_ceil(tasks).next_multiple_of(4));
+    if n == 1 {
+        // One input: a task's outputs are consecutive rows.
+        return for_chunks(out, rows_per_task, parallel, |first, chunk| f(first, x, chunk));
+    }
+    tmp.resize(rows * n, 0.0);
+    for_chunks(tmp, rows_per_task * n, parallel, |first, chunk| {
+        for (i, o_row) in chunk.chunks_exact_mut(n).enumerate() {
+            for (t, o) in o_row.iter_mut().enumerate() {
+                f(first / n + i, &x[t * cols..(t + 1) * cols], std::slice::from_mut(o));
+            }
+        }
+    });
+    for r in 0..rows {
+        for t in 0..n {
+            out[t * rows + r] = tmp[r * n + t];
+        }
+    }
+}
+
+/// `out = x [W1; W2; ...]^T`: x (n x cols), out (n x R) where R is the rows of
+/// all the matrices (same cols) stacked, so each output row is [W1 x_t | W2 x_t | ...].
+/// One call (one parallel region) computes e.g. q, k and v together.
+/// `tmp` is scratch for batches (n > 1), reused between calls.
+pub fn matmul(ws: &[&Matrix], x: &[f32], n: usize, out: &mut [f32], tmp: &mut Vec<f32>, parallel: bool) {
+    let rows = ws.iter().map(|w| w.rows).sum();
+    assert!(ws.iter().all(|w| w.cols == ws[0].cols), "stacked matrices need equal columns");
+    let tasks = tasks(ws.iter().map(|w| w.bytes()).sum(), parallel);
+    by_rows(rows, ws[0].cols, x, n, out, tmp, tasks, |r0, xt, o| stacked_rows_dot(ws, r0, xt, o));
+}
+
+/// SwiGLU's first half in one pass: `out = silu(x gate^T) * (x up^T)`,
+/// x (n x dim), out (n x ffn); rows of gate and of up are read together.
+pub fn matmul_swiglu(gate: &Matrix, up: &Matrix, x: &[f32], n: usize, out: &mut [f32], tmp: &mut Vec<f32>, parallel: bool) {
+    assert_eq!((gate.rows, gate.cols), (up.rows, up.cols), "gate and up shapes");
+    let tasks = tasks(gate.bytes() + up.bytes(), parallel);
+    by_rows(gate.rows, gate.cols, x, n, out, tmp, tasks, |r0, xt, o| {
+        let mut u = [0.0f32; 16];
+        for (i, o) in o.chunks_mut(16).enumerate() {
+            let u = &mut u[..o.len()];
+            rows_dot(gate, r0 + 16 * i, xt, o);
+            rows_dot(up, r0 + 16 * i, xt, u);
+            swiglu_gate(o, u);
+        }
+    });
+}
+
+/// `out = W x` for one vector (no batch scratch needed): out (rows), x (cols).
+pub fn matvec(w: &Matrix, x: &[f32], out: &mut [f32], parallel: bool) {
+    matmul(&[w], x, 1, out, &mut Vec::new(), parallel);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::randn;
+    use crate::tensor::DType;
+
+    fn f64_matmul(w: &[f32], rows: usize, cols: usize, x: &[f32], t: usize) -> Vec<f64> {
+        (0..rows).map(|r| (0..cols).map(|c| w[r * cols + c] as f64 * x[t * cols + c] as f64).sum()).collect()
+    }
+
+    /// matmul over stacked matrices, matvec and the fused SwiGLU, serial and
+    /// parallel, f32 and f16, against f64 loops.
+    #[test]
+    fn matvec_and_matmul_match_f64() {
+        for (rows, cols, n) in [(1, 1, 1), (5, 33, 3), (64, 64, 7), (300, 70, 2), (17, 1000, 5)] {
+            let w32 = Matrix::from_f32(rows, cols, randn(rows * cols, 1));
+            let u32_ = Matrix::from_f32(rows, cols, randn(rows * cols, 3));
+            for (w, u) in [(w32.clone(), u32_.clone()), (w32.to_dtype(DType::F16), u32_.to_dtype(DType::F16))] {
+                let (wv, uv) = (w.to_f32_vec(), u.to_f32_vec());
+                let x = randn(n * cols, 2);
+                let tol = 1e-4 * (cols as f64).sqrt();
+                for parallel in [false, true] {
+                    let (mut stacked, mut swiglu, mut tmp) = (vec![0.0; n * 2 * rows], vec![0.0; n * rows], Vec::new());
+                    matmul(&[&w, &u], &x, n, &mut stacked, &mut tmp, parallel);
+                    matmul_swiglu(&w, &u, &x, n, &mut swiglu, &mut tmp, parallel);
+                    for t in 0..n {
+                        let mut one = vec![0.0; rows];
+                        matvec(&w, &x[t * cols..(t + 1) * cols], &mut one, parallel);
+                        let (ew, eu) = (f64_matmul(&wv, rows, cols, &x, t), f64_matmul(&uv, rows, cols, &x, t));
+                        for r in 0..rows {
+                            let at = |v: &[f32], i: usize| v[i] as f64;
+                            assert!((at(&stacked, t * 2 * rows + r) - ew[r]).abs() < tol, "matmul W {rows}x{cols} t={t} r={r}");
+                            assert!((at(&stacked, t * 2 * rows + rows + r) - eu[r]).abs() < tol, "matmul U {rows}x{cols} t={t} r={r}");
+                            assert!((at(&one, r) - ew[r]).abs() < tol, "matvec {rows}x{cols} r={r}");
+                            let glu = ew[r] / (1.0 + (-ew[r]).exp()) * eu[r];
+                            assert!((at(&swiglu, t * rows + r) - glu).abs() < tol * (1.0 + glu.abs()), "swiglu {rows}x{cols} t={t} r={r}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
