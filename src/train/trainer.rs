@@ -15,6 +15,7 @@ use std::path::Path;
 
 use candle_core::Tensor;
 use indicatif::{ProgressBar, ProgressStyle};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use web_time::Instant;
 
@@ -201,8 +202,11 @@ fn save_dir(model: &Model, state: &RunState, opt: Option<&AdamW>, dir: &Path) ->
 }
 
 fn read_state(dir: &Path) -> Result<RunState> {
-    let path = dir.join("state.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| GqaError::io(path.display(), e))?;
+    read_json(&dir.join("state.json"))
+}
+
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| GqaError::io(path.display(), e))?;
     serde_json::from_str(&text).map_err(|e| GqaError::Invalid(format!("{}: {e}", path.display())))
 }
 
