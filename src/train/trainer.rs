@@ -35,7 +35,7 @@ pub struct TrainSpec {
     pub batch_size: usize,
     /// From this step on, every other step (the first, the third, ...) trains
     /// on long windows and the steps between on short ones: a curriculum, since
-    /// long windows cost about 4x more per token, and interleaved, so that the
+    /// long windows cost more per token, and interleaved, so that the
     /// short-context skill is kept while long distances are learnt.
     pub long_from: usize,
     /// Long windows per step: the same tokens per step as the short batches.
@@ -68,9 +68,9 @@ pub struct RunState {
 
 /// Train `start` with `spec`, in `dir`; returns the final model and its state.
 /// Steps before `spec.long_from` draw windows from `train`, later ones
-/// alternately from `long` (the same text cut into longer windows) and `train`. A finished run (dir/final)
-/// is loaded instead of trained again; a run with a checkpoint continues from it.
-#[allow(clippy::too_many_arguments)]
+/// alternately from `long` (the same text cut into longer windows) and `train`.
+/// A finished run (dir/final) is loaded instead of trained again; a run with a
+/// checkpoint continues from it.
 pub fn train(
     start: &Model,
     train: &TokenStream,
