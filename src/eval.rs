@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{GqaError, Result};
 use crate::backend::{Backend, Logits};
 
-/// Also the cached evaluation of each trained variant (train/recipe.rs).
+/// Also the cached evaluation of each trained variant (train/scoring.rs).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct EvalReport {
     /// Tokens scored (each predicted from the ones before it).

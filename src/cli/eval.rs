@@ -27,7 +27,7 @@ pub struct EvalArgs {
     pub window: Option<usize>,
     /// Score only targets from token N on (BOS is token 0). `--score-from` = half
     /// the window gives every scored token at least half a window of context
-    /// (the model card's long-context protocol: --window 2048 --score-from 1024).
+    /// (docs/MODEL_CARD.md's long-context protocol: --window 2048 --score-from 1024).
     #[arg(long, default_value_t = 1)]
     pub score_from: usize,
     /// Score only the first N tokens of the text.

@@ -5,13 +5,14 @@ use std::path::PathBuf;
 use clap::Args;
 
 use gqa::train::recipe::{self, RecipeArgs};
+use gqa::train::tables;
 use gqa::{GqaError, Result};
 
 #[derive(Args)]
 pub struct TrainArgs {
     /// `paper`: the whole recipe (tokenizer, base, conversions, uptraining, table, shipped models);
     /// `sweep`: train each base size for --base-steps steps to compare tokens/s and val loss;
-    /// `table`: print --out/results.json as Markdown.
+    /// `table`: print --out/results.json as Markdown (the tables of docs/MODEL_CARD.md).
     #[arg(long, default_value = "paper")]
     recipe: String,
     /// Folder with train.txt and val.txt (read in place, never copied).
@@ -78,7 +79,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     match a.recipe.as_str() {
         "paper" => recipe::paper(&args),
         "sweep" => recipe::sweep(&args),
-        "table" => recipe::table(&args.out).map(|md| print!("{md}")),
+        "table" => tables::markdown(&args.out).map(|md| print!("{md}")),
         other => Err(GqaError::Invalid(format!("unknown recipe '{other}': use paper, sweep or table"))),
     }
 }

@@ -8,10 +8,14 @@
 //! * [`optim`]: AdamW with a saved state, warmup + cosine schedule, clipping.
 //! * [`trainer`]: the loop, logs, checkpoints and resume.
 //! * [`recipe`]: the paper's recipe end to end (`gqa train --recipe paper`).
+//! * [`scoring`]: how the recipe scores each variant against the base.
+//! * [`tables`]: results.json as Markdown for docs/MODEL_CARD.md (`--recipe table`).
 
 pub mod data;
 pub mod model;
 pub mod optim;
 pub mod recipe;
+pub mod scoring;
+pub mod tables;
 pub mod tokenizer_train;
 pub mod trainer;

@@ -16,23 +16,24 @@
 //! Every stage writes its result into the work folder and is skipped when the
 //! result is already there, so the command resumes where it stopped.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 use super::data::TokenStream;
 use super::optim::AdamWParams;
+use super::scoring::{Evaluation, Protocol, Variant, VariantResult};
 use super::tokenizer_train::train_bpe;
 use super::trainer::{train, write_json, RunState, TrainSpec};
 use crate::bench;
 use crate::config::Config;
 use crate::convert::{convert, Method};
 use crate::error::{GqaError, Result};
-use crate::eval::{evaluate, EvalReport, Reference};
+use crate::generation::GenerateParams;
 use crate::hf;
+use crate::loader::read_text;
 use crate::model::Model;
 use crate::sampler::SamplerConfig;
-use crate::generation::GenerateParams;
 use crate::session::Session;
 use crate::tensor::DType;
 use crate::tokenizer::Tokenizer;
@@ -73,41 +74,7 @@ pub struct RecipeArgs {
     pub eval_long_tokens: usize,
 }
 
-/// One GQA variant: G key/value heads built by `method`, uptrained for
-/// `alpha_pct` percent of the base's steps.
-#[derive(Clone, Copy, Debug)]
-struct Variant {
-    groups: usize,
-    method: Method,
-    alpha_pct: usize,
-}
-
-impl Variant {
-    fn name(&self) -> String {
-        format!("g{}-{}-a{}", self.groups, self.method, self.alpha_pct)
-    }
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct VariantResult {
-    pub name: String,
-    pub label: String,
-    pub n_kv_heads: usize,
-    pub method: String,
-    pub alpha_pct: usize,
-    pub params: u128,
-    pub train_steps: usize,
-    pub train_tokens: usize,
-    pub train_wall_s: f64,
-    /// Windows of `seq_len` advancing by half (every token scored once).
-    pub eval: EvalReport,
-    pub nats_per_byte: f64,
-    /// Windows of `long_seq_len`, only their second halves scored.
-    pub eval_long: EvalReport,
-    pub decode_tok_s_ctx256: f64,
-    pub decode_tok_s_ctx2048: f64,
-}
-
+/// A shipped model's greedy and sampled continuations of [`PROMPT`].
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Sample {
     pub model: String,
@@ -117,6 +84,7 @@ pub struct Sample {
     pub sampler: String,
 }
 
+/// results.json, beside the shipped models (rendered by `gqa train --recipe table`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Results {
     pub data: String,
@@ -182,8 +150,8 @@ pub fn prepare(args: &RecipeArgs) -> Result<(Tokenizer, Streams)> {
             args.long_seq_len, args.seq_len
         )));
     }
-    let train_text = read(&args.data.join("train.txt"))?;
-    let val_text = read(&args.data.join("val.txt"))?;
+    let train_text = read_text(&args.data.join("train.txt"))?;
+    let val_text = read_text(&args.data.join("val.txt"))?;
     let path = args.work.join("tokenizer.json");
     let tokenizer = if path.exists() {
         Tokenizer::from_json(&std::fs::read(&path).map_err(|e| GqaError::io(path.display(), e))?)?
@@ -245,24 +213,30 @@ pub fn sweep(args: &RecipeArgs) -> Result<()> {
     Ok(())
 }
 
+/// The two evaluations of val.txt: BOS + its first `eval_tokens` tokens in
+/// windows of `seq_len`, and BOS + the first `eval_long_tokens` of those (0 = all)
+/// in windows of `long_seq_len`, only their second halves scored.
+fn protocols(args: &RecipeArgs, bos: u32, val: &TokenStream) -> (Protocol, Protocol) {
+    let mut ids = vec![bos];
+    ids.extend_from_slice(&val.tokens);
+    if args.eval_tokens > 0 {
+        ids.truncate(args.eval_tokens + 1);
+    }
+    let long_len = match args.eval_long_tokens {
+        0 => ids.len(),
+        n => ids.len().min(n + 1),
+    };
+    let long = Protocol::new(ids[..long_len].to_vec(), args.long_seq_len, args.long_seq_len / 2);
+    (Protocol::new(ids, args.seq_len, 0), long)
+}
+
 /// `gqa train --recipe paper`: everything, resumable.
 pub fn paper(args: &RecipeArgs) -> Result<()> {
     let (tokenizer, streams) = prepare(args)?;
     let (base, base_state) = train_base(args, &streams)?;
-
-    // Evaluation text: BOS + val.txt, the first eval_tokens tokens.
-    let mut ids = vec![base.config.bos_token_id];
-    ids.extend_from_slice(&streams.val.tokens);
-    if args.eval_tokens > 0 {
-        ids.truncate(args.eval_tokens + 1);
-    }
-    let eval_bytes = tokenizer.decode(&ids[1..])?.len();
-    let speed = decode_speed(&base, args.seq_len)?;
-
-    // The base's log-probabilities on the short and the long evaluation, recorded
-    // once and compared with every variant's.
-    let mut base_lp = BaseLogProbs::default();
-    let mut variants = vec![result(args, &base, &base, "base", None, &base_state, &ids, eval_bytes, &speed, &mut base_lp)?];
+    let (short, long) = protocols(args, base.config.bos_token_id, &streams.val);
+    let mut evaluation = Evaluation::new(&args.work, &base, &tokenizer, short, long)?;
+    let mut variants = vec![evaluation.score(&base, "base", None, &base_state)?];
     let mut plan = Vec::new();
     for alpha_pct in [5, 10] {
         for method in [Method::Mean, Method::First, Method::Random] {
@@ -278,7 +252,7 @@ pub fn paper(args: &RecipeArgs) -> Result<()> {
         for groups in [4, 2, 1] {
             let v = Variant { groups, method, alpha_pct: 0 };
             let model = convert(&base, groups, method, args.seed)?;
-            variants.push(result(args, &base, &model, &v.name(), Some(v), &RunState::default(), &ids, eval_bytes, &speed, &mut base_lp)?);
+            variants.push(evaluation.score(&model, &v.name(), Some(v), &RunState::default())?);
         }
     }
     for v in plan {
@@ -289,7 +263,7 @@ pub fn paper(args: &RecipeArgs) -> Result<()> {
         let spec = spec(args, steps, long_steps, (steps / 10).max(1), args.seed + 1);
         let (model, state) =
             train(&start, &streams.train, &streams.train_long, &streams.val, &spec, &args.work.join(v.name()), &v.name())?;
-        variants.push(result(args, &base, &model, &v.name(), Some(v), &state, &ids, eval_bytes, &speed, &mut base_lp)?);
+        variants.push(evaluation.score(&model, &v.name(), Some(v), &state)?);
     }
 
     // Ship the base and the mean-pooled, 5%-uptrained GQA-4, GQA-2 and MQA.
@@ -314,13 +288,17 @@ pub fn paper(args: &RecipeArgs) -> Result<()> {
         uptrain: "same optimizer and data, fresh AdamW state, warmup 10% of the run's steps to the base's peak lr, cosine to lr/10; \
                   the last 2 x alpha x long_steps steps alternate long and short windows"
             .into(),
-        eval_text: format!("BOS + the first {} tokens of val.txt, windows of {} advancing by half", ids.len() - 1, args.seq_len),
+        eval_text: format!(
+            "BOS + the first {} tokens of val.txt, windows of {} advancing by half",
+            evaluation.short.ids.len() - 1,
+            args.seq_len
+        ),
         eval_long_text: format!(
             "BOS + the first {} of those tokens, windows of {} advancing by half, only each window's second half scored",
-            long_eval_ids(args, &ids).len() - 1,
+            evaluation.long.ids.len() - 1,
             args.long_seq_len
         ),
-        eval_bytes,
+        eval_bytes: evaluation.bytes,
         variants,
         samples,
         shipped,
@@ -329,132 +307,6 @@ pub fn paper(args: &RecipeArgs) -> Result<()> {
     write_json(&args.work.join("results.json"), &results)?;
     eprintln!("wrote {}", args.out.join("results.json").display());
     Ok(())
-}
-
-/// Decode tok/s at the short context and at the model's full context for each
-/// G (mean-pooled from the base, f16 weights as shipped); the KV cache holds
-/// synthetic values. Speed depends on G, not on how the heads were built.
-fn decode_speed(base: &Model, short: usize) -> Result<Vec<(usize, f64, f64)>> {
-    let model = base.to_dtype(DType::F16);
-    let long = model.config.max_position_embeddings;
-    let groups = [8, 4, 2, 1];
-    let mut session = Session::cpu(model.clone(), None, Some(long))?;
-    let (_, rows, _) = bench::run(session.backend(), &model, &groups, &[short, long], 32, 3, &mut |_, _| {})?;
-    Ok(groups
-        .iter()
-        .map(|&g| {
-            let at = |ctx| rows.iter().find(|r| r.n_kv_heads == g && r.context == ctx).map_or(0.0, |r| r.decode_tok_s);
-            (g, at(short), at(long))
-        })
-        .collect())
-}
-
-/// Score `model` on `ids` against `base` (cached in the work folder).
-#[allow(clippy::too_many_arguments)]
-fn result(
-    args: &RecipeArgs,
-    base: &Model,
-    model: &Model,
-    name: &str,
-    variant: Option<Variant>,
-    state: &RunState,
-    ids: &[u32],
-    eval_bytes: usize,
-    speed: &[(usize, f64, f64)],
-    base_lp: &mut BaseLogProbs,
-) -> Result<VariantResult> {
-    let with_base = variant.is_some();
-    let short = Protocol { ids, window: args.seq_len, score_from: 0 };
-    let eval = cached_eval(args, base, model, name, with_base, &short, &mut base_lp.short)?;
-    let long = Protocol { ids: long_eval_ids(args, ids), window: args.long_seq_len, score_from: args.long_seq_len / 2 };
-    let eval_long = cached_eval(args, base, model, &format!("{name}-long"), with_base, &long, &mut base_lp.long)?;
-    let g = model.config.n_kv_heads();
-    let &(_, s256, s2048) = speed.iter().find(|s| s.0 == g).expect("speed measured for every G");
-    eprintln!(
-        "{name}: {:.4} nats/token (long windows {:.4}), ppl {:.3}, KL {:?}",
-        eval.nats_per_token, eval_long.nats_per_token, eval.perplexity, eval.kl_vs_base
-    );
-    Ok(VariantResult {
-        name: name.into(),
-        label: bench::label(N_HEADS, g),
-        n_kv_heads: g,
-        method: variant.map_or("-".into(), |v| v.method.to_string()),
-        alpha_pct: variant.map_or(0, |v| v.alpha_pct),
-        params: model.config.n_params(),
-        train_steps: state.step,
-        train_tokens: state.tokens_seen,
-        train_wall_s: state.elapsed_s,
-        nats_per_byte: eval.nats_per_token * eval.tokens as f64 / eval_bytes as f64,
-        eval,
-        eval_long,
-        decode_tok_s_ctx256: s256,
-        decode_tok_s_ctx2048: s2048,
-    })
-}
-
-/// The long evaluation's text: BOS + the first `eval_long_tokens` tokens (0 = all
-/// of the short evaluation's).
-fn long_eval_ids<'a>(args: &RecipeArgs, ids: &'a [u32]) -> &'a [u32] {
-    match args.eval_long_tokens {
-        0 => ids,
-        n => &ids[..ids.len().min(n + 1)],
-    }
-}
-
-/// An evaluation text and how it is cut: windows of `window`, targets scored from `score_from`.
-struct Protocol<'a> {
-    ids: &'a [u32],
-    window: usize,
-    score_from: usize,
-}
-
-/// The base's log-probabilities at the scored positions of each protocol, once recorded.
-#[derive(Default)]
-struct BaseLogProbs {
-    short: Option<Vec<f32>>,
-    long: Option<Vec<f32>>,
-}
-
-/// `evaluate` on protocol `p`, cached in the work folder as eval/`key`.json; with
-/// `with_base`, against the base's log-probabilities `base_lp` (recorded on first need).
-#[allow(clippy::too_many_arguments)]
-fn cached_eval(
-    args: &RecipeArgs,
-    base: &Model,
-    model: &Model,
-    key: &str,
-    with_base: bool,
-    p: &Protocol,
-    base_lp: &mut Option<Vec<f32>>,
-) -> Result<EvalReport> {
-    let path = args.work.join("eval").join(format!("{key}.json"));
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        return serde_json::from_str(&text).map_err(|e| GqaError::Invalid(format!("{}: {e}", path.display())));
-    }
-    eprintln!("evaluating {key} on {} tokens of val.txt, windows of {} ...", p.ids.len() - 1, p.window);
-    let run = |model: &Model, reference: Reference, record: Option<&mut Vec<f32>>| -> Result<EvalReport> {
-        let mut s = Session::cpu(model.clone(), None, Some(p.window))?;
-        evaluate(s.backend(), reference, p.ids, p.window, p.score_from, record, &mut |_, _| {})
-    };
-    if base_lp.is_none() && with_base {
-        let mut lp = Vec::new();
-        run(base, Reference::None, Some(&mut lp))?;
-        *base_lp = Some(lp);
-    }
-    let report = match (with_base, base_lp.as_deref()) {
-        (true, Some(lp)) => run(model, Reference::LogProbs(lp), None)?,
-        // The base itself: record its log-probabilities while scoring it, unless held already.
-        _ if base_lp.is_some() => run(model, Reference::None, None)?,
-        _ => {
-            let mut lp = Vec::new();
-            let report = run(model, Reference::None, Some(&mut lp))?;
-            *base_lp = Some(lp);
-            report
-        }
-    };
-    std::fs::create_dir_all(path.parent().expect("has parent")).map_err(|e| GqaError::io(path.display(), e))?;
-    write_json(&path, &report)?;
-    Ok(report)
 }
 
 /// Greedy and sampled continuations of [`PROMPT`] (128 tokens each).
@@ -472,68 +324,4 @@ fn sample(name: &str, model: &Model, tokenizer: &Tokenizer) -> Result<Sample> {
         sampled: run(sampled.clone())?,
         sampler: format!("temperature {}, top_p {}, seed {}", sampled.temperature, sampled.top_p, sampled.seed),
     })
-}
-
-/// `gqa train --recipe table`: the quality table and samples of `out/results.json`
-/// as Markdown (for MODEL_CARD.md).
-pub fn table(out: &Path) -> Result<String> {
-    let path = out.join("results.json");
-    let results: Results =
-        serde_json::from_str(&read(&path)?).map_err(|e| GqaError::Invalid(format!("{}: {e}", path.display())))?;
-    let opt = |x: Option<f64>, f: &dyn Fn(f64) -> String| x.map_or("-".to_string(), f);
-    let mut md = String::from(
-        "| variant | G | method | alpha | uptrain steps | val nats/token | val nats/byte | perplexity \
-         | KL vs MHA (nats/token) | top-1 agreement | decode tok/s @256 | decode tok/s @2048 |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
-    );
-    for v in &results.variants {
-        md += &format!(
-            "| {} | {} | {} | {}% | {} | {:.4} | {:.4} | {:.2} | {} | {} | {:.0} | {:.0} |\n",
-            v.label,
-            v.n_kv_heads,
-            v.method,
-            v.alpha_pct,
-            if v.method == "-" { "-".to_string() } else { v.train_steps.to_string() },
-            v.eval.nats_per_token,
-            v.nats_per_byte,
-            v.eval.perplexity,
-            opt(v.eval.kl_vs_base, &|x| format!("{x:.4}")),
-            opt(v.eval.top1_agreement, &|x| format!("{:.1}%", 100.0 * x)),
-            v.decode_tok_s_ctx256,
-            v.decode_tok_s_ctx2048,
-        );
-    }
-    md += &format!(
-        "\nLong context ({}):\n\n\
-         | variant | G | method | alpha | val nats/token | perplexity | KL vs MHA (nats/token) | top-1 agreement |\n\
-         |---|---|---|---|---|---|---|---|\n",
-        results.eval_long_text
-    );
-    for v in &results.variants {
-        md += &format!(
-            "| {} | {} | {} | {}% | {:.4} | {:.2} | {} | {} |\n",
-            v.label,
-            v.n_kv_heads,
-            v.method,
-            v.alpha_pct,
-            v.eval_long.nats_per_token,
-            v.eval_long.perplexity,
-            opt(v.eval_long.kl_vs_base, &|x| format!("{x:.4}")),
-            opt(v.eval_long.top1_agreement, &|x| format!("{:.1}%", 100.0 * x)),
-        );
-    }
-    for s in &results.samples {
-        md += &format!(
-            "\n**{}**, greedy:\n\n> {}\n\nsampled ({}):\n\n> {}\n",
-            s.model,
-            s.greedy.replace('\n', " "),
-            s.sampler,
-            s.sampled.replace('\n', " ")
-        );
-    }
-    Ok(md)
-}
-
-fn read(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|e| GqaError::io(path.display(), e))
 }

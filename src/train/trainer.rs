@@ -15,6 +15,7 @@ use std::path::Path;
 
 use candle_core::Tensor;
 use indicatif::{ProgressBar, ProgressStyle};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use web_time::Instant;
 
@@ -34,7 +35,7 @@ pub struct TrainSpec {
     pub batch_size: usize,
     /// From this step on, every other step (the first, the third, ...) trains
     /// on long windows and the steps between on short ones: a curriculum, since
-    /// long windows cost about 4x more per token, and interleaved, so that the
+    /// long windows cost more per token, and interleaved, so that the
     /// short-context skill is kept while long distances are learnt.
     pub long_from: usize,
     /// Long windows per step: the same tokens per step as the short batches.
@@ -67,9 +68,9 @@ pub struct RunState {
 
 /// Train `start` with `spec`, in `dir`; returns the final model and its state.
 /// Steps before `spec.long_from` draw windows from `train`, later ones
-/// alternately from `long` (the same text cut into longer windows) and `train`. A finished run (dir/final)
-/// is loaded instead of trained again; a run with a checkpoint continues from it.
-#[allow(clippy::too_many_arguments)]
+/// alternately from `long` (the same text cut into longer windows) and `train`.
+/// A finished run (dir/final) is loaded instead of trained again; a run with a
+/// checkpoint continues from it.
 pub fn train(
     start: &Model,
     train: &TokenStream,
@@ -201,8 +202,11 @@ fn save_dir(model: &Model, state: &RunState, opt: Option<&AdamW>, dir: &Path) ->
 }
 
 fn read_state(dir: &Path) -> Result<RunState> {
-    let path = dir.join("state.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| GqaError::io(path.display(), e))?;
+    read_json(&dir.join("state.json"))
+}
+
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| GqaError::io(path.display(), e))?;
     serde_json::from_str(&text).map_err(|e| GqaError::Invalid(format!("{}: {e}", path.display())))
 }
 
