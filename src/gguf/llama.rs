@@ -23,30 +23,29 @@ pub fn llama_config(gguf: &Gguf) -> Result<Config> {
     };
     let n_heads = size("llama.attention.head_count")?;
     // llama.cpp's default: without the key, every query head has its own key/value head.
-    let n_kv_heads = if gguf.get("llama.attention.head_count_kv").is_some() { size("llama.attention.head_count_kv")? } else { n_heads };
+    let n_kv_heads = gguf.optional("llama.attention.head_count_kv", size)?;
     let vocab_size = gguf.array("tokenizer.ggml.tokens")?.len();
     let mut config = Config::new(
         size("llama.embedding_length")?,
         size("llama.feed_forward_length")?,
         size("llama.block_count")?,
         n_heads,
-        n_kv_heads,
+        n_kv_heads.unwrap_or(n_heads),
         vocab_size,
         size("llama.context_length")?,
     );
     config.rms_norm_eps = gguf.float("llama.attention.layer_norm_rms_epsilon")?;
     // llama.cpp's default base when the key is absent.
-    config.rope_theta = if gguf.get("llama.rope.freq_base").is_some() { gguf.float("llama.rope.freq_base")? } else { 10000.0 };
+    config.rope_theta = gguf.optional("llama.rope.freq_base", |k| gguf.float(k))?.unwrap_or(10000.0);
     config.tie_word_embeddings = gguf.tensor("output.weight").is_err();
-    if gguf.get("tokenizer.ggml.bos_token_id").is_some() {
-        config.bos_token_id = token_id("tokenizer.ggml.bos_token_id")?;
+    if let Some(bos) = gguf.optional("tokenizer.ggml.bos_token_id", token_id)? {
+        config.bos_token_id = bos;
     }
-    if gguf.get("tokenizer.ggml.eos_token_id").is_some() {
-        config.eos_token_id = TokenIds::One(token_id("tokenizer.ggml.eos_token_id")?);
+    if let Some(eos) = gguf.optional("tokenizer.ggml.eos_token_id", token_id)? {
+        config.eos_token_id = TokenIds::One(eos);
     }
     // What this crate's engines do not implement is refused here, not run wrongly.
-    if gguf.get("llama.rope.dimension_count").is_some() {
-        let rope_dims = size("llama.rope.dimension_count")?;
+    if let Some(rope_dims) = gguf.optional("llama.rope.dimension_count", size)? {
         if rope_dims != config.head_dim() {
             return Err(GqaError::Gguf(format!(
                 "llama.rope.dimension_count is {rope_dims}, but RoPE over only part of a head (head_dim {}) is not supported",

@@ -119,6 +119,12 @@ impl<'a> Gguf<'a> {
         at.map(|at| &self.tensors[self.tensors_by_name[at]]).map_err(|_| GqaError::MissingTensor(name.into()))
     }
 
+    /// `read(key)` when the file has `key`, None when it does not (a missing key is
+    /// not an error; a key of the wrong type is).
+    pub fn optional<T>(&self, key: &str, read: impl FnOnce(&str) -> Result<T>) -> Result<Option<T>> {
+        self.get(key).map(|_| read(key)).transpose()
+    }
+
     /// `key`'s value, converted by `convert`; an error names the key and says what it
     /// is when it is missing or not `expected`.
     fn typed<T>(&self, key: &str, expected: &str, convert: impl Fn(&Value<'a>) -> Option<T>) -> Result<T> {

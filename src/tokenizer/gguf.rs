@@ -77,7 +77,6 @@ fn pre_tokenizer(name: &str) -> Result<PreTokenizer> {
 impl GgufTokenizer {
     /// The tokenizer that `gguf`'s metadata describes.
     pub fn from_gguf(gguf: &Gguf) -> Result<GgufTokenizer> {
-        let bad = |message: String| GqaError::Tokenizer(format!("in the GGUF file, {message}"));
         let model = gguf.str("tokenizer.ggml.model")?;
         if model != "gpt2" {
             return Err(GqaError::Tokenizer(format!(
@@ -86,43 +85,20 @@ impl GgufTokenizer {
         }
         let pre = pre_tokenizer(gguf.str("tokenizer.ggml.pre")?)?;
         let tokens = gguf.strings("tokenizer.ggml.tokens")?;
-        let types = match gguf.get("tokenizer.ggml.token_type") {
-            Some(_) => gguf.i32s("tokenizer.ggml.token_type")?,
-            None => vec![token_type::NORMAL; tokens.len()],
-        };
+        let types = gguf.optional("tokenizer.ggml.token_type", |k| gguf.i32s(k))?;
+        let types = types.unwrap_or_else(|| vec![token_type::NORMAL; tokens.len()]);
         if types.len() != tokens.len() {
             return Err(bad(format!("tokenizer.ggml.token_type has {} entries for {} tokens", types.len(), tokens.len())));
         }
-        // "a b" merges a and b; llama.cpp splits at the first space after the first
-        // character (byte-level tokens hold no spaces: GPT-2 maps a space to "Ġ").
-        let merges = gguf
-            .strings("tokenizer.ggml.merges")?
-            .iter()
-            .map(|merge| match merge.char_indices().nth(1).and_then(|(at, _)| merge[at..].find(' ').map(|i| at + i)) {
-                Some(space) => Ok((merge[..space].to_string(), merge[space + 1..].to_string())),
-                None => Err(bad(format!("the merge {merge:?} is not two tokens and a space between"))),
-            })
-            .collect::<Result<Vec<_>>>()?;
         let vocab: Vocab = tokens.iter().enumerate().map(|(id, token)| (token.to_string(), id as u32)).collect();
         let bpe = BPE::builder()
-            .vocab_and_merges(vocab, merges)
+            .vocab_and_merges(vocab, merges(gguf)?)
             .ignore_merges(pre.ignore_merges)
             .build()
             .map_err(|e| bad(format!("the BPE model cannot be built: {e}")))?;
 
         let mut inner = tokenizers::Tokenizer::new(bpe);
-        let mut steps = pre
-            .regexes
-            .iter()
-            .map(|regex| {
-                let split = Split::new(SplitPattern::Regex(regex.to_string()), SplitDelimiterBehavior::Isolated, false);
-                Ok(PreTokenizerWrapper::from(split.map_err(|e| bad(format!("the regex {regex} does not compile: {e}")))?))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        // Then each byte of a piece becomes its printable character (the regexes above
-        // already split, so the byte-level step does not split again).
-        steps.push(ByteLevel::new(false, false, false).into());
-        inner.with_pre_tokenizer(Some(Sequence::new(steps)));
+        inner.with_pre_tokenizer(Some(splits(&pre)?));
         inner.with_decoder(Some(ByteLevel::new(false, false, false)));
         let added = |kind: i32, special: bool| {
             let of_kind = tokens.iter().zip(&types).filter(move |&(_, &t)| t == kind);
@@ -136,20 +112,15 @@ impl GgufTokenizer {
         tokenizer.inner.set_encode_special_tokens(false);
 
         let token_id = |key: &str| -> Result<Option<u32>> {
-            if gguf.get(key).is_none() {
-                return Ok(None);
-            }
-            let id = gguf.uint(key)?;
+            let Some(id) = gguf.optional(key, |k| gguf.uint(k))? else { return Ok(None) };
             match u32::try_from(id).ok().filter(|&id| (id as usize) < tokens.len()) {
                 Some(id) => Ok(Some(id)),
                 None => Err(bad(format!("{key} is {id}, outside the {} tokens", tokens.len()))),
             }
         };
         let bos_id = token_id("tokenizer.ggml.bos_token_id")?;
-        let add_bos = match gguf.get("tokenizer.ggml.add_bos_token") {
-            Some(_) => gguf.bool("tokenizer.ggml.add_bos_token")?,
-            None => pre.add_bos,
-        };
+        let add_bos = gguf.optional("tokenizer.ggml.add_bos_token", |k| gguf.bool(k))?;
+        let add_bos = add_bos.unwrap_or(pre.add_bos);
         if add_bos && bos_id.is_none() {
             return Err(bad("prompts start with BOS, but tokenizer.ggml.bos_token_id is missing".into()));
         }
@@ -161,11 +132,8 @@ impl GgufTokenizer {
                 }
             }
         }
-        let chat_template = match gguf.get("tokenizer.chat_template") {
-            Some(_) => Some(gguf.str("tokenizer.chat_template")?.to_string()),
-            None => None,
-        };
-        Ok(GgufTokenizer { tokenizer, add_bos, bos_id, end_of_generation, chat_template })
+        let chat_template = gguf.optional("tokenizer.chat_template", |k| gguf.str(k))?;
+        Ok(GgufTokenizer { tokenizer, add_bos, bos_id, end_of_generation, chat_template: chat_template.map(String::from) })
     }
 
     /// The ids of a prompt: BOS first when the model wants it, then `text`'s tokens.
@@ -173,4 +141,34 @@ impl GgufTokenizer {
         let bos = self.bos_id.filter(|_| self.add_bos);
         Ok(bos.into_iter().chain(self.tokenizer.encode(text)?).collect())
     }
+}
+
+fn bad(message: String) -> GqaError {
+    GqaError::Tokenizer(format!("in the GGUF file, {message}"))
+}
+
+/// `tokenizer.ggml.merges`: "a b" merges a and b. Byte-level tokens hold no spaces
+/// (GPT-2 writes a space as "Ġ"); llama.cpp splits at the first space after the first
+/// character all the same, so this does too.
+fn merges(gguf: &Gguf) -> Result<Vec<(String, String)>> {
+    let merges = gguf.strings("tokenizer.ggml.merges")?;
+    let split = |merge: &str| {
+        let second = merge.char_indices().nth(1)?.0;
+        let space = second + merge[second..].find(' ')?;
+        Some((merge[..space].to_string(), merge[space + 1..].to_string()))
+    };
+    let pair = |merge: &&str| split(merge).ok_or_else(|| bad(format!("the merge {merge:?} is not two tokens and a space between")));
+    merges.iter().map(pair).collect()
+}
+
+/// The pre-tokenizer: `pre`'s regexes in turn, then each byte of a piece becomes its
+/// printable character (the regexes already split, so the byte-level step does not).
+fn splits(pre: &PreTokenizer) -> Result<Sequence> {
+    let split = |regex: &&str| {
+        let split = Split::new(SplitPattern::Regex(regex.to_string()), SplitDelimiterBehavior::Isolated, false);
+        Ok(PreTokenizerWrapper::from(split.map_err(|e| bad(format!("the regex {regex} does not compile: {e}")))?))
+    };
+    let mut steps = pre.regexes.iter().map(split).collect::<Result<Vec<_>>>()?;
+    steps.push(ByteLevel::new(false, false, false).into());
+    Ok(Sequence::new(steps))
 }
