@@ -19,11 +19,12 @@
 use std::path::{Path, PathBuf};
 
 /// The files of ../shared that the tests read.
-const SHARED_FILES: [&str; 4] = [
+const SHARED_FILES: [&str; 5] = [
     "fixtures/llama2c/stories260K.bin",
     "fixtures/llama2c/tok512.bin",
     "fixtures/llama2c/greedy_256.txt",
     "data/tinystories/val.txt",
+    "models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf",
 ];
 
 /// Where the Vulkan loader looks for driver manifests (ICDs) on Linux.

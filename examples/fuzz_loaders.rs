@@ -8,9 +8,10 @@
 //!
 //! (The dev profile keeps overflow checks, so an arithmetic overflow is a crash too.)
 //! Loaders (NAME): `hf` (config.json + model.safetensors), `llama2c` (a .bin
-//! checkpoint), `tokenizer-bin` (llama2.c's tokenizer.bin) and `tokenizer-json`. The
-//! time is split by weight (parsing tokenizer.json is slow). A loaded tokenizer also
-//! encodes, decodes and streams a short text. Prints one line per loader, then a
+//! checkpoint), `tokenizer-bin` (llama2.c's tokenizer.bin), `tokenizer-json` and `gguf`
+//! (a GGUF file: the reader, its every value and tensor, the llama config and the
+//! tokenizer). The time is split by weight (parsing tokenizer.json is slow). A loaded
+//! tokenizer also encodes, decodes and streams a short text. Prints one line per loader, then a
 //! `test result` line; exits non-zero on any crash, hang or allocation over budget,
 //! and writes those inputs to target/fuzz/.
 
@@ -23,11 +24,13 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use gqa::config::Config;
+use gqa::gguf::{llama_config, to_gguf, Gguf, Value};
 use gqa::hf::{load_hf, to_safetensors};
 use gqa::llama2c::load_llama2c;
 use gqa::model::Model;
 use gqa::rng::Rng;
 use gqa::tensor::DType;
+use gqa::tokenizer::gguf::GgufTokenizer;
 use gqa::tokenizer::Tokenizer;
 
 /// A case slower than this is a hang.
@@ -102,7 +105,7 @@ fn main() {
     let only = arg("--only");
 
     let targets: Vec<Target> = targets().into_iter().filter(|t| only.as_deref().is_none_or(|o| o == t.name)).collect();
-    assert!(!targets.is_empty(), "--only: no loader of that name (hf, llama2c, tokenizer-bin, tokenizer-json)");
+    assert!(!targets.is_empty(), "--only: no loader of that name (hf, llama2c, tokenizer-bin, tokenizer-json, gguf)");
     let total_weight: u32 = targets.iter().map(|t| t.weight).sum();
 
     // A panic is recorded, not printed: the report lists where each loader panicked.
@@ -260,6 +263,19 @@ fn use_tokenizer(tokenizer: &Tokenizer) {
     }
 }
 
+/// What a front end does with a GGUF file: reads it, every metadata value (arrays
+/// decoded, which must not fail once the file was read), its config and its tokenizer.
+/// Whether all of them loaded.
+fn use_gguf(bytes: &[u8]) -> bool {
+    fn visit(value: &Value) -> usize {
+        value.as_array().map_or(1, |array| array.iter().map(|v| visit(&v)).sum())
+    }
+    let Ok(gguf) = Gguf::read(bytes) else { return false };
+    std::hint::black_box(gguf.metadata().map(|(_, value)| visit(value)).sum::<usize>());
+    let tokenizer = GgufTokenizer::from_gguf(&gguf).map(|t| use_tokenizer(&t.tokenizer));
+    llama_config(&gguf).is_ok() && tokenizer.is_ok()
+}
+
 fn targets() -> Vec<Target> {
     let shared = |rel: &str| {
         let path = Path::new(env!("GQA_SHARED_DIR")).join(rel);
@@ -282,6 +298,13 @@ fn targets() -> Vec<Target> {
     llama2c.extend(shared("fixtures/llama2c/stories260K.bin").map(|bin| (1, vec![bin])));
 
     let tokenizer_bin: Vec<_> = tok512.iter().map(|bin| (1, vec![bin.clone()])).collect();
+
+    // Tiny exports (tied f32, untied f16) with the byte-level tokenizer, and rarely a real
+    // model's file (its tokenizer: 49,152 tokens, 48,900 merges).
+    let byte_level = Tokenizer::from_json(TINY_BYTE_LEVEL.as_bytes()).unwrap();
+    let mut gguf: Vec<_> =
+        [(true, DType::F32), (false, DType::F16)].map(|(tied, dtype)| (8, vec![to_gguf(&tiny_model(tied), &byte_level, dtype, "tiny").unwrap()])).into();
+    gguf.extend(shared("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf").map(|file| (1, vec![file])));
 
     let tiny_jsons = [TINY_BYTE_LEVEL, TINY_METASPACE, TINY_UNIGRAM, TINY_WORDPIECE];
     let mut tokenizer_json: Vec<_> = tiny_jsons.iter().map(|json| (8, vec![json.as_bytes().to_vec()])).collect();
@@ -315,6 +338,12 @@ fn targets() -> Vec<Target> {
             weight: 2,
             seeds: tokenizer_json,
             run: |input| Tokenizer::from_json(&input[0]).map(|t| use_tokenizer(&t)).is_ok(),
+        },
+        Target {
+            name: "gguf",
+            weight: 3,
+            seeds: gguf,
+            run: |input| use_gguf(&input[0]),
         },
     ];
     targets.retain(|t| !t.seeds.is_empty());

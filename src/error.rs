@@ -14,6 +14,9 @@ pub enum GqaError {
     #[error("safetensors file is invalid: {0}")]
     Safetensors(String),
 
+    #[error("GGUF file is invalid: {0}")]
+    Gguf(String),
+
     #[error("tensor '{0}' is missing from the checkpoint")]
     MissingTensor(String),
 

@@ -1,4 +1,4 @@
-//! GGUF export (src/gguf.rs), read back by a reader written here from the format's
+//! GGUF export (src/gguf/export.rs), read back by a reader written here from the format's
 //! description (not the writer's code): header, metadata, tensor names, shapes, types,
 //! aligned offsets and data. The q/k row reordering is checked by what it is for: with
 //! llama.cpp's interleaved RoPE on the exported rows, every attention score equals the

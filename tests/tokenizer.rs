@@ -1,4 +1,4 @@
-//! Tests for src/tokenizer.rs. The main check: our `tokenizers`-based conversion of
+//! Tests for src/tokenizer/mod.rs. The main check: our `tokenizers`-based conversion of
 //! llama2.c's tokenizer.bin encodes and decodes exactly like a direct port of run.c.
 
 mod common;

@@ -1,15 +1,19 @@
-//! Text <-> token ids, for two kinds of files:
+//! Text <-> token ids, for three kinds of files:
 //!
-//! * a Hugging Face `tokenizer.json` (any model the `tokenizers` crate reads), and
+//! * a Hugging Face `tokenizer.json` (any model the `tokenizers` crate reads),
 //! * llama2.c's `tokenizer.bin`, converted to an equivalent `tokenizers` BPE model
-//!   that encodes and decodes exactly like llama2.c's run.c.
+//!   that encodes and decodes exactly like llama2.c's run.c, and
+//! * a GGUF file's metadata ([`gguf`]), with its chat prompts ([`chat`]).
 //!
 //! Everything works on byte slices and strings (no file system), so the module
 //! also runs in the browser (wasm32).
 //!
 //! `encode` treats its input as plain text: a special token written in the text,
 //! such as "<s>", is encoded as ordinary characters, like SentencePiece (and run.c)
-//! do. Callers add BOS themselves.
+//! do; only a GGUF tokenizer parses them, as llama.cpp does. Callers add BOS themselves.
+
+pub mod chat;
+pub mod gguf;
 
 use std::collections::HashMap;
 

@@ -1,9 +1,6 @@
-//! GGUF export (llama.cpp's file format, version 3), so that a model converted to any
-//! G here runs in the llama.cpp ecosystem: `gqa convert --format gguf`.
-//!
-//! Layout: the header (magic "GGUF", version, tensor and metadata counts), metadata as
-//! typed key/value pairs, one info record per tensor (name, dims innermost first, type,
-//! offset), then the tensor data, each tensor aligned to 32 bytes.
+//! GGUF export (version 3; the layout is in the [module doc](super)), so that a model
+//! converted to any G here runs in the llama.cpp ecosystem: `gqa convert --format gguf`.
+//! Each tensor's data is aligned to 32 bytes.
 //!
 //! Names and shapes (GGUF lists dims innermost first: a (rows, cols) matrix is [cols, rows]):
 //! ```text
@@ -31,26 +28,17 @@
 
 use serde_json::Value;
 
+use super::{token_type, TensorType, ValueType, DEFAULT_ALIGNMENT, MAGIC};
 use crate::config::Config;
 use crate::error::{GqaError, Result};
 use crate::model::Model;
 use crate::tensor::{DType, Matrix};
 use crate::tokenizer::Tokenizer;
 
-const MAGIC: &[u8; 4] = b"GGUF";
 const VERSION: u32 = 3;
-/// Tensor data alignment (GGUF's default, `general.alignment`).
-pub const ALIGNMENT: usize = 32;
-
-/// GGUF tensor types used here.
-const GGML_F32: u32 = 0;
-const GGML_F16: u32 = 1;
 /// `general.file_type`: all f32, or f16 matrices with f32 norms.
 const FILE_ALL_F32: u32 = 0;
 const FILE_MOSTLY_F16: u32 = 1;
-/// `tokenizer.ggml.token_type`: a normal token, a control token (BOS, EOS, UNK).
-const TOKEN_NORMAL: i32 = 1;
-const TOKEN_CONTROL: i32 = 3;
 
 /// A metadata value (the types this export writes).
 enum Meta {
@@ -64,34 +52,34 @@ enum Meta {
 
 impl Meta {
     /// The value's GGUF type and the value (an array: its element type, count, elements).
-    /// Types: UINT32 4, INT32 5, FLOAT32 6, BOOL 7, STRING 8, ARRAY 9.
     fn write(&self, out: &mut Vec<u8>) {
+        let put_type = |out: &mut Vec<u8>, ty: ValueType| put_u32(out, ty as u32);
         match self {
             Meta::U32(v) => {
-                put_u32(out, 4);
+                put_type(out, ValueType::U32);
                 put_u32(out, *v);
             }
             Meta::F32(v) => {
-                put_u32(out, 6);
+                put_type(out, ValueType::F32);
                 out.extend(v.to_le_bytes());
             }
             Meta::Bool(v) => {
-                put_u32(out, 7);
+                put_type(out, ValueType::Bool);
                 out.push(*v as u8);
             }
             Meta::Str(s) => {
-                put_u32(out, 8);
+                put_type(out, ValueType::String);
                 put_str(out, s);
             }
             Meta::Strings(items) => {
-                put_u32(out, 9);
-                put_u32(out, 8);
+                put_type(out, ValueType::Array);
+                put_type(out, ValueType::String);
                 out.extend((items.len() as u64).to_le_bytes());
                 items.iter().for_each(|s| put_str(out, s));
             }
             Meta::I32s(items) => {
-                put_u32(out, 9);
-                put_u32(out, 5);
+                put_type(out, ValueType::Array);
+                put_type(out, ValueType::I32);
                 out.extend((items.len() as u64).to_le_bytes());
                 items.iter().for_each(|v| out.extend(v.to_le_bytes()));
             }
@@ -112,21 +100,21 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 struct Tensor {
     name: String,
     dims: Vec<u64>,
-    ggml_type: u32,
+    ty: TensorType,
     bytes: Vec<u8>,
 }
 
 fn matrix(name: String, m: &Matrix, dtype: DType) -> Tensor {
     let values = m.to_f32_vec();
-    let (ggml_type, bytes) = match dtype {
-        DType::F32 => (GGML_F32, values.iter().flat_map(|v| v.to_le_bytes()).collect()),
-        DType::F16 => (GGML_F16, values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect()),
+    let (ty, bytes) = match dtype {
+        DType::F32 => (TensorType::F32, values.iter().flat_map(|v| v.to_le_bytes()).collect()),
+        DType::F16 => (TensorType::F16, values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect()),
     };
-    Tensor { name, dims: vec![m.cols as u64, m.rows as u64], ggml_type, bytes }
+    Tensor { name, dims: vec![m.cols as u64, m.rows as u64], ty, bytes }
 }
 
 fn norm(name: String, values: &[f32]) -> Tensor {
-    Tensor { name, dims: vec![values.len() as u64], ggml_type: GGML_F32, bytes: values.iter().flat_map(|v| v.to_le_bytes()).collect() }
+    Tensor { name, dims: vec![values.len() as u64], ty: TensorType::F32, bytes: values.iter().flat_map(|v| v.to_le_bytes()).collect() }
 }
 
 /// The rows of a q or k projection (`heads` heads of `head_dim` rows) reordered from
@@ -153,7 +141,7 @@ fn model_metadata(c: &Config, dtype: DType, name: &str) -> Vec<(String, Meta)> {
         ("general.architecture", Meta::Str("llama".into())),
         ("general.name", Meta::Str(name.into())),
         ("general.file_type", Meta::U32(file_type)),
-        ("general.alignment", Meta::U32(ALIGNMENT as u32)),
+        ("general.alignment", Meta::U32(DEFAULT_ALIGNMENT as u32)),
         ("llama.vocab_size", Meta::U32(c.vocab_size as u32)),
         ("llama.context_length", Meta::U32(c.max_position_embeddings as u32)),
         ("llama.embedding_length", Meta::U32(c.hidden_size as u32)),
@@ -180,7 +168,7 @@ fn tokenizer_metadata(tokenizer: &Tokenizer, c: &Config) -> Result<Vec<(String, 
     }
     let n = tokenizer.vocab_size().max(c.vocab_size);
     let mut tokens: Vec<Option<String>> = vec![None; n];
-    let mut types = vec![TOKEN_NORMAL; n];
+    let mut types = vec![token_type::NORMAL; n];
     let vocab = model["vocab"].as_object().ok_or_else(|| refuse("no vocab".into()))?;
     let added = json["added_tokens"].as_array().map(Vec::as_slice).unwrap_or_default();
     let entries = vocab.iter().map(|(piece, id)| (piece.as_str(), id.as_u64(), false));
@@ -189,7 +177,7 @@ fn tokenizer_metadata(tokenizer: &Tokenizer, c: &Config) -> Result<Vec<(String, 
         let id = id.filter(|&i| (i as usize) < n).ok_or_else(|| refuse(format!("token '{piece}' has no id below {n}")))? as usize;
         tokens[id] = Some(piece.to_string());
         if special {
-            types[id] = TOKEN_CONTROL;
+            types[id] = token_type::CONTROL;
         }
     }
     // llama.cpp needs a string for every id: ids the tokenizer never produces get a placeholder.
@@ -264,12 +252,12 @@ pub fn to_gguf(model: &Model, tokenizer: &Tokenizer, dtype: DType, name: &str) -
         put_str(&mut out, &t.name);
         put_u32(&mut out, t.dims.len() as u32);
         t.dims.iter().for_each(|d| out.extend(d.to_le_bytes()));
-        put_u32(&mut out, t.ggml_type);
+        put_u32(&mut out, t.ty.0);
         out.extend((offset as u64).to_le_bytes());
-        offset = (offset + t.bytes.len()).next_multiple_of(ALIGNMENT);
+        offset = (offset + t.bytes.len()).next_multiple_of(DEFAULT_ALIGNMENT);
     }
     for t in &tensors {
-        out.resize(out.len().next_multiple_of(ALIGNMENT), 0);
+        out.resize(out.len().next_multiple_of(DEFAULT_ALIGNMENT), 0);
         out.extend(&t.bytes);
     }
     Ok(out)
