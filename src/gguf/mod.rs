@@ -18,6 +18,7 @@
 //! * [`export`]: writes a model of this crate as a file llama.cpp runs.
 //! * [`llama`]: the `llama.*` metadata as this crate's [`Config`](crate::config::Config).
 
+mod cursor;
 pub mod export;
 pub mod llama;
 pub mod read;

@@ -6,13 +6,11 @@
 //! proportion to it, so a damaged or hostile file gives an error that says what is
 //! wrong and where, never a panic or a huge allocation.
 
+use super::cursor::{bad, Cursor};
 use super::value::{Array, Value};
-use super::{TensorType, ValueType, DEFAULT_ALIGNMENT, MAGIC, READ_VERSIONS};
+use super::{TensorType, DEFAULT_ALIGNMENT, MAGIC, READ_VERSIONS};
 use crate::error::{GqaError, Result};
 
-/// Arrays nested deeper than this are refused: real files nest at most once, and a
-/// file of nested one-element arrays must not overflow the stack.
-const MAX_NESTING: usize = 16;
 /// ggml's tensors have at most 4 dimensions.
 const MAX_DIMS: u32 = 4;
 /// The fewest bytes a metadata entry takes: key length, value type, a 1-byte value.
@@ -70,7 +68,7 @@ impl<'a> Gguf<'a> {
         let mut metadata = Vec::with_capacity(n_entries);
         for i in 0..n_entries {
             let key = in_context(c.string(), || format!("the key of metadata entry {i}"))?;
-            let value = in_context(c.u32().and_then(|ty| c.value(ty, 0)), || format!("metadata key '{key}'"))?;
+            let value = in_context(c.u32().and_then(|ty| Value::read(&mut c, ty, 0)), || format!("metadata key '{key}'"))?;
             metadata.push((key, value));
         }
         let metadata_by_key = sorted_unique(&metadata, |(key, _)| key, "metadata key")?;
@@ -79,7 +77,7 @@ impl<'a> Gguf<'a> {
         let mut raw = Vec::with_capacity(n_tensors);
         for i in 0..n_tensors {
             let name = in_context(c.string(), || format!("the name of tensor {i}"))?;
-            raw.push(in_context(c.tensor_info(name), || format!("the info of tensor '{name}'"))?);
+            raw.push(in_context(tensor_info(&mut c, name), || format!("the info of tensor '{name}'"))?);
         }
 
         let mut gguf = Gguf { version, alignment: DEFAULT_ALIGNMENT, metadata, metadata_by_key, tensors: Vec::new(), tensors_by_name: Vec::new() };
@@ -207,109 +205,14 @@ impl<'a> RawTensorInfo<'a> {
     }
 }
 
-/// Reads little-endian values from the front of the file, never past its end.
-pub(super) struct Cursor<'a> {
-    pub(super) bytes: &'a [u8],
-    pub(super) pos: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn left(&self) -> usize {
-        self.bytes.len() - self.pos
+/// The rest of a tensor info after its name: dims, type, offset.
+fn tensor_info<'a>(c: &mut Cursor<'a>, name: &'a str) -> Result<RawTensorInfo<'a>> {
+    let n_dims = c.u32()?;
+    if n_dims > MAX_DIMS {
+        return Err(bad(format!("{n_dims} dimensions; ggml tensors have at most {MAX_DIMS}")));
     }
-
-    fn take(&mut self, n: u64) -> Result<&'a [u8]> {
-        if n > self.left() as u64 {
-            return Err(bad(format!("the file ends at byte {}, but {n} bytes are needed from byte {}", self.bytes.len(), self.pos)));
-        }
-        let taken = &self.bytes[self.pos..self.pos + n as usize];
-        self.pos += n as usize;
-        Ok(taken)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
-        Ok(self.take(N as u64)?.try_into().expect("take returns N bytes"))
-    }
-
-    fn u32(&mut self) -> Result<u32> {
-        self.array().map(u32::from_le_bytes)
-    }
-
-    fn u64(&mut self) -> Result<u64> {
-        self.array().map(u64::from_le_bytes)
-    }
-
-    fn string(&mut self) -> Result<&'a str> {
-        let len = self.u64()?;
-        let bytes = self.take(len)?;
-        std::str::from_utf8(bytes).map_err(|e| bad(format!("a string of {len} bytes at byte {} is not UTF-8: {e}", self.pos - bytes.len())))
-    }
-
-    /// `count` items of at least `min_size` bytes each, if they can fit in what is left.
-    fn check_count(&self, count: u64, min_size: usize, what: &str) -> Result<usize> {
-        let most = self.left() / min_size;
-        if count > most as u64 {
-            return Err(bad(format!(
-                "{count} {what} cannot fit in the {} bytes left after byte {} (at most {most} can)",
-                self.left(),
-                self.pos
-            )));
-        }
-        Ok(count as usize)
-    }
-
-    /// A value of type `type_id`, inside `depth` arrays.
-    pub(super) fn value(&mut self, type_id: u32, depth: usize) -> Result<Value<'a>> {
-        let ty = ValueType::from_id(type_id).ok_or_else(|| bad(format!("value type {type_id} is not a GGUF value type")))?;
-        Ok(match ty {
-            ValueType::U8 => Value::U8(u8::from_le_bytes(self.array()?)),
-            ValueType::I8 => Value::I8(i8::from_le_bytes(self.array()?)),
-            ValueType::U16 => Value::U16(u16::from_le_bytes(self.array()?)),
-            ValueType::I16 => Value::I16(i16::from_le_bytes(self.array()?)),
-            ValueType::U32 => Value::U32(self.u32()?),
-            ValueType::I32 => Value::I32(i32::from_le_bytes(self.array()?)),
-            ValueType::U64 => Value::U64(self.u64()?),
-            ValueType::I64 => Value::I64(i64::from_le_bytes(self.array()?)),
-            ValueType::F32 => Value::F32(f32::from_le_bytes(self.array()?)),
-            ValueType::F64 => Value::F64(f64::from_le_bytes(self.array()?)),
-            ValueType::Bool => match self.array::<1>()?[0] {
-                byte @ (0 | 1) => Value::Bool(byte == 1),
-                byte => return Err(bad(format!("a bool at byte {} is {byte}, not 0 or 1", self.pos - 1))),
-            },
-            ValueType::String => Value::Str(self.string()?),
-            ValueType::Array => {
-                if depth == MAX_NESTING {
-                    return Err(bad(format!("arrays are nested more than {MAX_NESTING} deep")));
-                }
-                let start = self.pos;
-                let element_type = self.u32()?;
-                let min_size = ValueType::from_id(element_type)
-                    .ok_or_else(|| bad(format!("array element type {element_type} is not a GGUF value type")))?
-                    .min_size();
-                let count = self.u64()?;
-                // Decoding each element checks it (a bool, a string's UTF-8, a nested
-                // array), so that `Array::iter` cannot fail later.
-                for _ in 0..self.check_count(count, min_size, "array elements")? {
-                    self.value(element_type, depth + 1)?;
-                }
-                Value::Array(Array::new(&self.bytes[start..self.pos]))
-            }
-        })
-    }
-
-    /// The rest of a tensor info after its name: dims, type, offset.
-    fn tensor_info(&mut self, name: &'a str) -> Result<RawTensorInfo<'a>> {
-        let n_dims = self.u32()?;
-        if n_dims > MAX_DIMS {
-            return Err(bad(format!("{n_dims} dimensions; ggml tensors have at most {MAX_DIMS}")));
-        }
-        let dims = (0..n_dims).map(|_| self.u64()).collect::<Result<Vec<_>>>()?;
-        Ok(RawTensorInfo { name, dims, ty: TensorType(self.u32()?), offset: self.u64()? })
-    }
-}
-
-fn bad(message: String) -> GqaError {
-    GqaError::Gguf(message)
+    let dims = (0..n_dims).map(|_| c.u64()).collect::<Result<Vec<_>>>()?;
+    Ok(RawTensorInfo { name, dims, ty: TensorType(c.u32()?), offset: c.u64()? })
 }
 
 /// Prefixes the message of a GGUF error with where in the file it happened.

@@ -1,7 +1,12 @@
 //! Metadata values of a GGUF file, borrowed from its bytes.
 
-use super::read::Cursor;
+use super::cursor::{bad, Cursor};
 use super::ValueType;
+use crate::error::Result;
+
+/// Arrays nested deeper than this are refused: real files nest at most once, and a
+/// file of nested one-element arrays must not overflow the stack.
+const MAX_NESTING: usize = 16;
 
 /// A metadata value.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -29,6 +34,45 @@ pub struct Array<'a> {
 }
 
 impl<'a> Value<'a> {
+    /// A value of type `type_id`, inside `depth` arrays.
+    pub(super) fn read(c: &mut Cursor<'a>, type_id: u32, depth: usize) -> Result<Value<'a>> {
+        let ty = ValueType::from_id(type_id).ok_or_else(|| bad(format!("value type {type_id} is not a GGUF value type")))?;
+        Ok(match ty {
+            ValueType::U8 => Value::U8(u8::from_le_bytes(c.array()?)),
+            ValueType::I8 => Value::I8(i8::from_le_bytes(c.array()?)),
+            ValueType::U16 => Value::U16(u16::from_le_bytes(c.array()?)),
+            ValueType::I16 => Value::I16(i16::from_le_bytes(c.array()?)),
+            ValueType::U32 => Value::U32(c.u32()?),
+            ValueType::I32 => Value::I32(i32::from_le_bytes(c.array()?)),
+            ValueType::U64 => Value::U64(c.u64()?),
+            ValueType::I64 => Value::I64(i64::from_le_bytes(c.array()?)),
+            ValueType::F32 => Value::F32(f32::from_le_bytes(c.array()?)),
+            ValueType::F64 => Value::F64(f64::from_le_bytes(c.array()?)),
+            ValueType::Bool => match c.array::<1>()?[0] {
+                byte @ (0 | 1) => Value::Bool(byte == 1),
+                byte => return Err(bad(format!("a bool at byte {} is {byte}, not 0 or 1", c.pos - 1))),
+            },
+            ValueType::String => Value::Str(c.string()?),
+            ValueType::Array => {
+                if depth == MAX_NESTING {
+                    return Err(bad(format!("arrays are nested more than {MAX_NESTING} deep")));
+                }
+                let start = c.pos;
+                let element_type = c.u32()?;
+                let min_size = ValueType::from_id(element_type)
+                    .ok_or_else(|| bad(format!("array element type {element_type} is not a GGUF value type")))?
+                    .min_size();
+                let count = c.u64()?;
+                // Decoding each element checks it (a bool, a string's UTF-8, a nested
+                // array), so that `Array::iter` cannot fail later.
+                for _ in 0..c.check_count(count, min_size, "array elements")? {
+                    Value::read(c, element_type, depth + 1)?;
+                }
+                Value::Array(Array::new(&c.bytes[start..c.pos]))
+            }
+        })
+    }
+
     /// An integer of any type, widened so that every one fits.
     fn as_i128(&self) -> Option<i128> {
         match *self {
@@ -118,6 +162,6 @@ impl<'a> Array<'a> {
     pub fn iter(&self) -> impl Iterator<Item = Value<'a>> + 'a {
         let ty = self.ty() as u32;
         let mut cursor = Cursor { bytes: self.bytes, pos: 12 };
-        (0..self.len()).map(move |_| cursor.value(ty, 0).expect("checked when the file was read"))
+        (0..self.len()).map(move |_| Value::read(&mut cursor, ty, 0).expect("checked when the file was read"))
     }
 }
