@@ -10,10 +10,10 @@
 // (random weights, f32) at contexts 128 and 2048, and the shipped base (www/models/mha,
 // f16) at 2048, each at G = H (MHA) and G = 1 (MQA).
 import { openLab } from './browser-engine.mjs';
+import { median } from './support.mjs';
 
 const [threads = '2', rounds = '5', steps = '24'] = process.argv.slice(2);
 const n = Number(threads);
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 const lab = await openLab();
 const single = await lab.engine({ threads: 1 });
@@ -27,7 +27,7 @@ const models = [
 ];
 for (const [name, load, contexts] of models) {
   const info = (await Promise.all([load(single), load(threaded)]))[0];
-  for (const g of [info.n_heads, 1]) {
+  for (const g of [info.nHeads, 1]) {
     await Promise.all([single.call('setGroups', g, 'mean', 0), threaded.call('setGroups', g, 'mean', 0)]);
     for (const ctx of contexts) {
       const one = [];

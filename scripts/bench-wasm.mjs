@@ -7,6 +7,7 @@
 // Needs www/pkg (scripts/build-web.sh). Prints one line per G and context (median of rounds).
 import { existsSync, readFileSync } from 'node:fs';
 import init, * as gqa from '../www/pkg/gqa.js';
+import { median } from './support.mjs';
 
 const [preset = '15m', contexts = '128,512', steps = '16', rounds = '3'] = process.argv.slice(2);
 await init({ module_or_path: readFileSync(new URL('../www/pkg/gqa_bg.wasm', import.meta.url)) });
@@ -16,9 +17,8 @@ const session = folder
   ? gqa.Session.fromHf(readFileSync(`${preset}/config.json`, 'utf8'), readFileSync(`${preset}/model.safetensors`), undefined, undefined, undefined)
   : gqa.Session.fromPreset(preset, 1, false, undefined);
 const info = session.info();
-console.log(`wasm ${gqa.simdName()}, ${folder ? 'model' : 'preset'} ${preset}: ${(info.params / 1e6).toFixed(1)}M params, H = ${info.n_heads}`);
-const median = (xs) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-for (const g of [...info.group_choices].reverse()) {
+console.log(`wasm ${gqa.simdName()}, ${folder ? 'model' : 'preset'} ${preset}: ${(info.params / 1e6).toFixed(1)}M params, H = ${info.nHeads}`);
+for (const g of [...info.groupChoices].reverse()) {
   session.setGroups(g, 'mean', 0);
   for (const ctx of contexts.split(',').map(Number)) {
     const runs = [];

@@ -9,11 +9,9 @@
 //   await engine.call('preset', '110m', 1, false, 2048);
 //   await engine.call('decodeSpeed', 2048, 16);
 //   await lab.close();
-import { chromium } from 'playwright-core';
 import { fileURLToPath } from 'node:url';
 import { serve } from './serve.mjs';
-
-export const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+import { launchChromium } from './support.mjs';
 
 // The worker: loads a module, builds a Session, and runs calls on it.
 //   init {path, threads}: import the module, start its pool; returns its threads()
@@ -118,11 +116,7 @@ function pageSide() {
 export async function openLab({ isolate = true } = {}) {
   const root = fileURLToPath(new URL('../www', import.meta.url));
   const server = await serve({ root, port: 0, isolate });
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  const browser = await launchChromium();
   const page = await browser.newPage();
   // A page of the server's origin (the engines fetch modules and models from it); the
   // blank body keeps the page's own scripts out of the measurement.

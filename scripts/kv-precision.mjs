@@ -13,6 +13,7 @@
 // (cargo build --release); runs about five minutes on two cores.
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { median } from './support.mjs';
 
 const args = Object.fromEntries(
   process.argv.slice(2).reduce((pairs, a, i, all) => (a.startsWith('--') ? [...pairs, [a.slice(2), all[i + 1]]] : pairs), []),
@@ -32,7 +33,6 @@ for (const [what, path] of [['the release build (cargo build --release)', gqa], 
 const run = (cmd) => JSON.parse(execFileSync(gqa, [...cmd, '--json'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }));
 
 const PRECISIONS = ['f32', 'f16', 'int8'];
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const benches = Object.fromEntries(PRECISIONS.map((kv) => [kv, []]));
 for (let round = 0; round < 3; round++) {
   for (const kv of PRECISIONS) {

@@ -1,9 +1,10 @@
 //! The session API every front end uses (CLI, bench, the page): a base model,
-//! the G it is converted to, a backend that runs it, and generation with
+//! the G it is converted to, the engine that runs it, and generation with
 //! streaming callbacks and statistics.
 
 #[cfg(not(target_arch = "wasm32"))]
-use crate::backend::{open::open, BackendKind, EngineOptions};
+use crate::backend::{BackendKind, EngineOptions};
+use crate::backend::engine::Engine;
 use crate::backend::Backend;
 use crate::config::default_capacity;
 use crate::convert::{convert, Method};
@@ -16,7 +17,7 @@ use crate::tokenizer::{TextStream, Tokenizer};
 pub struct Session {
     /// The model as loaded: every conversion starts from it.
     base: Model,
-    backend: Box<dyn Backend>,
+    engine: Engine,
     tokenizer: Option<Tokenizer>,
     stats: Stats,
     /// The generation in progress, between `start` and its last `next_token`.
@@ -31,13 +32,13 @@ fn feed(backend: &mut dyn Backend, g: &mut Generation, tokens: &[u32]) -> Result
 }
 
 impl Session {
-    pub fn new(base: Model, tokenizer: Option<Tokenizer>, backend: Box<dyn Backend>) -> Result<Session> {
+    pub fn new(base: Model, tokenizer: Option<Tokenizer>, engine: impl Into<Engine>) -> Result<Session> {
         if let Some(tok) = &tokenizer {
             if tok.vocab_size() > base.config.vocab_size {
                 return Err(GqaError::VocabMismatch { model: base.config.vocab_size, tokenizer: tok.vocab_size() });
             }
         }
-        Ok(Session { base, backend, tokenizer, stats: Stats::default(), generation: None })
+        Ok(Session { base, engine: engine.into(), tokenizer, stats: Stats::default(), generation: None })
     }
 
     /// A session on the CPU engine with a KV cache of `capacity` positions
@@ -45,10 +46,10 @@ impl Session {
     pub fn cpu(base: Model, tokenizer: Option<Tokenizer>, capacity: Option<usize>) -> Result<Session> {
         let capacity = capacity.unwrap_or_else(|| default_capacity(&base.config));
         let engine = CpuEngine::new(base.clone(), capacity)?;
-        Session::new(base, tokenizer, Box::new(engine))
+        Session::new(base, tokenizer, engine)
     }
 
-    /// A session on `kind` (see [`open`]); the string says why it fell back to the CPU.
+    /// A session on `kind` (see [`Engine::open`]); the string says why it fell back to the CPU.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn open(
         kind: BackendKind,
@@ -58,15 +59,15 @@ impl Session {
         options: EngineOptions,
     ) -> Result<(Session, Option<String>)> {
         let capacity = capacity.unwrap_or_else(|| default_capacity(&base.config));
-        let opened = open(kind, base.clone(), capacity, options)?;
-        Ok((Session::new(base, tokenizer, opened.backend)?, opened.fallback))
+        let opened = Engine::open(kind, base.clone(), capacity, options)?;
+        Ok((Session::new(base, tokenizer, opened.engine)?, opened.fallback))
     }
 
-    /// Run on another backend from now on (it must run this session's current
+    /// Run on another engine from now on (it must run this session's current
     /// model); a generation in progress ends.
-    pub fn set_backend(&mut self, backend: Box<dyn Backend>) {
+    pub fn set_engine(&mut self, engine: impl Into<Engine>) {
         self.generation = None;
-        self.backend = backend;
+        self.engine = engine.into();
     }
 
     pub fn base(&self) -> &Model {
@@ -74,11 +75,17 @@ impl Session {
     }
 
     pub fn model(&self) -> &Model {
-        self.backend.model()
+        self.engine.model()
     }
 
     pub fn backend(&mut self) -> &mut dyn Backend {
-        self.backend.as_mut()
+        &mut self.engine
+    }
+
+    /// The engine itself, for a front end that drives one engine's own methods (the
+    /// page: the GPU engine's async ones).
+    pub fn engine(&mut self) -> &mut Engine {
+        &mut self.engine
     }
 
     pub fn tokenizer(&self) -> Option<&Tokenizer> {
@@ -93,7 +100,7 @@ impl Session {
     pub fn set_groups(&mut self, groups: usize, method: Method, seed: u64) -> Result<()> {
         let model = convert(&self.base, groups, method, seed)?;
         self.generation = None;
-        self.backend.set_model(model)
+        self.engine.set_model(model)
     }
 
     /// Start generating from prompt token ids (BOS included by the caller): check
@@ -102,11 +109,11 @@ impl Session {
     /// Worker) yields between calls, and [`Session::stop`] ends the generation early.
     pub fn start(&mut self, prompt: &[u32], params: &GenerateParams) -> Result<()> {
         self.generation = None;
-        let mut g = Generation::new(&self.backend.model().config, params, prompt, self.backend.capacity())?;
-        self.backend.reset();
+        let mut g = Generation::new(&self.engine.model().config, params, prompt, self.engine.capacity())?;
+        self.engine.reset();
         // The prefill runs here, so its time is measured apart from decoding.
         let prompt = g.prompt().to_vec();
-        let prefill = feed(self.backend.as_mut(), &mut g, &prompt);
+        let prefill = feed(&mut self.engine, &mut g, &prompt);
         self.generation = Some(g);
         match prefill {
             Ok(()) => {
@@ -125,12 +132,12 @@ impl Session {
     pub fn next_token(&mut self) -> Result<Option<u32>> {
         let Some(mut g) = self.generation.take() else { return Ok(None) };
         let result = loop {
-            let tokens = match g.action(self.backend.pos(), self.backend.capacity()) {
+            let tokens = match g.action(self.engine.pos(), self.engine.capacity()) {
                 Action::Token(id) => break Ok(Ok(id)),
                 Action::End(reason) => break Ok(Err(reason)),
                 Action::Forward(tokens) => tokens.to_vec(),
             };
-            if let Err(e) = feed(self.backend.as_mut(), &mut g, &tokens) {
+            if let Err(e) = feed(&mut self.engine, &mut g, &tokens) {
                 break Err(e);
             }
         };
@@ -168,7 +175,7 @@ impl Session {
 
     fn update_stats(&mut self, stop_reason: &str) {
         let Some(g) = &self.generation else { return };
-        self.stats = g.stats(self.backend.as_ref(), stop_reason);
+        self.stats = g.stats(&self.engine, stop_reason);
     }
 
     /// Generate from prompt token ids (BOS included by the caller). `on_token`

@@ -98,7 +98,8 @@ fn random_model_matches_cpu_for_every_g() {
 #[test]
 #[cfg_attr(not(has_vulkan), ignore = "needs a Vulkan driver (mesa-vulkan-drivers: lavapipe)")]
 fn gpu_kv_cache_defaults_to_f16() {
-    use gqa::backend::{open::open, BackendKind, EngineOptions};
+    use gqa::backend::engine::Engine;
+    use gqa::backend::{BackendKind, EngineOptions};
     let model = test_model(&small_config(2), 3);
     for (kind, asked, expected) in [
         (BackendKind::Gpu, None, KvDType::F16),
@@ -108,9 +109,9 @@ fn gpu_kv_cache_defaults_to_f16() {
         (BackendKind::Gpu, Some(KvDType::I8), KvDType::I8),
         (BackendKind::Cpu, Some(KvDType::I8), KvDType::I8),
     ] {
-        let opened = open(kind, model.clone(), 64, EngineOptions { kv_dtype: asked }).unwrap();
+        let opened = Engine::open(kind, model.clone(), 64, EngineOptions { kv_dtype: asked }).unwrap();
         assert!(opened.fallback.is_none(), "{:?}", opened.fallback);
-        let b = opened.backend;
+        let b = opened.engine;
         assert_eq!(b.kv_dtype(), expected, "{kind:?} asked {asked:?}");
         assert_eq!(b.kv_bytes_allocated(), gqa::kv_cache_bytes(&model.config, 2, 64, expected), "{kind:?} KV bytes");
     }
@@ -360,7 +361,7 @@ fn stories260k_matches_cpu_and_reference_text() {
     println!("stories260K f16 weights: max |GPU - CPU| over 64 greedy steps = {worst:.2e}");
 
     gpu.set_model(base.clone()).unwrap();
-    let mut session = gqa::session::Session::new(base, tokenizer, Box::new(gpu)).unwrap();
+    let mut session = gqa::session::Session::new(base, tokenizer, gpu).unwrap();
     let params = gqa::generation::GenerateParams { max_tokens: 256, sampler: Default::default() };
     let text = session.generate("", &params, &mut |_| true).unwrap();
     let expected = std::fs::read_to_string(expected_path).unwrap();
@@ -375,7 +376,7 @@ fn stories260k_matches_cpu_and_reference_text() {
 fn async_generate_matches_session() {
     let model = test_model(&small_config(2), 31);
     let gpu = engine(model.clone(), 64, f32_kv());
-    let mut session = gqa::session::Session::new(model, None, Box::new(gpu)).unwrap();
+    let mut session = gqa::session::Session::new(model, None, gpu).unwrap();
     let prompt = [1u32, 7, 9];
     for sampler in [Default::default(), gqa::sampler::SamplerConfig { temperature: 0.9, top_p: 0.9, top_k: 0, seed: 3 }] {
         let params = gqa::generation::GenerateParams { max_tokens: 20, sampler };

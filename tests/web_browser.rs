@@ -1,4 +1,4 @@
-//! The browser API (src/wasm.rs) on WebGPU, in headless Chromium with wasm-bindgen-test:
+//! The browser API (src/wasm/) on WebGPU, in headless Chromium with wasm-bindgen-test:
 //! the GPU engine's logits match the CPU SIMD engine's on the same model, generation
 //! streams on the GPU, and switching G keeps both in step. Run by tests/run.sh:
 //!
@@ -108,9 +108,9 @@ async fn webgpu_kv_cache_defaults_to_f16() {
     let model = common::test_model(&common::small_config(2), 2);
     let weights = gqa::hf::to_safetensors(&model, gqa::tensor::DType::F32).unwrap();
     let mut session = ok(WebSession::from_hf(&model.config.to_json(), &weights, None, Some(64), None));
-    assert_eq!(field(&ok(session.info()), "kv_dtype").as_string().unwrap(), "f32");
+    assert_eq!(field(&ok(session.info()), "kvDtype").as_string().unwrap(), "f32");
     ok(session.use_gpu().await);
-    assert_eq!(field(&ok(session.info()), "kv_dtype").as_string().unwrap(), "f16");
+    assert_eq!(field(&ok(session.info()), "kvDtype").as_string().unwrap(), "f16");
     ok(session.use_cpu());
-    assert_eq!(field(&ok(session.info()), "kv_dtype").as_string().unwrap(), "f32");
+    assert_eq!(field(&ok(session.info()), "kvDtype").as_string().unwrap(), "f32");
 }

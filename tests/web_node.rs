@@ -1,4 +1,4 @@
-//! The browser API (src/wasm.rs) under Node, with wasm-bindgen-test: the CPU SIMD engine
+//! The browser API (src/wasm/) under Node, with wasm-bindgen-test: the CPU SIMD engine
 //! gives the native engine's logits (within 1e-5) on the same model, and Node's missing
 //! WebGPU is reported as a reason, not a panic. Run by tests/run.sh after
 //! tests/web_reference.rs has written target/web-reference/:

@@ -1,10 +1,11 @@
 // app.js: the page's wiring: controls and worker replies become state transitions, requests and readouts.
 import { state, to, can, watch, settle, setInfo } from './state.js';
 import { startWorker, send } from './worker-client.js';
+import { Request, Reply } from './messages.js';
 import { becomeIsolated } from './isolation.js';
 import * as sources from './sources.js';
 import { fmtBytes, showInfo, startRun, showToken, showDone, clearResults, clearCompare, addCompareRow, updateCompareSpeed, drawSweep, showBackendNote, engineLabel } from './readouts.js';
-import { fail, clearError, notice, progress } from './messages.js';
+import { fail, clearError, notice, progress } from './notices.js';
 import { drawHeads } from './diagram.js';
 import { drawAttention, describeCell } from './attention.js';
 import { exportJson, exportCsv, exportPng, shareLink, settingsFromUrl } from './exports.js';
@@ -24,7 +25,7 @@ window.gqaState = state;
 // ---------- the worker's replies ----------
 
 const replies = {
-  ready(m) {
+  [Reply.ready](m) {
     state.webgpu = m.webgpu;
     state.simd = m.simd;
     state.threads = m.threads;
@@ -36,7 +37,7 @@ const replies = {
     // base when there is one).
     if (first) pickerFilled.then(() => state.phase.name === 'empty' && loadSelected(restoreFromLink()));
   },
-  loaded(m) {
+  [Reply.loaded](m) {
     const { model, convertTo } = state.phase;
     state.loaded = model;
     state.contextUsed = 0;
@@ -51,32 +52,32 @@ const replies = {
     if (convertTo) convert(convertTo);
     else to('ready');
   },
-  info(m) {
+  [Reply.info](m) {
     updateInfo(m.info);
     showBackendNote();
-    if (m.convertMs !== undefined) $('progress-label').textContent = `converted to G = ${m.info.n_kv_heads} in ${m.convertMs.toFixed(1)} ms`;
+    if (m.convertMs !== undefined) $('progress-label').textContent = `converted to G = ${m.info.nKvHeads} in ${m.convertMs.toFixed(1)} ms`;
     to('ready');
   },
-  token(m) {
+  [Reply.token](m) {
     state.tokens++;
     showToken(m.text, m.stats);
   },
-  done(m) {
+  [Reply.done](m) {
     state.lastStats = m.stats;
     showDone(m.text, m.stats);
     to('ready');
     if ($('probe').checked) requestAttention();
   },
-  attention(m) {
+  [Reply.attention](m) {
     state.attention = m.view;
     drawAttention();
   },
-  backend(m) {
+  [Reply.backend](m) {
     state.backendReason = m.reason;
     state.onGpu = m.gpu;
     showBackendNote();
   },
-  gpuLost(m) {
+  [Reply.gpuLost](m) {
     $('backend').value = 'cpu';
     state.onGpu = false;
     state.backendReason = 'switched to the CPU after a WebGPU failure';
@@ -84,24 +85,24 @@ const replies = {
     showBackendNote();
     fail(`WebGPU failed (${m.message}). Switched to the CPU engine; the text so far is kept. Generate again to continue on the CPU.`);
   },
-  compareRow(m) {
+  [Reply.compareRow](m) {
     // The shipped quality table where it covers this row, else the live measurement. The
     // table was measured with an f32 KV cache (f16 moves it by rounding only); comparing
     // precisions, or with int8, every row is measured live against the f32 base.
     addCompareRow(m, m.kvDtype !== 'int8' && !state.comparingPrecisions ? shippedQuality(m) : null);
   },
-  compareSpeed(m) {
+  [Reply.compareSpeed](m) {
     updateCompareSpeed(m);
   },
-  sweepPoint(m) {
+  [Reply.sweepPoint](m) {
     (state.sweep[m.g] ??= []).push([m.ctx, m.tokS]);
     drawSweep();
   },
-  finished(m) {
+  [Reply.finished](m) {
     updateInfo(m.info);
     to('ready');
   },
-  error(m) {
+  [Reply.error](m) {
     progress(null);
     if (m.fatal) {
       // The wasm module aborted: start a fresh worker; the model must be loaded again.
@@ -112,11 +113,13 @@ const replies = {
       settle();
     }
   },
-  crash(message) {
-    fail(`The inference worker crashed: ${message}. Load a model again.`);
-    restartWorker();
-  },
 };
+
+// The worker itself failed (not a request: an error outside them).
+function crashed(message) {
+  fail(`The inference worker crashed: ${message}. Load a model again.`);
+  restartWorker();
+}
 
 function updateInfo(info) {
   setInfo(info);
@@ -131,14 +134,14 @@ function updateInfo(info) {
 
 // The attention probe's record of the chosen layer (a reply 'attention' draws it).
 function requestAttention() {
-  send('attention', { layer: Number($('probe-layer').value) || 0 });
+  send(Request.attention, { layer: Number($('probe-layer').value) || 0 });
 }
 
 function restartWorker() {
   to('restarting');
   state.info = null;
   $('probe').checked = false;
-  state.worker = startWorker(replies);
+  state.worker = startWorker(replies, crashed);
 }
 
 // ---------- requests ----------
@@ -162,7 +165,7 @@ async function load(model, getSource, convertTo = null) {
   try {
     const { source, label, transfer = [] } = await getSource();
     progress(undefined, label);
-    send('load', { backend: $('backend').value, capacity: MAX_CAPACITY, source }, transfer);
+    send(Request.load, { backend: $('backend').value, capacity: MAX_CAPACITY, source }, transfer);
   } catch (e) {
     settle();
     progress(null);
@@ -218,7 +221,7 @@ function loadFiles(fileList) {
 
 function convert(g) {
   to('converting');
-  send('setGroups', { g, method: $('method').value, seed: seed() });
+  send(Request.setGroups, { g, method: $('method').value, seed: seed() });
 }
 
 // The G, conversion method or uptrained box changed: convert the loaded model; in the shipped
@@ -238,14 +241,14 @@ function applyGroups() {
 function shippedQuality({ g, checkpoint }) {
   if (checkpoint) return sources.folderVariant(state.shipped, checkpoint);
   if (!state.onShippedBase) return null;
-  return sources.tableVariant(state.shipped, g, $('method').value, state.info.base_kv_heads);
+  return sources.tableVariant(state.shipped, g, $('method').value, state.info.baseKvHeads);
 }
 
 function generate() {
   clearError();
   startRun($('prompt').value);
   to('generating');
-  send('generate', { prompt: $('prompt').value, params: params() });
+  send(Request.generate, { prompt: $('prompt').value, params: params() });
 }
 
 // The context to compare at, or an error in words: within the model's trained context
@@ -286,7 +289,7 @@ async function compareAll() {
       (mode === 'real' ? ' (generated from the prompt; tok/s over the last 48 tokens).' : ' (KV cache filled with synthetic values; median of 47 timed steps; then each row timed twice more in interleaved rounds, and the median of the three shown).');
     // 'each': every precision in turn, f32 first (its MHA row is the quality reference).
     state.comparingPrecisions = $('compare-kv').value === 'each';
-    send('compare', {
+    send(Request.compare, {
       prompt: $('prompt').value, params: params(), groups: state.groupsToCompare, method: $('method').value, seed: seed(),
       context, mode, checkpoints, kvDtypes: state.comparingPrecisions ? ['f32', 'f16', 'int8'] : null,
     }, checkpoints.map((c) => c.source.weights));
@@ -303,18 +306,18 @@ function sweep() {
   const cap = state.info.capacity;
   const contexts = [...new Set([...SWEEP_CONTEXTS.filter((c) => c > SWEEP_STEPS && c < cap), cap])];
   $('sweep-label').textContent = `Measured on ${engineLabel(state.info.backend)}, synthetic context (KV cache filled with synthetic values), ${SWEEP_STEPS - 1} timed steps per point.`;
-  send('sweep', { groups: state.groupsToCompare, contexts, steps: SWEEP_STEPS, method: $('method').value, seed: seed() });
+  send(Request.sweep, { groups: state.groupsToCompare, contexts, steps: SWEEP_STEPS, method: $('method').value, seed: seed() });
 }
 
 function switchBackend() {
   to('switching');
-  send('backend', { want: $('backend').value });
+  send(Request.backend, { want: $('backend').value });
 }
 
 function switchKvDtype() {
   clearError();
   to('switching');
-  send('kvDtype', { dtype: $('kv-dtype').value });
+  send(Request.kvDtype, { dtype: $('kv-dtype').value });
 }
 
 // ---------- controls ----------
@@ -361,14 +364,14 @@ function wire() {
   const kv = new URLSearchParams(location.search).get('kv');
   if (kv) $('kv-dtype').value = kv;
   $('generate').onclick = generate;
-  $('stop').onclick = () => send('stop');
+  $('stop').onclick = () => send(Request.stop);
   $('compare-btn').onclick = compareAll;
   $('sweep-btn').onclick = sweep;
   $('export-json').onclick = exportJson;
   $('export-csv').onclick = exportCsv;
   $('export-png').onclick = exportPng;
   $('share-link').onclick = shareLink;
-  $('probe').onchange = () => send('setAttentionProbe', { on: $('probe').checked });
+  $('probe').onchange = () => send(Request.setAttentionProbe, { on: $('probe').checked });
   $('probe-layer').onchange = requestAttention;
   $('attention-chart').onmousemove = describeCell;
   $('attention-chart').onclick = describeCell;
@@ -379,4 +382,4 @@ wire();
 showControls();
 const pickerFilled = fillModelPicker();
 // On a host without COOP/COEP headers, first reload under the isolation service worker.
-if (!(await becomeIsolated())) state.worker = startWorker(replies);
+if (!(await becomeIsolated())) state.worker = startWorker(replies, crashed);

@@ -13,8 +13,8 @@ const [LEFT, ROW] = [70, 14];
 // The window shown: the last up to WINDOW positions of state.attention.
 function shown() {
   const a = state.attention;
-  const first = Math.max(0, a.n_ctx - WINDOW);
-  return { a, first, cols: a.n_ctx - first };
+  const first = Math.max(0, a.nCtx - WINDOW);
+  return { a, first, cols: a.nCtx - first };
 }
 
 export function drawAttention() {
@@ -25,16 +25,16 @@ export function drawAttention() {
     return;
   }
   const { a, first, cols } = shown();
-  const group = a.n_heads / a.n_kv_heads;
-  canvas.height = 22 + a.n_heads * ROW;
+  const group = a.nHeads / a.nKvHeads;
+  canvas.height = 22 + a.nHeads * ROW;
   ctx.clearRect(0, 0, canvas.width, canvas.height);
   const cell = (canvas.width - LEFT) / cols;
   ctx.font = '11px system-ui';
-  for (let h = 0; h < a.n_heads; h++) {
-    const row = a.weights.slice(h * a.n_ctx, (h + 1) * a.n_ctx);
+  for (let h = 0; h < a.nHeads; h++) {
+    const row = a.weights.slice(h * a.nCtx, (h + 1) * a.nCtx);
     const top = Math.max(...row) || 1;
     const kv = Math.floor(h / group);
-    ctx.fillStyle = groupColor(kv, a.n_kv_heads);
+    ctx.fillStyle = groupColor(kv, a.nKvHeads);
     ctx.fillRect(0, 18 + h * ROW, 6, ROW - 1);
     ctx.fillStyle = '#333';
     ctx.fillText(`q${h} → kv${kv}`, 9, 18 + h * ROW + 11);
@@ -45,7 +45,7 @@ export function drawAttention() {
     }
   }
   ctx.fillStyle = '#555';
-  ctx.fillText(`layer ${a.layer}: positions ${first}-${a.n_ctx - 1} (the last is the token itself); rows: query heads, grouped by key/value head`, LEFT, 12);
+  ctx.fillText(`layer ${a.layer}: positions ${first}-${a.nCtx - 1} (the last is the token itself); rows: query heads, grouped by key/value head`, LEFT, 12);
 }
 
 // The cell under the pointer, in words.
@@ -58,10 +58,10 @@ export function describeCell(event) {
   const { a, first, cols } = shown();
   const h = Math.floor((y - 18) / ROW);
   const j = Math.floor(((x - LEFT) * cols) / (canvas.width - LEFT));
-  if (h < 0 || h >= a.n_heads || j < 0 || j >= cols) return;
+  if (h < 0 || h >= a.nHeads || j < 0 || j >= cols) return;
   const pos = first + j;
   const token = (a.tokens[pos] ?? '?').replace(/^[Ġ▁]/, ' ');
-  const kv = Math.floor(h / (a.n_heads / a.n_kv_heads));
+  const kv = Math.floor(h / (a.nHeads / a.nKvHeads));
   $('attention-info').textContent =
-    `query head ${h} (reads key/value head ${kv}) → position ${pos}, token ${JSON.stringify(token)}: weight ${a.weights[h * a.n_ctx + pos].toFixed(4)}`;
+    `query head ${h} (reads key/value head ${kv}) → position ${pos}, token ${JSON.stringify(token)}: weight ${a.weights[h * a.nCtx + pos].toFixed(4)}`;
 }

@@ -19,7 +19,7 @@ function el(name, attrs, parent) {
 
 // How the running key/value heads came to be, in words.
 function provenance(info, method) {
-  const { n_heads: h, n_kv_heads: g, base_kv_heads: base } = info;
+  const { nHeads: h, nKvHeads: g, baseKvHeads: base } = info;
   if (g === base) {
     if (state.onShipped && !state.onShippedBase) {
       return `An uptrained checkpoint: ${g} key/value heads mean-pooled from the MHA base, then trained further ` +
@@ -40,7 +40,7 @@ export function drawHeads(method) {
   const svg = $('head-diagram');
   svg.replaceChildren();
   if (!info) return;
-  const { n_heads: h, n_kv_heads: g } = info;
+  const { nHeads: h, nKvHeads: g } = info;
   const [w, top, bottom] = [380, 22, 92];
   const size = h;
   const group = h / g;

@@ -1,6 +1,6 @@
 // readouts.js: draws what the page reports (model, speed, KV bar, compare table, sweep) from the state.
 import { plot, color } from './charts.js';
-import { notice } from './messages.js';
+import { notice } from './notices.js';
 import { state } from './state.js';
 
 const $ = (id) => document.getElementById(id);
@@ -26,15 +26,15 @@ export function showInfo() {
   const sel = $('g-select');
   sel.innerHTML = '';
   for (const g of state.groupChoices) {
-    const o = new Option(groupLabel(g, info.n_heads), g);
-    o.selected = g === info.n_kv_heads;
+    const o = new Option(groupLabel(g, info.nHeads), g);
+    o.selected = g === info.nKvHeads;
     sel.add(o);
   }
   $('model-info').textContent =
-    `${(info.params / 1e6).toFixed(2)}M params, ${info.layers} layers, H = ${info.n_heads} query heads of size ${info.head_dim}, ` +
-    `loaded with ${info.base_kv_heads} key/value heads, context ${info.context}, vocabulary ${info.vocab}` +
-    (info.has_tokenizer ? '' : ' (no tokenizer: the output shows token ids)');
-  $('weight-bytes').textContent = fmtBytes(info.weight_bytes);
+    `${(info.params / 1e6).toFixed(2)}M params, ${info.layers} layers, H = ${info.nHeads} query heads of size ${info.headDim}, ` +
+    `loaded with ${info.baseKvHeads} key/value heads, context ${info.context}, vocabulary ${info.vocab}` +
+    (info.hasTokenizer ? '' : ' (no tokenizer: the output shows token ids)');
+  $('weight-bytes').textContent = fmtBytes(info.weightBytes);
   $('backend-used').textContent = info.backend;
   showKv();
 }
@@ -45,11 +45,11 @@ export function showInfo() {
 function showKv() {
   const info = state.info;
   const ctx = state.contextUsed || info.capacity;
-  const bytes = info.kv_bytes_per_position * ctx;
-  const mha = info.kv_bytes_per_position_mha * ctx;
+  const bytes = info.kvBytesPerPosition * ctx;
+  const mha = info.kvBytesPerPositionMha * ctx;
   // The scale: f32 MHA's cache, so that the bars show G and precision multiplying.
-  const full = info.kv_bytes_per_position_mha_f32 * info.capacity;
-  $('kv-g').textContent = `${info.n_kv_heads}, context ${ctx}${state.contextUsed ? '' : ' (full)'}`;
+  const full = info.kvBytesPerPositionMhaF32 * info.capacity;
+  $('kv-g').textContent = `${info.nKvHeads}, context ${ctx}${state.contextUsed ? '' : ' (full)'}`;
   $('kv-bytes').dataset.context = ctx;
   $('kv-bytes').textContent = fmtBytes(bytes);
   $('kv-bytes').dataset.bytes = bytes;
@@ -58,7 +58,7 @@ function showKv() {
   $('kv-bar-mha').style.width = `${(100 * mha) / full}%`;
   $('kv-bar').style.width = `${(100 * bytes) / full}%`;
   $('kv-scale').textContent = `bars: share of an f32 MHA cache at the full ${info.capacity} positions (${fmtBytes(full)}); ` +
-    `this cache keeps ${info.kv_dtype}: ${info.kv_bytes_per_position} bytes per position against f32 MHA's ${info.kv_bytes_per_position_mha_f32}`;
+    `this cache keeps ${info.kvDtype}: ${info.kvBytesPerPosition} bytes per position against f32 MHA's ${info.kvBytesPerPositionMhaF32}`;
   $('context-used').textContent = `${state.contextUsed} / ${info.capacity}`;
 }
 
@@ -135,7 +135,7 @@ export function addCompareRow(m, table) {
   // A real generation that ended (end of text) before the context says where it was timed.
   const early = m.context < m.requested ? ` (ended at ${m.context} positions)` : '';
   const precision = state.comparingPrecisions ? `, ${m.kvDtype} KV` : '';
-  const label = `${groupLabel(m.g, m.nHeads)}${uptrained ? ' uptrained' : m.g === state.info.base_kv_heads ? '' : ' converted'}${precision}${early}`;
+  const label = `${groupLabel(m.g, m.nHeads)}${uptrained ? ' uptrained' : m.g === state.info.baseKvHeads ? '' : ' converted'}${precision}${early}`;
   const msPerToken = 1000 / m.tokS;
   state.compare.push({ ...m, label, uptrained, msPerToken, table });
   const row = $('compare-table').tBodies[0].insertRow();
@@ -181,7 +181,7 @@ function drawFigures() {
 // grouping removes bytes, not attention arithmetic.
 function showCompareSummary() {
   const rows = state.compare.filter((r) => !r.uptrained && r.kvDtype === state.compare[0]?.kvDtype);
-  const { n_heads: h, head_dim: hd, layers } = state.info;
+  const { nHeads: h, headDim: hd, layers } = state.info;
   const mha = rows.find((r) => r.g === h);
   const mqa = rows.find((r) => r.g === 1);
   if (!mha || !mqa || mha === mqa) return;
@@ -233,7 +233,7 @@ function drawFigure3() {
 
 // The sweep: tok/s and KV-cache bytes against context, one line per G.
 export function drawSweep() {
-  const { n_heads: h, kv_bytes_per_position_mha: mha } = state.info;
+  const { nHeads: h, kvBytesPerPositionMha: mha } = state.info;
   const entries = Object.entries(state.sweep).map(([g, points]) => [Number(g), points]).sort((a, b) => b[0] - a[0]);
   const series = entries.map(([g, points]) => ({ label: groupLabel(g, h), color: color(Math.log2(g)), points }));
   plot($('sweep-chart'), series, { xLabel: 'context length (positions)', yLabel: 'decode tok/s' });
@@ -250,7 +250,7 @@ export function showBackendNote() {
   const lines = [gpu?.available ? `WebGPU available: ${gpu.reason}${gpu.software ? ' (software fallback adapter)' : ''}.` : `WebGPU unavailable: ${gpu?.reason ?? 'unknown'}.`];
   lines.push(`CPU engine: ${state.simd}, ${threadsLabel()} (${state.threadsWhy}).`);
   if (state.backendReason) lines.push(`Running on ${state.onGpu ? 'WebGPU' : 'the CPU'}: ${state.backendReason}.`);
-  if (state.onGpu && state.info?.kv_dtype === 'f16') {
+  if (state.onGpu && state.info?.kvDtype === 'f16') {
     lines.push('WebGPU keeps the KV cache in f16 (half the bytes of the CPU engine\'s f32), so sampled text can part from ' +
       'the CPU\'s for the same seed where two tokens are nearly tied; open the page with ?kv=f32 to keep both in f32.');
   }

@@ -59,11 +59,11 @@ export const state = {
   // uptrained checkpoint (with fewer heads) is loaded.
   get groupChoices() {
     const family = this.onShipped && !this.onShippedBase && this.familyChoices;
-    return [...(family || this.info.group_choices)].reverse();
+    return [...(family || this.info.groupChoices)].reverse();
   },
   // The G choices that compare and sweep run: up to the loaded model's own.
   get groupsToCompare() {
-    return this.groupChoices.filter((g) => g <= this.info.base_kv_heads);
+    return this.groupChoices.filter((g) => g <= this.info.baseKvHeads);
   },
 };
 
@@ -88,5 +88,5 @@ export function settle() {
 // The worker's description of the loaded model (after a load, a conversion, a backend change).
 export function setInfo(info) {
   state.info = info;
-  if (state.onShippedBase) state.familyChoices = info.group_choices;
+  if (state.onShippedBase) state.familyChoices = info.groupChoices;
 }

@@ -1,9 +1,9 @@
 // worker-client.js: starts the inference worker (worker.js), sends it requests and dispatches its replies.
 let worker = null;
 
-// Start a fresh worker, ending the one before. Each reply {type, ...} goes to
-// replies[type](reply); a crash of the worker goes to replies.crash(message).
-export function startWorker(replies) {
+// Start a fresh worker, ending the one before. Each reply {type, ...} (messages.js) goes
+// to replies[type](reply); a crash of the worker goes to crashed(message).
+export function startWorker(replies, crashed) {
   worker?.terminate();
   // The page's ?test=1 (the end-to-end test) turns on the worker's test hooks, and nothing
   // else does; ?kv=f32|f16|int8 sets the KV cache's precision on every engine, and
@@ -18,12 +18,12 @@ export function startWorker(replies) {
   worker.onmessage = ({ data }) => replies[data.type]?.(data);
   worker.onerror = (e) => {
     e.preventDefault();
-    replies.crash(e.message || 'unknown error');
+    crashed(e.message || 'unknown error');
   };
   return worker;
 }
 
-// Send request `type` with its fields (worker.js lists the requests); transfer: buffers to move, not copy.
+// Send request `type` (messages.js: Request) with its fields; transfer: buffers to move, not copy.
 export function send(type, fields = {}, transfer = []) {
   worker.postMessage({ type, ...fields }, transfer);
 }

@@ -1,17 +1,17 @@
 //! The seam between a session and an engine: the [`Backend`] trait, which the CPU
-//! engine (cpu.rs) and the GPU engine (gpu/) implement, and [`open`](open::open) (in `open.rs`),
-//! the one place that chooses an engine for a front end.
+//! engine (cpu.rs) and the GPU engine (gpu/) implement, and [`Engine`](engine::Engine)
+//! (in `engine.rs`), either of the two: what a session holds, opened for every front
+//! end by [`Engine::open`](engine::Engine::open), the one place that chooses an engine.
 //!
 //! Dependencies run one way: engines implement this trait; generation and the
 //! session drive it; front ends (CLI, bench, the page) open one.
 
-pub mod open;
+pub mod engine;
 
 use crate::error::{GqaError, Result};
 use crate::model::Model;
 use crate::sampler::SamplerConfig;
 use crate::tensor::KvDType;
-
 
 /// Which logits a forward pass returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,7 +109,7 @@ pub trait Backend {
     /// The last token's attention weights in `layer`, recorded by the probe: None when
     /// the probe is off or no forward pass ran since it was turned on.
     fn attention(&mut self, layer: usize) -> Result<Option<AttentionWeights>>;
-    /// The engine itself, for front ends that need more than this trait (the page
-    /// drives the GPU engine's async methods; bench reads its kernel timing).
+    /// The engine itself, for front ends that hold a `Box<dyn Backend>` and need more
+    /// than this trait (bench reads the GPU engine's kernel timing).
     fn as_any_mut(&mut self) -> &mut dyn std::any::Any;
 }

@@ -7,14 +7,12 @@
 //! hd = head_dim, ffn = intermediate_size. Activations are (T, stride) f32 with
 //! stride = the width rounded up to 8 (the padding stays zero).
 
-use std::sync::{Arc, Mutex};
-
 use super::context::GpuContext;
 use super::options::GpuOptions;
-use super::graph::{copy, emptied, record, sample, SampleParams, Want};
+use super::graph::{record, sample, SampleParams, Want};
 use super::memory::Allocator;
 use super::resident::Resident;
-use super::submit::{Submitter, Timing};
+use super::submit::Submitter;
 use crate::backend::{AttentionWeights, Backend, Logits};
 use crate::config::kv_cache_bytes_checked;
 use crate::error::{GqaError, Result};
@@ -23,15 +21,15 @@ use crate::sampler::{sample_with, SamplerConfig};
 use crate::tensor::KvDType;
 
 pub struct GpuEngine {
-    ctx: GpuContext,
-    alloc: Allocator,
-    options: GpuOptions,
+    pub(super) ctx: GpuContext,
+    pub(super) alloc: Allocator,
+    pub(super) options: GpuOptions,
     model: Model,
     capacity: usize,
     /// `None` only when the last `set_model` failed: every call then says so.
-    res: Option<Resident>,
-    pos: usize,
-    submit: Submitter,
+    pub(super) res: Option<Resident>,
+    pub(super) pos: usize,
+    pub(super) submit: Submitter,
     /// The attention probe is on; the context its record covers (None: nothing yet).
     probe: bool,
     probe_ctx: Option<usize>,
@@ -113,24 +111,8 @@ impl GpuEngine {
         self.alloc.live_bytes()
     }
 
-    /// wgpu's allocator report (Vulkan): (allocated, reserved) bytes; None elsewhere.
-    pub fn allocator_report(&self) -> Option<(u64, u64)> {
-        let _ = self.ctx.device.poll(wgpu::PollType::Poll);
-        self.ctx.device.generate_allocator_report().map(|r| (r.total_allocated_bytes, r.total_reserved_bytes))
-    }
-
     pub fn kv_bytes_allocated(&self) -> usize {
         self.res.as_ref().map_or(0, |r| r.kv_bytes() as usize)
-    }
-
-    /// The timing since the last call.
-    pub fn take_timing(&self) -> Timing {
-        std::mem::take(&mut *self.submit.timing.lock().unwrap())
-    }
-
-    /// A handle on the timing record (take it with `std::mem::take`).
-    pub fn timing_handle(&self) -> Arc<Mutex<Timing>> {
-        self.submit.timing.clone()
     }
 
     /// Replace the model. The old buffers (weights, a KV cache of the old G heads,
@@ -298,57 +280,6 @@ impl GpuEngine {
         Ok(Some(AttentionWeights { n_heads: h, n_ctx, weights }))
     }
 
-    /// Time each dispatch of the next forward pass on its own (`Timing::kernels`).
-    pub fn profile_next_forward(&mut self) {
-        self.submit.profile_next = true;
-    }
-
-    /// The fixed cost of a decode step: the dispatches a decode step at the current
-    /// position records, each replaced by one workgroup of an empty kernel, then the
-    /// 4-byte read-back of a greedy step. Wall seconds of the median of `reps`; the
-    /// cache and position are left as they were.
-    pub async fn empty_forward_async(&mut self, reps: usize) -> Result<f64> {
-        let subgroups = self.uses_subgroups();
-        let res = self.res.as_mut().ok_or_else(not_loaded)?;
-        let ops = emptied(&record(res, self.pos, 1, Want::Argmax, self.options.kv_dtype, subgroups), res);
-        let saved = std::mem::take(&mut *self.submit.timing.lock().unwrap());
-        let mut times = Vec::new();
-        for _ in 0..reps.max(1) {
-            let start = web_time::Instant::now();
-            self.submit.run(&self.ctx, &self.alloc, res, &ops, &[], Want::Argmax).await?;
-            times.push(start.elapsed().as_secs_f64());
-        }
-        *self.submit.timing.lock().unwrap() = saved;
-        times.sort_by(f64::total_cmp);
-        Ok(times[times.len() / 2])
-    }
-
-    /// The device's copy bandwidth (bytes read plus written per second) by the copy
-    /// kernel over two buffers of up to `bytes` (at most a storage binding), timed
-    /// by timestamp queries where the adapter has them (else wall time): the best of
-    /// `reps`.
-    pub async fn copy_bandwidth_async(&mut self, bytes: u64, reps: usize) -> Result<f64> {
-        let bytes = bytes.min(self.ctx.max_binding()) / 16 * 16;
-        let usage = wgpu::BufferUsages::STORAGE;
-        let src = self.alloc.zeroed(&self.ctx.device, "copy source", bytes, usage);
-        let dst = self.alloc.zeroed(&self.ctx.device, "copy destination", bytes, usage);
-        let ops = [copy(&src, &dst, bytes)];
-        let res = self.res.as_mut().ok_or_else(not_loaded)?;
-        let saved = std::mem::take(&mut *self.submit.timing.lock().unwrap());
-        let mut best = f64::INFINITY;
-        for _ in 0..reps.max(1) {
-            let start = web_time::Instant::now();
-            self.submit.run(&self.ctx, &self.alloc, res, &ops, &[], Want::Argmax).await?;
-            let wall = start.elapsed().as_secs_f64();
-            let t = std::mem::take(&mut *self.submit.timing.lock().unwrap());
-            best = best.min(t.kernel_s.unwrap_or(wall));
-        }
-        *self.submit.timing.lock().unwrap() = saved;
-        // The bind group of these buffers goes with them.
-        self.submit.clear();
-        Ok(2.0 * bytes as f64 / best)
-    }
-
     fn check(&self, tokens: &[u32]) -> Result<()> {
         let vocab = self.model.config.vocab_size;
         if tokens.is_empty() {
@@ -377,7 +308,7 @@ impl GpuEngine {
     }
 }
 
-fn not_loaded() -> GqaError {
+pub(super) fn not_loaded() -> GqaError {
     GqaError::Backend("no model is loaded on the GPU (the last model change failed); load or convert a model again".into())
 }
 
@@ -447,15 +378,5 @@ impl GpuEngine {
     /// `new_async`, blocking.
     pub fn new(model: Model, capacity: usize, options: GpuOptions) -> Result<GpuEngine> {
         pollster::block_on(GpuEngine::new_async(model, capacity, options))
-    }
-
-    /// `empty_forward_async`, blocking.
-    pub fn empty_forward(&mut self, reps: usize) -> Result<f64> {
-        pollster::block_on(self.empty_forward_async(reps))
-    }
-
-    /// `copy_bandwidth_async`, blocking.
-    pub fn copy_bandwidth(&mut self, bytes: u64, reps: usize) -> Result<f64> {
-        pollster::block_on(self.copy_bandwidth_async(bytes, reps))
     }
 }

@@ -13,6 +13,8 @@
 //! - [`options`]: [`GpuOptions`], the engine's settings.
 //! - [`engine`]: [`GpuEngine`], the engine over those parts.
 //! - [`generate`]: `GpuEngine::generate_ids_async`, the session's generation loop, async.
+//! - [`measure`]: the engine measured: timing record, per-dispatch profile, fixed cost,
+//!   copy bandwidth.
 //! - `report` (native): the GPU side of `gqa bench`: per-kernel time, fixed cost,
 //!   read-back and the device's copy bandwidth.
 //! - `check` (native): `gqa check-gpu`, the GPU engine and sampler against the CPU's.
@@ -25,6 +27,7 @@ pub mod context;
 pub mod engine;
 pub mod generate;
 pub mod graph;
+pub mod measure;
 pub mod memory;
 pub mod options;
 pub mod pipelines;

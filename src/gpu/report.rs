@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::engine::GpuEngine;
 use super::submit::Timing;
-use crate::backend::open::{open, Opened};
+use crate::backend::engine::Engine;
 use crate::backend::{Backend, BackendKind, EngineOptions};
 use crate::bench::{BenchRow, DecodeCase};
 use crate::convert::{convert, Method};
@@ -23,9 +23,9 @@ use crate::sampler::SamplerConfig;
 /// A backend of `kind` for benchmarks, the reason it fell back to the CPU (if it
 /// did), and on the GPU the handle on its timing record.
 pub fn bench_backend(kind: BackendKind, model: Model, capacity: usize, options: EngineOptions) -> Result<BenchBackend> {
-    let Opened { mut backend, fallback } = open(kind, model, capacity, options)?;
-    let timing = backend.as_any_mut().downcast_mut::<GpuEngine>().map(|gpu| gpu.timing_handle());
-    Ok((backend, fallback, timing))
+    let mut opened = Engine::open(kind, model, capacity, options)?;
+    let timing = opened.engine.gpu().map(|gpu| gpu.timing_handle());
+    Ok((Box::new(opened.engine), opened.fallback, timing))
 }
 
 /// A backend, why it fell back to the CPU (if it did), and the GPU's timing record.

@@ -5,16 +5,15 @@
 // file. Screenshots go to target/e2e/.
 //
 //   node tests/web/e2e.mjs        (after scripts/build-web.sh)
-import { chromium } from 'playwright-core';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { serve } from '../../scripts/serve.mjs';
+import { launchChromium } from '../../scripts/support.mjs';
 import { check, finish, skip } from './checks.mjs';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const shots = `${root}target/e2e`;
 const fixture = `${process.env.GQA_SHARED_DIR ?? `${root}../shared`}/fixtures/llama2c`;
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 rmSync(shots, { recursive: true, force: true });
 mkdirSync(shots, { recursive: true });
 
@@ -23,12 +22,7 @@ const www = process.env.E2E_WWW ?? `${root}www`;
 const server = await serve({ root: www, port: 0 });
 // ?test=1: the worker's test hook ('loseGpu') is active only then.
 const url = `http://127.0.0.1:${server.address().port}/?test=1`;
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  headless: true,
-  args: ['--no-sandbox', '--enable-unsafe-webgpu', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync'],
-});
+const browser = await launchChromium({ webgpu: true });
 const page = await browser.newPage({ viewport: { width: 1280, height: 1400 } });
 const consoleErrors = [];
 page.on('console', (m) => m.type() === 'error' && consoleErrors.push(m.text()));
@@ -149,15 +143,15 @@ try {
       await page.selectOption('#g-select', String(g));
       await idle();
       await page.check('#uptrained');
-      await page.waitForFunction((g) => window.gqaState.info.base_kv_heads === g && !window.gqaState.busy, g, { timeout: 60_000 }).catch(() => {});
+      await page.waitForFunction((g) => window.gqaState.info.baseKvHeads === g && !window.gqaState.busy, g, { timeout: 60_000 }).catch(() => {});
       const uptrained = await state('s.info');
-      check(uptrained.base_kv_heads === g && uptrained.n_kv_heads === g,
-        `G = ${g}: the uptrained checkpoint is loaded (its own G = ${uptrained.base_kv_heads}, running G = ${uptrained.n_kv_heads})`);
+      check(uptrained.baseKvHeads === g && uptrained.nKvHeads === g,
+        `G = ${g}: the uptrained checkpoint is loaded (its own G = ${uptrained.baseKvHeads}, running G = ${uptrained.nKvHeads})`);
       await page.uncheck('#uptrained');
-      await page.waitForFunction((g) => window.gqaState.info.base_kv_heads !== g && window.gqaState.info.n_kv_heads === g && !window.gqaState.busy, g, { timeout: 60_000 }).catch(() => {});
+      await page.waitForFunction((g) => window.gqaState.info.baseKvHeads !== g && window.gqaState.info.nKvHeads === g && !window.gqaState.busy, g, { timeout: 60_000 }).catch(() => {});
       const converted = await state('s.info');
-      check(converted.base_kv_heads !== g && converted.n_kv_heads === g,
-        `G = ${g}: back to the base (G = ${converted.base_kv_heads}), converted to G = ${converted.n_kv_heads}`);
+      check(converted.baseKvHeads !== g && converted.nKvHeads === g,
+        `G = ${g}: back to the base (G = ${converted.baseKvHeads}), converted to G = ${converted.nKvHeads}`);
     }
     // Compare all G at the longest context the base holds, with the uptrained checkpoints.
     await page.fill('#max-tokens', '16');
@@ -200,7 +194,7 @@ try {
     };
     const [json] = await saved('#export-json');
     const exported = JSON.parse(json.bytes.toString());
-    check(exported.compare.length === rows.length && exported.compare.every((r, i) => r.tokS === rows[i].tokS) && exported.model.n_heads === info.n_heads,
+    check(exported.compare.length === rows.length && exported.compare.every((r, i) => r.tokS === rows[i].tokS) && exported.model.nHeads === info.nHeads,
       `${json.name}: ${exported.compare.length} compare rows, the model and the settings (${Object.keys(exported.settings).join(', ')})`);
     const [csv] = await saved('#export-csv');
     const lines = csv.bytes.toString().trim().split('\n');
@@ -227,11 +221,11 @@ try {
     const link = await page.inputValue('#share-url');
     const other = await browser.newPage();
     await other.goto(link);
-    await other.waitForFunction(() => window.gqaState?.info?.n_kv_heads === 2 && !window.gqaState.busy, null, { timeout: 60_000 }).catch(() => {});
+    await other.waitForFunction(() => window.gqaState?.info?.nKvHeads === 2 && !window.gqaState.busy, null, { timeout: 60_000 }).catch(() => {});
     const restored = await other.evaluate(() => {
       const v = (id) => document.getElementById(id).value;
-      return { model: v('model-select'), g: window.gqaState.info?.n_kv_heads, method: v('method'), kv: v('kv-dtype'),
-        kvEngine: window.gqaState.info?.kv_dtype, context: v('context'), prompt: v('prompt'), seed: v('seed') };
+      return { model: v('model-select'), g: window.gqaState.info?.nKvHeads, method: v('method'), kv: v('kv-dtype'),
+        kvEngine: window.gqaState.info?.kvDtype, context: v('context'), prompt: v('prompt'), seed: v('seed') };
     });
     const wanted = { model: await page.inputValue('#model-select'), g: 2, method: 'first', kv: 'f16', kvEngine: 'f16', context: '1024', prompt: 'The little dog', seed: '7' };
     check(JSON.stringify(restored) === JSON.stringify(wanted), `the link ${link.slice(link.indexOf('?'))} restores ${JSON.stringify(restored)}`);
@@ -239,7 +233,7 @@ try {
     await other.close();
     await settle('#kv-dtype', '');
     await settle('#method', 'mean');
-    await settle('#g-select', String(info.base_kv_heads));
+    await settle('#g-select', String(info.baseKvHeads));
     await page.fill('#prompt', 'Once upon a time');
     await page.fill('#seed', '1');
 
@@ -282,7 +276,7 @@ try {
     await idle();
     check(second[0] > first[0] && second[1] > first[1] && second[1] > second[0],
       `the KV bars grow during generation: MQA ${first[0].toFixed(2)}% -> ${second[0].toFixed(2)}%, MHA ${first[1].toFixed(2)}% -> ${second[1].toFixed(2)}% (context ${first[2]} -> ${second[2]})`);
-    await page.selectOption('#g-select', String(info.base_kv_heads));
+    await page.selectOption('#g-select', String(info.baseKvHeads));
     await idle();
   } else {
     skip('shipped models', `${www}/models/results.json`);
@@ -307,7 +301,7 @@ try {
     // Sampling runs on the GPU (sample.wgsl) from the same seeded draws as the CPU's. With
     // the GPU's default f16 KV cache the text may part from the CPU's (f32): the note says so.
     const note = await page.textContent('#backend-note');
-    check((await state('s.info.kv_dtype')) === 'f16' && /f16/.test(note) && /\?kv=f32/.test(note),
+    check((await state('s.info.kvDtype')) === 'f16' && /f16/.test(note) && /\?kv=f32/.test(note),
       `on WebGPU the KV cache is f16 by default, and the note says what that does to sampled text: "${note.slice(note.indexOf('WebGPU keeps'))}"`);
     console.log(`sampled text, f16 KV on WebGPU vs f32 on the CPU: ${(await page.textContent('#output')) === cpuText ? 'the same' : 'parted'}`);
     await page.screenshot({ path: `${shots}/webgpu-tiny.png`, fullPage: true });
@@ -337,7 +331,7 @@ try {
     await page.waitForFunction(() => /gpu/.test(window.gqaState.info.backend), null, { timeout: 60_000 }).catch(() => {});
     await generateAndCheck('tiny preset, WebGPU, ?kv=f32');
     const gpuF32 = await page.textContent('#output');
-    check((await state('s.info.kv_dtype')) === 'f32' && gpuF32 === cpuF32,
+    check((await state('s.info.kvDtype')) === 'f32' && gpuF32 === cpuF32,
       `with ?kv=f32, WebGPU sampling (temperature 0.8, top-p 0.9, seed ${await page.inputValue('#seed')}) streams the CPU's text ` +
       `(${gpuF32.length} chars): ${JSON.stringify(gpuF32.slice(-50))} vs ${JSON.stringify(cpuF32.slice(-50))}`);
     await page.selectOption('#backend', 'cpu');
@@ -351,13 +345,13 @@ try {
   check(choices.length >= 2, `G choices ${choices}`);
   for (const g of choices) {
     await page.selectOption('#g-select', String(g));
-    await page.waitForFunction((g) => window.gqaState.info.n_kv_heads === g && !window.gqaState.busy, g, { timeout: 30_000 });
+    await page.waitForFunction((g) => window.gqaState.info.nKvHeads === g && !window.gqaState.busy, g, { timeout: 30_000 });
     const info = await state('s.info');
     const ctx = Number(await page.getAttribute('#kv-bytes', 'data-context'));
     const shown = Number(await page.getAttribute('#kv-bytes', 'data-bytes'));
     const shownMha = Number(await page.getAttribute('#kv-bytes-mha', 'data-bytes'));
-    const formula = 2 * info.layers * g * info.head_dim * ctx * 4;
-    const mha = 2 * info.layers * info.n_heads * info.head_dim * ctx * 4;
+    const formula = 2 * info.layers * g * info.headDim * ctx * 4;
+    const mha = 2 * info.layers * info.nHeads * info.headDim * ctx * 4;
     check(shown === formula && shownMha === mha && ctx > 0, `G = ${g}: KV bytes shown ${shown} = formula ${formula} (MHA ${shownMha} = ${mha}) at context ${ctx}`);
     check(ctx === (await state('s.contextUsed')), `G = ${g}: at the context the last generation used`);
     // The head-group diagram: H query heads, G key/value heads, query head q wired to q / (H/G).
@@ -366,11 +360,11 @@ try {
       queries: [...svg.querySelectorAll('.q-node')].map((n) => Number(n.dataset.kv)),
       kv: svg.querySelectorAll('.kv-node').length,
     }));
-    check(diagram.h === info.n_heads && diagram.g === g && diagram.queries.length === info.n_heads && diagram.kv === g &&
-      diagram.queries.every((k, q) => k === Math.floor(q / (info.n_heads / g))),
+    check(diagram.h === info.nHeads && diagram.g === g && diagram.queries.length === info.nHeads && diagram.kv === g &&
+      diagram.queries.every((k, q) => k === Math.floor(q / (info.nHeads / g))),
       `G = ${g}: the diagram wires ${diagram.queries.length} query heads to ${diagram.kv} key/value heads (${diagram.queries.join(',')})`);
     const made = await page.textContent('#head-provenance');
-    check(g === info.base_kv_heads ? /MHA|own/.test(made) : /mean of the \d+ heads of its group/.test(made), `G = ${g}: "${made}"`);
+    check(g === info.baseKvHeads ? /MHA|own/.test(made) : /mean of the \d+ heads of its group/.test(made), `G = ${g}: "${made}"`);
   }
   await page.screenshot({ path: `${shots}/head-diagram.png`, fullPage: true });
 
@@ -378,16 +372,16 @@ try {
   const kvShown = async () => [Number(await page.getAttribute('#kv-bytes', 'data-bytes')), Number(await page.getAttribute('#kv-bytes', 'data-context'))];
   const [f32Bytes, f32Ctx] = await kvShown();
   await page.selectOption('#kv-dtype', 'f16');
-  await page.waitForFunction(() => window.gqaState.info.kv_dtype === 'f16' && !window.gqaState.busy, null, { timeout: 30_000 });
+  await page.waitForFunction(() => window.gqaState.info.kvDtype === 'f16' && !window.gqaState.busy, null, { timeout: 30_000 });
   const [f16Bytes, f16Ctx] = await kvShown();
   check(f16Ctx === f32Ctx && f16Bytes * 2 === f32Bytes, `KV cache f16: ${f16Bytes} bytes, half of f32's ${f32Bytes}, at context ${f16Ctx}`);
   await generateAndCheck('tiny preset, f16 KV cache');
   // int8: a quarter of f32's bytes, plus one f32 scale per layer, KV head and position for
   // the keys and one for the values.
   await page.selectOption('#kv-dtype', 'int8');
-  await page.waitForFunction(() => window.gqaState.info.kv_dtype === 'int8' && !window.gqaState.busy, null, { timeout: 30_000 });
+  await page.waitForFunction(() => window.gqaState.info.kvDtype === 'int8' && !window.gqaState.busy, null, { timeout: 30_000 });
   const [int8Bytes, int8Ctx] = await kvShown();
-  const { layers, n_kv_heads: kvHeads } = await state('s.info');
+  const { layers, nKvHeads: kvHeads } = await state('s.info');
   const scales = 2 * layers * kvHeads * int8Ctx * 4;
   check(int8Ctx === f32Ctx && int8Bytes === f32Bytes / 4 + scales,
     `KV cache int8: ${int8Bytes} bytes = a quarter of f32's ${f32Bytes} + ${scales} bytes of scales, at context ${int8Ctx}`);
@@ -395,8 +389,8 @@ try {
   check(bars[0] < bars[1] && bars[1] < 100 * (1 / 4 + 1 / 16), `the KV bars show G x precision against f32 MHA: ${bars.map((b) => b.toFixed(1)).join('% and ')}%`);
   await generateAndCheck('tiny preset, int8 KV cache');
   await page.selectOption('#kv-dtype', 'f32');
-  await page.waitForFunction(() => window.gqaState.info.kv_dtype === 'f32' && !window.gqaState.busy, null, { timeout: 30_000 });
-  check((await state('s.info.kv_dtype')) === 'f32', 'KV cache back to f32');
+  await page.waitForFunction(() => window.gqaState.info.kvDtype === 'f32' && !window.gqaState.busy, null, { timeout: 30_000 });
+  check((await state('s.info.kvDtype')) === 'f32', 'KV cache back to f32');
 
   // Attention as it happens: with the probe on, the last token's weights per query head
   // (the data behind the canvas) sum to 1, and they change when G changes.
@@ -407,22 +401,22 @@ try {
     await page.waitForFunction(() => window.gqaState.attention, null, { timeout: 30_000 });
     return state('s.attention');
   };
-  const before = await attentionAfter(`tiny preset, G = ${await state('s.info.n_kv_heads')}, attention recorded`);
+  const before = await attentionAfter(`tiny preset, G = ${await state('s.info.nKvHeads')}, attention recorded`);
   const sums = [];
-  for (let h = 0; h < before.n_heads; h++) sums.push(before.weights.slice(h * before.n_ctx, (h + 1) * before.n_ctx).reduce((a, b) => a + b, 0));
-  check(before.n_ctx === (await state('s.contextUsed')) && sums.every((s) => Math.abs(s - 1) < 1e-4) && before.tokens.length === before.n_ctx,
-    `attention of the last token: ${before.n_heads} query heads over ${before.n_ctx} positions, rows summing to ${sums.map((s) => s.toFixed(5)).join(', ')}`);
+  for (let h = 0; h < before.nHeads; h++) sums.push(before.weights.slice(h * before.nCtx, (h + 1) * before.nCtx).reduce((a, b) => a + b, 0));
+  check(before.nCtx === (await state('s.contextUsed')) && sums.every((s) => Math.abs(s - 1) < 1e-4) && before.tokens.length === before.nCtx,
+    `attention of the last token: ${before.nHeads} query heads over ${before.nCtx} positions, rows summing to ${sums.map((s) => s.toFixed(5)).join(', ')}`);
   const box = await page.$eval('#attention-chart', (c) => { const b = c.getBoundingClientRect(); return { x: b.x, y: b.y, w: b.width, h: b.height }; });
   await page.mouse.move(box.x + box.w - 3, box.y + 18 + 7);
   const hover = await page.textContent('#attention-info');
   check(/query head 0 .* position \d+, token .*: weight \d/.test(hover), `hovering a cell: "${hover}"`);
   await page.screenshot({ path: `${shots}/attention.png`, fullPage: true });
-  const other = choices.find((g) => g !== before.n_kv_heads);
+  const other = choices.find((g) => g !== before.nKvHeads);
   await page.selectOption('#g-select', String(other));
-  await page.waitForFunction((g) => window.gqaState.info.n_kv_heads === g && !window.gqaState.busy, other, { timeout: 30_000 });
+  await page.waitForFunction((g) => window.gqaState.info.nKvHeads === g && !window.gqaState.busy, other, { timeout: 30_000 });
   const after = await attentionAfter(`tiny preset, G = ${other}, attention recorded`);
-  const changed = after.n_kv_heads === other && after.weights.some((w, i) => Math.abs(w - before.weights[i]) > 1e-4);
-  check(changed, `the attention changes with G: G = ${before.n_kv_heads} -> ${after.n_kv_heads}, first weights ${before.weights.slice(0, 3).map((w) => w.toFixed(3))} -> ${after.weights.slice(0, 3).map((w) => w.toFixed(3))}`);
+  const changed = after.nKvHeads === other && after.weights.some((w, i) => Math.abs(w - before.weights[i]) > 1e-4);
+  check(changed, `the attention changes with G: G = ${before.nKvHeads} -> ${after.nKvHeads}, first weights ${before.weights.slice(0, 3).map((w) => w.toFixed(3))} -> ${after.weights.slice(0, 3).map((w) => w.toFixed(3))}`);
   await page.uncheck('#probe');
   await generateAndCheck(`tiny preset, G = ${choices.at(-1)}`);
 
@@ -471,7 +465,7 @@ try {
   check(live.every((q) => /live/.test(q)) && /^KL 0\.0000, top-1 100\.0%/.test(live[0]), `live quality vs the unconverted model: ${live.join(' | ')}`);
   // Every G with each KV precision: three rows per G, bytes per token falling with G and
   // with precision, and quality against the f32 MHA base (its own row: KL 0).
-  const kvBefore = await state('s.info.kv_dtype');
+  const kvBefore = await state('s.info.kvDtype');
   await page.selectOption('#compare-kv', 'each');
   const byPrecision = await compareAt(64);
   await page.screenshot({ path: `${shots}/compare-precisions.png`, fullPage: true });
@@ -482,7 +476,7 @@ try {
   check(byPrecision.length === 3 * choices.length && ['f32', 'f16', 'int8'].every(sameG) && cheaper &&
     byPrecision.every((r) => r.quality && r.quality.top1_agreement >= 0 && r.quality.kl_vs_base > -1e-6) && Math.abs(byPrecision[0].quality.kl_vs_base) < 1e-6,
     `compare each KV precision: ${byPrecision.map((r) => `${r.label} ${r.kvBytes} B KV, KL ${r.quality?.kl_vs_base.toFixed(4)}`).join('; ')}`);
-  check((await state('s.info.kv_dtype')) === kvBefore, `after comparing precisions the engine keeps the precision it had (${kvBefore})`);
+  check((await state('s.info.kvDtype')) === kvBefore, `after comparing precisions the engine keeps the precision it had (${kvBefore})`);
   const realRows = await compareAt(200, 'real');
   // A random model may end its text early (end-of-text token): then the row says where.
   check(realRows.length === choices.length && realRows.every((r) => r.context === 200 || (r.context < 200 && /ended at/.test(r.label))),
@@ -500,7 +494,7 @@ try {
     await page.waitForFunction(() => window.gqaState.busy, null, { timeout: 5_000 }).catch(() => {});
     await idle();
     const info = await state('s.info');
-    check(info.has_tokenizer && info.n_heads === 8, `stories260K loaded from files (H = ${info.n_heads}, G = ${info.n_kv_heads})`);
+    check(info.hasTokenizer && info.nHeads === 8, `stories260K loaded from files (H = ${info.nHeads}, G = ${info.nKvHeads})`);
     await page.fill('#prompt', 'Once upon a time');
     await generateAndCheck('stories260K, CPU');
     await page.screenshot({ path: `${shots}/cpu-stories260K.png`, fullPage: true });
