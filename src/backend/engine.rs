@@ -132,8 +132,4 @@ impl Backend for Engine {
     fn attention(&mut self, layer: usize) -> Result<Option<AttentionWeights>> {
         self.backend_mut().attention(layer)
     }
-    /// The engine inside, so that a downcast finds the CPU or GPU engine itself.
-    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
-        self.backend_mut().as_any_mut()
-    }
 }

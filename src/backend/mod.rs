@@ -109,7 +109,4 @@ pub trait Backend {
     /// The last token's attention weights in `layer`, recorded by the probe: None when
     /// the probe is off or no forward pass ran since it was turned on.
     fn attention(&mut self, layer: usize) -> Result<Option<AttentionWeights>>;
-    /// The engine itself, for front ends that hold a `Box<dyn Backend>` and need more
-    /// than this trait (bench reads the GPU engine's kernel timing).
-    fn as_any_mut(&mut self) -> &mut dyn std::any::Any;
 }

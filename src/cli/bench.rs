@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use gqa::backend::BackendKind;
+use gqa::backend::{Backend, BackendKind};
 use gqa::bench::{self, BenchReport};
 use gqa::config::{divisors, kv_cache_bytes};
 use gqa::model::Model;
@@ -120,7 +120,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let kv_dtype = backend.kv_dtype();
     let mut timings = Vec::new();
     let bar = bar((a.rounds * groups.len() * contexts.len()) as u64, "cases");
-    let (bandwidth, rows, convert_memory) = bench::run(backend.as_mut(), &base, &groups, &contexts, a.steps, a.rounds, &mut |d, _| {
+    let (bandwidth, rows, convert_memory) = bench::run(&mut backend, &base, &groups, &contexts, a.steps, a.rounds, &mut |d, _| {
         bar.set_position(d as u64);
         if let Some(t) = &gpu_timing {
             timings.push(std::mem::take(&mut *t.lock().unwrap()));
@@ -141,7 +141,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         rows,
     };
     // On the GPU: where the time goes, case by case (gpu/report.rs).
-    let gpu_profile = match backend.as_any_mut().downcast_mut::<gqa::gpu::GpuEngine>() {
+    let gpu_profile = match backend.gpu() {
         Some(gpu) => {
             eprintln!("profiling each case on the GPU ...");
             Some(gqa::gpu::report::profile(gpu, &base, &report.rows, &timings, a.steps)?)

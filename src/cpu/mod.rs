@@ -343,9 +343,6 @@ impl Backend for CpuEngine {
     fn kv_dtype(&self) -> KvDType {
         self.cache.dtype()
     }
-    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
-        self
-    }
 }
 
 /// Bytes each matrix product of a block reads, one parallel region each in `run`:

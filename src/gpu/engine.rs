@@ -358,9 +358,6 @@ impl Backend for GpuEngine {
     fn attention(&mut self, layer: usize) -> Result<Option<AttentionWeights>> {
         block_on(self.attention_async(layer))
     }
-    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
-        self
-    }
 }
 
 #[cfg(not(target_arch = "wasm32"))]

@@ -25,11 +25,11 @@ use crate::sampler::SamplerConfig;
 pub fn bench_backend(kind: BackendKind, model: Model, capacity: usize, options: EngineOptions) -> Result<BenchBackend> {
     let mut opened = Engine::open(kind, model, capacity, options)?;
     let timing = opened.engine.gpu().map(|gpu| gpu.timing_handle());
-    Ok((Box::new(opened.engine), opened.fallback, timing))
+    Ok((opened.engine, opened.fallback, timing))
 }
 
 /// A backend, why it fell back to the CPU (if it did), and the GPU's timing record.
-pub type BenchBackend = (Box<dyn Backend>, Option<String>, Option<Arc<Mutex<Timing>>>);
+pub type BenchBackend = (Engine, Option<String>, Option<Arc<Mutex<Timing>>>);
 
 /// The adapter, as the profile reports it.
 #[derive(Clone, Debug, Serialize)]
