@@ -8,7 +8,7 @@
 //! d holding dimension d of the block's positions), so that the scores q . k
 //! vectorize along positions; a value block is one row per position (len x
 //! head_dim), so that the weighted sum of values vectorizes along head_dim and
-//! needs no horizontal sums (see kernels.rs). Either is read once per token for
+//! needs no horizontal sums (see kernels/attention.rs). Either is read once per token for
 //! all H/G query heads of its group. A block is one contiguous piece of memory
 //! (16 KiB for head_dim 16 in f32): rows a whole context apart would share
 //! cache sets and evict each other while the kernel reads all of them at once.

@@ -1,5 +1,5 @@
 //! The seam between a session and an engine: the [`Backend`] trait, which the CPU
-//! engine (cpu.rs) and the GPU engine (gpu/) implement, and [`Engine`](engine::Engine)
+//! engine (cpu/) and the GPU engine (gpu/) implement, and [`Engine`](engine::Engine)
 //! (in `engine.rs`), either of the two: what a session holds, opened for every front
 //! end by [`Engine::open`](engine::Engine::open), the one place that chooses an engine.
 //!

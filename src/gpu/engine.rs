@@ -1,4 +1,4 @@
-//! The GPU engine: the CPU engine's forward pass (cpu.rs), kernel by kernel, on the
+//! The GPU engine: the CPU engine's forward pass (cpu/mod.rs), kernel by kernel, on the
 //! resident buffers of one model (resident.rs), recorded (graph.rs) into one compute
 //! pass and one queue submission per call (submit.rs).
 //!

@@ -1,4 +1,4 @@
-//! Recording a forward pass: the CPU engine's forward pass (cpu.rs) as a list of
+//! Recording a forward pass: the CPU engine's forward pass (cpu/mod.rs) as a list of
 //! dispatches (kernel, buffers, parameters, workgroup counts) over the resident
 //! buffers, which submit.rs turns into one compute pass.
 //!

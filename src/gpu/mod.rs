@@ -1,4 +1,4 @@
-//! The GPU backend: the same forward pass as the CPU engine (cpu.rs), on wgpu, with
+//! The GPU backend: the same forward pass as the CPU engine (cpu/mod.rs), on wgpu, with
 //! one WGSL file per kernel in shaders/. Natively it runs on Vulkan (lavapipe works,
 //! CPU-emulated); in the browser on WebGPU. Everything that waits on the GPU is async
 //! (no blocking poll on wasm); native front ends use the blocking [`Backend`] impl.
