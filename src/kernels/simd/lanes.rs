@@ -3,6 +3,8 @@
 
 use half::f16;
 
+use super::elem::f16_bits_to_f32;
+
 /// A vector of f32 lanes: what the kernels are written in, once.
 pub trait Lanes: Copy {
     /// Lanes per vector.
@@ -26,6 +28,26 @@ pub trait Lanes: Copy {
     /// # Safety
     /// `p..p + N` must be readable.
     unsafe fn load_i8(p: *const i8) -> Self;
+    /// N bytes at `p` (any alignment), each `(byte >> shift) & mask`, as f32:
+    /// the nibbles and bit fields of the GGUF block formats (`shift` < 8).
+    ///
+    /// # Safety
+    /// `p..p + N` must be readable.
+    unsafe fn load_u8_bits(p: *const u8, shift: u32, mask: u32) -> Self;
+    /// Lane l is bit `first + l` of `word`, as 0.0 or 1.0 (`first + N` <= 32):
+    /// Q5_0's fifth bits.
+    fn unpack_bits(word: u32, first: u32) -> Self;
+    /// N bf16 at `p` (any alignment) as f32.
+    ///
+    /// # Safety
+    /// `p..p + 2N` must be readable.
+    unsafe fn load_bf16(p: *const u8) -> Self;
+    /// One f16 (as bits) to f32: a block's scale. In software by default (see
+    /// [`f16_bits_to_f32`]); one instruction where the hardware converts.
+    #[inline(always)]
+    fn f16_to_f32(h: u16) -> f32 {
+        f16_bits_to_f32(h)
+    }
     /// `self * b + c` (fused where the hardware has it).
     fn mul_add(self, b: Self, c: Self) -> Self;
     fn add(self, b: Self) -> Self;
