@@ -3,8 +3,6 @@
 
 use half::f16;
 
-use super::elem::f16_bits_to_f32;
-
 /// A vector of f32 lanes: what the kernels are written in, once.
 pub trait Lanes: Copy {
     /// Lanes per vector.
@@ -42,12 +40,9 @@ pub trait Lanes: Copy {
     /// # Safety
     /// `p..p + 2N` must be readable.
     unsafe fn load_bf16(p: *const u8) -> Self;
-    /// One f16 (as bits) to f32: a block's scale. In software by default (see
-    /// [`f16_bits_to_f32`]); one instruction where the hardware converts.
-    #[inline(always)]
-    fn f16_to_f32(h: u16) -> f32 {
-        f16_bits_to_f32(h)
-    }
+    /// One f16 (as bits) to f32: a block's scale. One instruction where the
+    /// hardware converts, else in software (`elem::f16_bits_to_f32`).
+    fn f16_to_f32(h: u16) -> f32;
     /// `self * b + c` (fused where the hardware has it).
     fn mul_add(self, b: Self, c: Self) -> Self;
     fn add(self, b: Self) -> Self;

@@ -38,6 +38,10 @@ impl Lanes for [f32; 8] {
         std::array::from_fn(|j| ((word >> (first + j as u32)) & 1) as f32)
     }
     #[inline(always)]
+    fn f16_to_f32(h: u16) -> f32 {
+        f16_bits_to_f32(h)
+    }
+    #[inline(always)]
     unsafe fn load_bf16(p: *const u8) -> Self {
         std::array::from_fn(|j| f32::from_bits((u16::from_le_bytes([*p.add(2 * j), *p.add(2 * j + 1)]) as u32) << 16))
     }

@@ -56,6 +56,10 @@ impl Lanes for F32x8 {
         F32x8(v128_and(i32x4_ne(lo, u32x4_splat(0)), one), v128_and(i32x4_ne(hi, u32x4_splat(0)), one))
     }
     #[inline(always)]
+    fn f16_to_f32(h: u16) -> f32 {
+        super::elem::f16_bits_to_f32(h)
+    }
+    #[inline(always)]
     unsafe fn load_bf16(p: *const u8) -> Self {
         let h = v128_load(p as *const v128);
         F32x8(i32x4_shl(u32x4_extend_low_u16x8(h), 16), i32x4_shl(u32x4_extend_high_u16x8(h), 16))
