@@ -267,6 +267,7 @@ impl View for OutTensor<'_> {
         let bytes = match matrix.to_dtype(self.dtype).data {
             Data::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
             Data::F16(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            Data::Quantized { .. } => unreachable!("to_dtype stores f32 or f16"),
         };
         Cow::Owned(bytes)
     }

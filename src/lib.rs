@@ -22,6 +22,7 @@ pub mod loader;
 pub mod matmul;
 pub mod model;
 pub mod presets;
+pub mod quant;
 pub mod rng;
 pub mod rope;
 pub mod sampler;

@@ -2,7 +2,7 @@
 //! rows of one or several stacked matrices are split into tasks across threads
 //! (where the caller says the work pays for it), each task streaming its rows once.
 
-use crate::kernels::{for_chunks, rows_dot_slice, swiglu_gate, threads};
+use crate::kernels::{for_chunks, rows_dot_quant, rows_dot_slice, swiglu_gate, threads};
 use crate::tensor::{Data, Matrix};
 
 /// `out[i] = w.row(r0 + i) . x` for consecutive rows of one matrix.
@@ -12,6 +12,10 @@ fn rows_dot(w: &Matrix, r0: usize, x: &[f32], out: &mut [f32]) {
     match &w.data {
         Data::F32(d) => rows_dot_slice(&d[r0 * c..], c, x, out),
         Data::F16(d) => rows_dot_slice(&d[r0 * c..], c, x, out),
+        Data::Quantized { format, bytes } => {
+            let row = format.row_bytes(c).expect("whole blocks (checked when built)");
+            rows_dot_quant(*format, &bytes[r0 * row..], c, x, out)
+        }
     }
 }
 
@@ -157,5 +161,62 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Quantized matrices (every GGUF format), stacked with an f32 one, in
+    /// matmul, matvec and the fused SwiGLU, serial and parallel, against f64
+    /// sums of the reference dequantizer's weights (bound as in the kernel's tests).
+    #[test]
+    fn quantized_matrices_match_f64() {
+        use crate::quant::reference::{dequantize_f64, offsets_f64, quantize};
+        use crate::quant::Format;
+        for format in Format::ALL {
+            let (rows, cols, n) = (13, 2 * format.block_weights().max(32), 3);
+            let (wb, ub) = (quantize(format, &randn(rows * cols, 5)), quantize(format, &randn(rows * cols, 6)));
+            let w = Matrix::quantized(rows, cols, format, wb.clone()).unwrap();
+            let u = Matrix::quantized(rows, cols, format, ub.clone()).unwrap();
+            assert_eq!((w.bytes(), w.format(), w.dtype()), (wb.len(), format, DType::F32));
+            let f = Matrix::from_f32(rows, cols, randn(rows * cols, 7));
+            let (wv, uv, fv) = (dequantize_f64(format, &wb), dequantize_f64(format, &ub), f.to_f32_vec());
+            let (wo, uo) = (offsets_f64(format, &wb), offsets_f64(format, &ub));
+            let x = randn(n * cols, 8);
+            // (exact, bound) for row r of weights v (offsets o) against input t.
+            let dot = |v: &[f64], o: &[f64], r: usize, t: usize| {
+                let (v, o, x) = (&v[r * cols..(r + 1) * cols], &o[r * cols..(r + 1) * cols], &x[t * cols..(t + 1) * cols]);
+                let exact: f64 = v.iter().zip(x).map(|(v, x)| v * *x as f64).sum();
+                let terms: f64 = v.iter().zip(o).zip(x).map(|((v, o), x)| (v.abs() + 2.0 * o) * x.abs() as f64).sum();
+                (exact, (cols as f64 / 8.0 + 64.0) * f64::powi(2.0, -24) * terms + 1e-6)
+            };
+            let fv64: Vec<f64> = fv.iter().map(|&v| v as f64).collect();
+            let zeros = vec![0.0; rows * cols];
+            for parallel in [false, true] {
+                let (mut stacked, mut swiglu, mut tmp) = (vec![0.0; n * 3 * rows], vec![0.0; n * rows], Vec::new());
+                matmul(&[&w, &f, &u], &x, n, &mut stacked, &mut tmp, parallel);
+                matmul_swiglu(&w, &u, &x, n, &mut swiglu, &mut tmp, parallel);
+                for t in 0..n {
+                    let mut one = vec![0.0; rows];
+                    matvec(&w, &x[t * cols..(t + 1) * cols], &mut one, parallel);
+                    for r in 0..rows {
+                        let name = format!("{} t={t} r={r} parallel={parallel}", format.name());
+                        let ((ew, tw), (ef, tf), (eu, tu)) = (dot(&wv, &wo, r, t), dot(&fv64, &zeros, r, t), dot(&uv, &uo, r, t));
+                        let got = |v: &[f32], i: usize| v[i] as f64;
+                        assert!((got(&stacked, t * 3 * rows + r) - ew).abs() <= tw, "matmul W {name}");
+                        assert!((got(&stacked, t * 3 * rows + rows + r) - ef).abs() <= tf, "matmul F {name}");
+                        assert!((got(&stacked, t * 3 * rows + 2 * rows + r) - eu).abs() <= tu, "matmul U {name}");
+                        assert!((got(&one, r) - ew).abs() <= tw, "matvec {name}");
+                        let glu = ew / (1.0 + (-ew).exp()) * eu;
+                        assert!((got(&swiglu, t * rows + r) - glu).abs() <= 1e-4 * (1.0 + glu.abs()), "swiglu {name}");
+                    }
+                }
+            }
+            // The embedding lookup and the copies dequantize as the reference does.
+            let mut row = vec![0.0; cols];
+            w.row_into(rows - 1, &mut row);
+            assert!(row.iter().zip(&wv[(rows - 1) * cols..]).all(|(a, b)| (*a as f64 - b).abs() <= b.abs() * 1e-7));
+            assert_eq!(w.to_dtype(DType::F32).to_f32_vec(), w.to_f32_vec());
+            assert!(Matrix::shares(&w, &w.clone()) && !Matrix::shares(&w, &w.to_dtype(DType::F32)));
+        }
+        assert!(Matrix::quantized(2, 48, Format::Q4_0, vec![0; 2 * 18]).is_err(), "48 is not whole blocks of 32");
+        assert!(Matrix::quantized(2, 64, Format::Q4_0, vec![0; 3 * 18]).is_err(), "wrong byte count");
     }
 }

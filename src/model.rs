@@ -63,7 +63,7 @@ impl Model {
     /// Bytes a decode step streams from weights: every block matrix, the final
     /// norm and the classifier, plus one embedding row.
     pub fn weight_bytes_per_token(&self) -> usize {
-        let emb_row = self.config.hidden_size * self.embed.dtype().size();
+        let emb_row = self.embed.bytes() / self.embed.rows.max(1);
         let classifier = self.classifier().bytes();
         self.weight_bytes() - self.embed.bytes() - self.lm_head.as_ref().map_or(0, |h| h.bytes())
             + emb_row

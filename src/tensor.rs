@@ -1,10 +1,14 @@
 //! Weight matrices as the engine keeps them in memory: row-major (out x in), f32 or f16,
-//! in [`Shared`] storage so that copies of a model share their weights.
+//! or rows in a GGUF format's bytes (block-quantized weights stay quantized, see
+//! [`crate::quant`]), in [`Shared`] storage so that copies of a model share their weights.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
 use half::f16;
+
+use crate::error::{GqaError, Result};
+use crate::quant::{self, Format};
 
 /// Weights that copies of a model share instead of duplicating: cloning is a
 /// reference count, so a session's base model, its engine's model and every
@@ -120,6 +124,9 @@ impl KvDType {
 pub enum Data {
     F32(Shared<Vec<f32>>),
     F16(Shared<Vec<f16>>),
+    /// Rows in `format`'s bytes, one after another (each a whole number of
+    /// blocks), as a GGUF file holds them; any alignment.
+    Quantized { format: Format, bytes: Shared<Vec<u8>> },
 }
 
 /// A weight matrix of `rows` outputs by `cols` inputs (PyTorch `nn.Linear` layout).
@@ -136,15 +143,41 @@ impl Matrix {
         Matrix { rows, cols, data: Data::F32(data.into()) }
     }
 
+    /// `rows` rows of `cols` weights in `format`'s bytes (a GGUF tensor's data).
+    pub fn quantized(rows: usize, cols: usize, format: Format, bytes: Vec<u8>) -> Result<Matrix> {
+        let row = format.row_bytes(cols).ok_or_else(|| {
+            GqaError::Invalid(format!("a {} row of {cols} weights is not a whole number of {}-weight blocks", format.name(), format.block_weights()))
+        })?;
+        if bytes.len() != rows * row {
+            return Err(GqaError::Invalid(format!("{rows} {} rows of {cols} weights take {} bytes, not {}", format.name(), rows * row, bytes.len())));
+        }
+        Ok(Matrix { rows, cols, data: Data::Quantized { format, bytes: bytes.into() } })
+    }
+
+    /// The type the matrix computes in: a quantized matrix's rows dequantize to
+    /// f32, and it reports F32 (its storage is [`Matrix::format`]).
     pub fn dtype(&self) -> DType {
         match self.data {
-            Data::F32(_) => DType::F32,
+            Data::F32(_) | Data::Quantized { .. } => DType::F32,
             Data::F16(_) => DType::F16,
         }
     }
 
+    /// How the weights are stored, as a GGUF tensor type.
+    pub fn format(&self) -> Format {
+        match self.data {
+            Data::F32(_) => Format::F32,
+            Data::F16(_) => Format::F16,
+            Data::Quantized { format, .. } => format,
+        }
+    }
+
+    /// Bytes the weights take in memory.
     pub fn bytes(&self) -> usize {
-        self.rows * self.cols * self.dtype().size()
+        match &self.data {
+            Data::Quantized { bytes, .. } => bytes.len(),
+            _ => self.rows * self.cols * self.dtype().size(),
+        }
     }
 
     /// Copy row `r` into `out` as f32.
@@ -153,6 +186,10 @@ impl Matrix {
         match &self.data {
             Data::F32(d) => out.copy_from_slice(&d[range]),
             Data::F16(d) => crate::kernels::f16_to_f32(&d[range], out),
+            Data::Quantized { format, bytes } => {
+                let row = format.row_bytes(self.cols).expect("whole blocks (checked when built)");
+                quant::dequantize(*format, &bytes[r * row..(r + 1) * row], out)
+            }
         }
     }
 
@@ -161,16 +198,22 @@ impl Matrix {
         match &self.data {
             Data::F32(d) => d.to_vec(),
             Data::F16(d) => d.iter().map(|v| v.to_f32()).collect(),
+            Data::Quantized { format, bytes } => {
+                let mut out = vec![0.0; self.rows * self.cols];
+                quant::dequantize(*format, bytes, &mut out);
+                out
+            }
         }
     }
 
     /// The same values stored as `dtype` (f16 rounds to nearest); the same dtype
-    /// shares the data.
+    /// shares the data. A quantized matrix is dequantized (never shared).
     pub fn to_dtype(&self, dtype: DType) -> Matrix {
         let data = match (dtype, &self.data) {
             (DType::F32, Data::F32(_)) | (DType::F16, Data::F16(_)) => self.data.clone(),
-            (DType::F32, Data::F16(_)) => Data::F32(self.to_f32_vec().into()),
+            (DType::F32, Data::F16(_) | Data::Quantized { .. }) => Data::F32(self.to_f32_vec().into()),
             (DType::F16, Data::F32(d)) => Data::F16(d.iter().map(|&v| f16::from_f32(v)).collect::<Vec<_>>().into()),
+            (DType::F16, Data::Quantized { .. }) => Data::F16(self.to_f32_vec().iter().map(|&v| f16::from_f32(v)).collect::<Vec<_>>().into()),
         };
         Matrix { rows: self.rows, cols: self.cols, data }
     }
@@ -180,6 +223,7 @@ impl Matrix {
         match (&a.data, &b.data) {
             (Data::F32(x), Data::F32(y)) => Shared::ptr_eq(x, y),
             (Data::F16(x), Data::F16(y)) => Shared::ptr_eq(x, y),
+            (Data::Quantized { bytes: x, .. }, Data::Quantized { bytes: y, .. }) => Shared::ptr_eq(x, y),
             _ => false,
         }
     }

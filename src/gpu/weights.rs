@@ -90,6 +90,13 @@ fn pack_rows(m: &Matrix, row0: usize, rows: usize) -> Vec<u8> {
                 }
                 out.resize(out.len() + (cols_pad - m.cols) * 2, 0);
             }
+            Data::Quantized { .. } => {
+                // Dequantized: the shaders read f32 (the matrix's dtype).
+                let mut row = vec![0.0; m.cols];
+                m.row_into(r, &mut row);
+                out.extend(row.iter().flat_map(|v| v.to_le_bytes()));
+                out.resize(out.len() + (cols_pad - m.cols) * 4, 0);
+            }
         }
     }
     out

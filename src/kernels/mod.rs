@@ -7,7 +7,8 @@
 //! - the kernel families, each a body written once over `Lanes` and a public
 //!   entry point that dispatches it: [`dot`] (row dot products), [`attention`]
 //!   (scores and weighted values over a cache block), [`exp`] (softmax
-//!   numerators, SwiGLU's gate), [`convert`] (f16 slices to f32);
+//!   numerators, SwiGLU's gate), [`convert`] (f16 slices to f32),
+//!   [`quant_dot`] (row dot products on GGUF block-quantized rows);
 //! - [`threads`]: the thread pool, apart from the arithmetic.
 //!
 //! The matrix products on model weights (`crate::matmul`) sit above these and
@@ -17,6 +18,7 @@ pub mod attention;
 pub mod convert;
 pub mod dot;
 pub mod exp;
+pub mod quant_dot;
 pub mod simd;
 pub mod threads;
 
@@ -24,6 +26,7 @@ pub use attention::{attention_scores, attention_values, Rows};
 pub use convert::f16_to_f32;
 pub use dot::{axpy, rows_dot_slice};
 pub use exp::{softmax_numerators, swiglu_gate};
+pub use quant_dot::rows_dot_quant;
 pub use simd::{Elem, Lanes};
 pub use threads::{for_chunks, on_pool, threads};
 

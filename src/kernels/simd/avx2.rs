@@ -40,6 +40,28 @@ impl Lanes for __m256 {
         _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(p as *const __m128i)))
     }
     #[inline(always)]
+    unsafe fn load_u8_bits(p: *const u8, shift: u32, mask: u32) -> Self {
+        let v = _mm256_cvtepu8_epi32(_mm_loadl_epi64(p as *const __m128i));
+        let v = _mm256_and_si256(_mm256_srl_epi32(v, _mm_cvtsi32_si128(shift as i32)), _mm256_set1_epi32(mask as i32));
+        _mm256_cvtepi32_ps(v)
+    }
+    #[inline(always)]
+    fn unpack_bits(word: u32, first: u32) -> Self {
+        unsafe {
+            let at = _mm256_add_epi32(_mm256_set1_epi32(first as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+            let bits = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(word as i32), at), _mm256_set1_epi32(1));
+            _mm256_cvtepi32_ps(bits)
+        }
+    }
+    #[inline(always)]
+    unsafe fn load_bf16(p: *const u8) -> Self {
+        _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(_mm_loadu_si128(p as *const __m128i))))
+    }
+    #[inline(always)]
+    fn f16_to_f32(h: u16) -> f32 {
+        unsafe { _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h as i32))) }
+    }
+    #[inline(always)]
     fn mul_add(self, b: Self, c: Self) -> Self {
         unsafe { _mm256_fmadd_ps(self, b, c) }
     }

@@ -40,6 +40,25 @@ impl Lanes for __m512 {
         _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(p as *const __m128i)))
     }
     #[inline(always)]
+    unsafe fn load_u8_bits(p: *const u8, shift: u32, mask: u32) -> Self {
+        let v = _mm512_cvtepu8_epi32(_mm_loadu_si128(p as *const __m128i));
+        let v = _mm512_and_si512(_mm512_srl_epi32(v, _mm_cvtsi32_si128(shift as i32)), _mm512_set1_epi32(mask as i32));
+        _mm512_cvtepi32_ps(v)
+    }
+    #[inline(always)]
+    fn unpack_bits(word: u32, first: u32) -> Self {
+        // The 16 bits are a lane mask: 1.0 where set, 0.0 elsewhere.
+        unsafe { _mm512_maskz_mov_ps((word >> first) as __mmask16, _mm512_set1_ps(1.0)) }
+    }
+    #[inline(always)]
+    unsafe fn load_bf16(p: *const u8) -> Self {
+        _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(_mm256_loadu_si256(p as *const __m256i))))
+    }
+    #[inline(always)]
+    fn f16_to_f32(h: u16) -> f32 {
+        unsafe { _mm512_cvtss_f32(_mm512_cvtph_ps(_mm256_set1_epi16(h as i16))) }
+    }
+    #[inline(always)]
     fn mul_add(self, b: Self, c: Self) -> Self {
         unsafe { _mm512_fmadd_ps(self, b, c) }
     }

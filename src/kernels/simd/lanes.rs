@@ -26,6 +26,23 @@ pub trait Lanes: Copy {
     /// # Safety
     /// `p..p + N` must be readable.
     unsafe fn load_i8(p: *const i8) -> Self;
+    /// N bytes at `p` (any alignment), each `(byte >> shift) & mask`, as f32:
+    /// the nibbles and bit fields of the GGUF block formats (`shift` < 8).
+    ///
+    /// # Safety
+    /// `p..p + N` must be readable.
+    unsafe fn load_u8_bits(p: *const u8, shift: u32, mask: u32) -> Self;
+    /// Lane l is bit `first + l` of `word`, as 0.0 or 1.0 (`first + N` <= 32):
+    /// Q5_0's fifth bits.
+    fn unpack_bits(word: u32, first: u32) -> Self;
+    /// N bf16 at `p` (any alignment) as f32.
+    ///
+    /// # Safety
+    /// `p..p + 2N` must be readable.
+    unsafe fn load_bf16(p: *const u8) -> Self;
+    /// One f16 (as bits) to f32: a block's scale. One instruction where the
+    /// hardware converts, else in software (`elem::f16_bits_to_f32`).
+    fn f16_to_f32(h: u16) -> f32;
     /// `self * b + c` (fused where the hardware has it).
     fn mul_add(self, b: Self, c: Self) -> Self;
     fn add(self, b: Self) -> Self;

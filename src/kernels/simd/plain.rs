@@ -23,11 +23,27 @@ impl Lanes for [f32; 8] {
     }
     #[inline(always)]
     unsafe fn load_f16(p: *const f16) -> Self {
-        std::array::from_fn(|j| f16_bits_to_f32((*p.add(j)).to_bits()))
+        std::array::from_fn(|j| f16_bits_to_f32(p.add(j).read_unaligned().to_bits()))
     }
     #[inline(always)]
     unsafe fn load_i8(p: *const i8) -> Self {
         std::array::from_fn(|j| *p.add(j) as f32)
+    }
+    #[inline(always)]
+    unsafe fn load_u8_bits(p: *const u8, shift: u32, mask: u32) -> Self {
+        std::array::from_fn(|j| ((*p.add(j) as u32 >> shift) & mask) as f32)
+    }
+    #[inline(always)]
+    fn unpack_bits(word: u32, first: u32) -> Self {
+        std::array::from_fn(|j| ((word >> (first + j as u32)) & 1) as f32)
+    }
+    #[inline(always)]
+    fn f16_to_f32(h: u16) -> f32 {
+        f16_bits_to_f32(h)
+    }
+    #[inline(always)]
+    unsafe fn load_bf16(p: *const u8) -> Self {
+        std::array::from_fn(|j| f32::from_bits((u16::from_le_bytes([*p.add(2 * j), *p.add(2 * j + 1)]) as u32) << 16))
     }
     #[inline(always)]
     fn mul_add(self, b: Self, c: Self) -> Self {

@@ -41,6 +41,29 @@ impl Lanes for F32x8 {
         let h = i16x8_extend_low_i8x16(v128_load64_zero(p as *const u64));
         F32x8(f32x4_convert_i32x4(i32x4_extend_low_i16x8(h)), f32x4_convert_i32x4(i32x4_extend_high_i16x8(h)))
     }
+    #[inline(always)]
+    unsafe fn load_u8_bits(p: *const u8, shift: u32, mask: u32) -> Self {
+        let b = v128_and(u8x16_shr(v128_load64_zero(p as *const u64), shift), u8x16_splat(mask as u8));
+        let h = u16x8_extend_low_u8x16(b);
+        F32x8(f32x4_convert_i32x4(u32x4_extend_low_u16x8(h)), f32x4_convert_i32x4(u32x4_extend_high_u16x8(h)))
+    }
+    #[inline(always)]
+    fn unpack_bits(word: u32, first: u32) -> Self {
+        // Each lane's own bit, tested: 1.0 where set (all ones and 1.0's bits).
+        let w = u32x4_splat(word >> first);
+        let (lo, hi) = (v128_and(w, u32x4(1, 2, 4, 8)), v128_and(w, u32x4(16, 32, 64, 128)));
+        let one = f32x4_splat(1.0);
+        F32x8(v128_and(i32x4_ne(lo, u32x4_splat(0)), one), v128_and(i32x4_ne(hi, u32x4_splat(0)), one))
+    }
+    #[inline(always)]
+    fn f16_to_f32(h: u16) -> f32 {
+        super::elem::f16_bits_to_f32(h)
+    }
+    #[inline(always)]
+    unsafe fn load_bf16(p: *const u8) -> Self {
+        let h = v128_load(p as *const v128);
+        F32x8(i32x4_shl(u32x4_extend_low_u16x8(h), 16), i32x4_shl(u32x4_extend_high_u16x8(h), 16))
+    }
     /// Fused in the build with relaxed SIMD (the threaded module; the engine may
     /// round once or twice, as the CPU has FMA or not), a multiply and an add else.
     #[inline(always)]
