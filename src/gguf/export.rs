@@ -28,7 +28,7 @@
 
 use serde_json::Value;
 
-use super::{token_type, TensorType, ValueType, DEFAULT_ALIGNMENT, MAGIC};
+use super::format::{token_type, TensorType, ValueType, DEFAULT_ALIGNMENT, MAGIC};
 use crate::config::Config;
 use crate::error::{GqaError, Result};
 use crate::model::Model;

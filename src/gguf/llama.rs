@@ -1,7 +1,7 @@
 //! The shape of a llama-architecture GGUF model, read from its metadata (llama.cpp's
 //! `llama.*` keys) into this crate's [`Config`].
 
-use super::Gguf;
+use super::read::Gguf;
 use crate::config::{Config, TokenIds};
 use crate::error::{GqaError, Result};
 

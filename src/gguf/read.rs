@@ -8,7 +8,7 @@
 
 use super::cursor::{bad, Cursor};
 use super::value::{Array, Value};
-use super::{TensorType, DEFAULT_ALIGNMENT, MAGIC, READ_VERSIONS};
+use super::format::{TensorType, DEFAULT_ALIGNMENT, MAGIC, READ_VERSIONS};
 use crate::error::{GqaError, Result};
 
 /// ggml's tensors have at most 4 dimensions.

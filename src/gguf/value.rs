@@ -1,7 +1,7 @@
 //! Metadata values of a GGUF file, borrowed from its bytes.
 
 use super::cursor::{bad, Cursor};
-use super::ValueType;
+use super::format::ValueType;
 use crate::error::Result;
 
 /// Arrays nested deeper than this are refused: real files nest at most once, and a
