@@ -1,6 +1,8 @@
 //! The GGUF format's constants, value types and tensor types: what the reader and
 //! the export share.
 
+use crate::quant::Format;
+
 pub const MAGIC: &[u8; 4] = b"GGUF";
 /// The versions this crate reads: 2 and 3 differ only in big-endian support, which
 /// version 1 (32-bit counts and lengths) predates.
@@ -114,24 +116,16 @@ impl TensorType {
         Self::NAMES.iter().find(|(id, _)| *id == self.0).map(|(_, name)| *name)
     }
 
-    /// (elements per block, bytes per block) for the types this crate reads: a row's
-    /// length must be a multiple of the block, and its bytes are blocks x bytes.
-    /// Q4_0: an f16 scale and 32 4-bit values; Q4_1: scale and minimum, 32 4-bit;
-    /// Q5_0: scale, 32 high bits, 32 4-bit; Q8_0: scale, 32 bytes; Q4_K: two f16, 12
-    /// bytes of 6-bit sub-block scales, 256 4-bit; Q6_K: 256 4-bit low parts, 2-bit
-    /// high parts, 16 8-bit scales and an f16.
+    /// (elements per block, bytes per block) for the types this crate reads (see
+    /// [`Format`]): a row's length must be a multiple of the block, and its bytes are
+    /// blocks x bytes.
     pub fn block(self) -> Option<(usize, usize)> {
-        match self {
-            TensorType::F32 => Some((1, 4)),
-            TensorType::F16 | TensorType::BF16 => Some((1, 2)),
-            TensorType::Q4_0 => Some((32, 2 + 16)),
-            TensorType::Q4_1 => Some((32, 2 + 2 + 16)),
-            TensorType::Q5_0 => Some((32, 2 + 4 + 16)),
-            TensorType::Q8_0 => Some((32, 2 + 32)),
-            TensorType::Q4_K => Some((256, 2 + 2 + 12 + 128)),
-            TensorType::Q6_K => Some((256, 128 + 64 + 16 + 2)),
-            _ => None,
-        }
+        self.format().map(|f| (f.block_weights(), f.block_bytes()))
+    }
+
+    /// The weight format of this type, if this crate reads it.
+    pub fn format(self) -> Option<Format> {
+        Format::from_ggml_type(self.0)
     }
 }
 
