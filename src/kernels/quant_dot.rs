@@ -192,8 +192,8 @@ unsafe fn nibble_block<V: Lanes, const R: usize, const QS: usize, const FIFTH: b
 /// Q4_0: f16 d, 16 bytes of nibbles; weight d (q - 8).
 struct Q4_0;
 impl Blocks for Q4_0 {
-    const WEIGHTS: usize = 32;
-    const BYTES: usize = 18;
+    const WEIGHTS: usize = Format::Q4_0.block_weights();
+    const BYTES: usize = Format::Q4_0.block_bytes();
     #[inline(always)]
     unsafe fn dot<V: Lanes, const R: usize>(w: [*const u8; R], x: *const f32, acc: &mut [V; R]) {
         nibble_block::<V, R, 2, false>(w, x, acc, |b| {
@@ -206,8 +206,8 @@ impl Blocks for Q4_0 {
 /// Q4_1: f16 d, f16 m, 16 bytes of nibbles; weight d q + m.
 struct Q4_1;
 impl Blocks for Q4_1 {
-    const WEIGHTS: usize = 32;
-    const BYTES: usize = 20;
+    const WEIGHTS: usize = Format::Q4_1.block_weights();
+    const BYTES: usize = Format::Q4_1.block_bytes();
     #[inline(always)]
     unsafe fn dot<V: Lanes, const R: usize>(w: [*const u8; R], x: *const f32, acc: &mut [V; R]) {
         nibble_block::<V, R, 4, false>(w, x, acc, |b| (f16_field::<V>(b, 0), f16_field::<V>(b, 2)))
@@ -217,8 +217,8 @@ impl Blocks for Q4_1 {
 /// Q5_0: f16 d, u32 of fifth bits, 16 bytes of nibbles; weight d (q - 16).
 struct Q5_0;
 impl Blocks for Q5_0 {
-    const WEIGHTS: usize = 32;
-    const BYTES: usize = 22;
+    const WEIGHTS: usize = Format::Q5_0.block_weights();
+    const BYTES: usize = Format::Q5_0.block_bytes();
     #[inline(always)]
     unsafe fn dot<V: Lanes, const R: usize>(w: [*const u8; R], x: *const f32, acc: &mut [V; R]) {
         nibble_block::<V, R, 6, true>(w, x, acc, |b| {
@@ -231,8 +231,8 @@ impl Blocks for Q5_0 {
 /// Q8_0: f16 d, 32 int8; weight d q.
 struct Q8_0;
 impl Blocks for Q8_0 {
-    const WEIGHTS: usize = 32;
-    const BYTES: usize = 34;
+    const WEIGHTS: usize = Format::Q8_0.block_weights();
+    const BYTES: usize = Format::Q8_0.block_bytes();
     #[inline(always)]
     unsafe fn dot<V: Lanes, const R: usize>(w: [*const u8; R], x: *const f32, acc: &mut [V; R]) {
         let mut s = [V::zero(); R];
@@ -252,8 +252,8 @@ impl Blocks for Q8_0 {
 /// 2p and 2p + 1 in the low and high nibbles of the 32 bytes of pair p.
 struct Q4K;
 impl Blocks for Q4K {
-    const WEIGHTS: usize = 256;
-    const BYTES: usize = 144;
+    const WEIGHTS: usize = Format::Q4_K.block_weights();
+    const BYTES: usize = Format::Q4_K.block_bytes();
     #[inline(always)]
     unsafe fn dot<V: Lanes, const R: usize>(w: [*const u8; R], x: *const f32, acc: &mut [V; R]) {
         let head: [(f32, f32, &[u8]); R] = std::array::from_fn(|r| {
@@ -283,8 +283,8 @@ impl Blocks for Q4K {
 /// in `ql` and high bit pair in `qh` (see [`crate::quant::dequantize_q6_k`]).
 struct Q6K;
 impl Blocks for Q6K {
-    const WEIGHTS: usize = 256;
-    const BYTES: usize = 210;
+    const WEIGHTS: usize = Format::Q6_K.block_weights();
+    const BYTES: usize = Format::Q6_K.block_bytes();
     #[inline(always)]
     unsafe fn dot<V: Lanes, const R: usize>(w: [*const u8; R], x: *const f32, acc: &mut [V; R]) {
         let d: [f32; R] = std::array::from_fn(|r| f16_field::<V>(block::<Self>(w[r]), 208));

@@ -64,7 +64,7 @@ impl Format {
     }
 
     /// Weights per block (a row's length is a multiple of it).
-    pub fn block_weights(self) -> usize {
+    pub const fn block_weights(self) -> usize {
         match self {
             Format::F32 | Format::F16 | Format::BF16 => 1,
             Format::Q4_0 | Format::Q4_1 | Format::Q5_0 | Format::Q8_0 => 32,
@@ -73,7 +73,7 @@ impl Format {
     }
 
     /// Bytes per block.
-    pub fn block_bytes(self) -> usize {
+    pub const fn block_bytes(self) -> usize {
         match self {
             Format::F32 => 4,
             Format::F16 | Format::BF16 => 2,
