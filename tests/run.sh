@@ -34,11 +34,11 @@ nice -n 5 bash scripts/build-web.sh threads > "$THREADS_LOG" 2>&1 &
 threads_build=$!
 
 # All native tests, training included (candle, CPU).
-t cargo test --features train
+t cargo test --features train --no-fail-fast
 # The kernels' own tests above ran on every instruction set of this CPU; the engine
 # ran on the best one. Where that is AVX-512, run the engine again on AVX2.
 if grep -qw avx512f /proc/cpuinfo 2>/dev/null; then
-  GQA_NO_AVX512=1 t cargo test --features train --test engine --test fixture
+  GQA_NO_AVX512=1 t cargo test --features train --no-fail-fast --test engine --test fixture
 else
   echo "note: no AVX-512 on this CPU: the engine ran on AVX2 only"
 fi
