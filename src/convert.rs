@@ -7,10 +7,16 @@
 //! Only the K and V projections change; queries, outputs and MLPs are kept.
 //! Converting from MHA (G = H) this way gives query head h the key/value head
 //! h / (H/G), matching the grouping the attention kernel uses.
+//!
+//! A model that is already GQA (SmolLM2: H = 9, 3 key/value heads) can also go up,
+//! to any G that its heads divide and that divides H: each key/value head is repeated
+//! for the query heads that shared it, which changes nothing the model computes (its
+//! logits stay the same) and costs what MHA costs: the paper's baseline, exactly.
 
 use std::fmt;
 use std::str::FromStr;
 
+use crate::config::Config;
 use crate::error::{GqaError, Result};
 use crate::model::Model;
 use crate::rng::Rng;
@@ -48,17 +54,14 @@ impl fmt::Display for Method {
 /// Standard deviation of freshly initialized heads (Llama's initializer_range).
 const INIT_STD: f32 = 0.02;
 
-/// A copy of `model` with `groups` key/value heads. `groups` must divide the
-/// model's current number of key/value heads; equal to it, the model is
+/// A copy of `model` with `groups` key/value heads, one of [`group_choices`]: pooled
+/// by `method` when fewer, repeated when more; equal to the model's, the model is
 /// returned unchanged. `seed` drives the `random` method.
 pub fn convert(model: &Model, groups: usize, method: Method, seed: u64) -> Result<Model> {
     let n_kv_heads = model.config.n_kv_heads();
-    if groups == 0 || !n_kv_heads.is_multiple_of(groups) {
-        return Err(GqaError::BadGroups {
-            groups,
-            n_kv_heads,
-            choices: crate::config::divisors(n_kv_heads),
-        });
+    let choices = group_choices(&model.config);
+    if !choices.contains(&groups) {
+        return Err(GqaError::BadGroups { groups, n_kv_heads, choices });
     }
     let mut out = model.clone();
     if groups == n_kv_heads {
@@ -66,11 +69,31 @@ pub fn convert(model: &Model, groups: usize, method: Method, seed: u64) -> Resul
     }
     let mut rng = Rng::new(seed);
     for block in &mut out.blocks {
-        block.attn.wk = pool_heads(&block.attn.wk, n_kv_heads, groups, method, &mut rng);
-        block.attn.wv = pool_heads(&block.attn.wv, n_kv_heads, groups, method, &mut rng);
+        let attn = &mut block.attn;
+        if groups > n_kv_heads {
+            (attn.wk, attn.wv) = (repeat_heads(&attn.wk, n_kv_heads, groups), repeat_heads(&attn.wv, n_kv_heads, groups));
+        } else {
+            attn.wk = pool_heads(&attn.wk, n_kv_heads, groups, method, &mut rng);
+            attn.wv = pool_heads(&attn.wv, n_kv_heads, groups, method, &mut rng);
+        }
     }
     out.config.num_key_value_heads = Some(groups);
     Ok(out)
+}
+
+/// The G a model converts to: fewer key/value heads, pooled (the divisors of its
+/// count), or more, repeated (the multiples of its count that divide H).
+pub fn group_choices(config: &Config) -> Vec<usize> {
+    let n_kv_heads = config.n_kv_heads();
+    let reachable = |g: &usize| n_kv_heads.is_multiple_of(*g) || g.is_multiple_of(n_kv_heads);
+    config.group_choices().into_iter().filter(reachable).collect()
+}
+
+/// (n_kv_heads * hd, dim) rows of a K or V projection as (groups * hd, dim): new head j
+/// is old head j / (groups / n_kv_heads), its rows copied as stored (quantized ones too).
+fn repeat_heads(w: &Matrix, n_kv_heads: usize, groups: usize) -> Matrix {
+    let (hd, r) = (w.rows / n_kv_heads, groups / n_kv_heads);
+    w.select_rows((0..groups * hd).map(|row| (row / hd / r) * hd + row % hd))
 }
 
 /// Pool the (n_kv_heads * hd, dim) rows of a K or V projection into

@@ -41,7 +41,7 @@ pub enum GqaError {
     HeadsNotDivisible { n_heads: usize, n_kv_heads: usize },
 
     #[error(
-        "cannot convert to G = {groups} key/value heads: G must divide the model's current {n_kv_heads} key/value heads (choose one of {choices:?})"
+        "cannot convert to G = {groups} key/value heads: G must divide the model's current {n_kv_heads} key/value heads, or be a multiple of them that divides the query heads (choose one of {choices:?})"
     )]
     BadGroups { groups: usize, n_kv_heads: usize, choices: Vec<usize> },
 

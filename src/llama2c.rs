@@ -21,6 +21,7 @@
 use crate::config::Config;
 use crate::error::{GqaError, Result};
 use crate::model::{Attention, Block, Mlp, Model};
+use crate::rope::interleaved_to_rotate_half;
 use crate::tensor::Matrix;
 
 const HEADER_BYTES: usize = 7 * 4;
@@ -31,7 +32,7 @@ fn bad(msg: String) -> GqaError {
 
 /// Parse a llama2.c checkpoint. The header is validated and the exact file length
 /// checked before anything is allocated; q and k rows are reordered into the
-/// engine's RoPE layout (see [`interleaved_to_half`]).
+/// engine's RoPE layout (see [`interleaved_to_rotate_half`]).
 pub fn load_llama2c(bytes: &[u8]) -> Result<Model> {
     let config = read_header(bytes)?;
     check_length(&config, bytes.len())?;
@@ -61,8 +62,8 @@ pub fn load_llama2c(bytes: &[u8]) -> Result<Model> {
         .map(|i| Block {
             input_norm: take(&mut rms_att, i).into(),
             attn: Attention {
-                wq: Matrix::from_f32(q, d, interleaved_to_half(&take(&mut wq, i), hs, d)),
-                wk: Matrix::from_f32(kv, d, interleaved_to_half(&take(&mut wk, i), hs, d)),
+                wq: interleaved_to_rotate_half(&Matrix::from_f32(q, d, take(&mut wq, i)), hs),
+                wk: interleaved_to_rotate_half(&Matrix::from_f32(kv, d, take(&mut wk, i)), hs),
                 wv: Matrix::from_f32(kv, d, take(&mut wv, i)),
                 wo: Matrix::from_f32(d, q, take(&mut wo, i)),
             },
@@ -182,26 +183,4 @@ impl Floats<'_> {
     fn per_layer(&mut self, layers: usize, n: usize) -> Vec<Vec<f32>> {
         (0..layers).map(|_| self.take(n)).collect()
     }
-}
-
-/// Reorder the rows of each head of a q or k projection (`w` is (heads*hs, cols),
-/// row-major) from llama2.c's RoPE layout to the engine's.
-///
-/// llama2.c rotates interleaved pairs (x[2i], x[2i+1]) by frequency i; the engine,
-/// like Hugging Face, uses `rotate_half`, pairing (x[i], x[i + hs/2]). With
-/// perm = [0, 2, 4, ..., hs-2, 1, 3, ..., hs-1], new row j of a head = old row
-/// perm[j], so new rows i and i + hs/2 are old rows 2i and 2i+1: the same pair,
-/// rotated by the same frequency. q and k are permuted alike, so every q.k score,
-/// and therefore the model's output, is unchanged. This is the `permute` that Hugging
-/// Face's convert_llama_weights_to_hf.py applies to Meta's (interleaved) checkpoints,
-/// i.e. the inverse of `permute_reverse` in llama2.c's export.py.
-fn interleaved_to_half(w: &[f32], hs: usize, cols: usize) -> Vec<f32> {
-    let mut out = Vec::with_capacity(w.len());
-    for head in w.chunks_exact(hs * cols) {
-        for j in 0..hs {
-            let old = if j < hs / 2 { 2 * j } else { 2 * (j - hs / 2) + 1 };
-            out.extend_from_slice(&head[old * cols..(old + 1) * cols]);
-        }
-    }
-    out
 }

@@ -35,7 +35,8 @@ mod command_line {
         long_about = "Run a Llama-style decoder with G key/value heads for its H query heads \
 (MHA: G = H, GQA: 1 < G < H, MQA: G = 1). A model is converted to G by pooling the key/value \
 projection heads of each group (GQA paper, Algorithm 4). Models: a Hugging Face folder \
-(config.json, model.safetensors, tokenizer.json) or a llama2.c checkpoint (.bin + tokenizer.bin)."
+(config.json, model.safetensors, tokenizer.json), a llama2.c checkpoint (.bin + tokenizer.bin) \
+or a GGUF file (llama architecture; 4-, 5- and 8-bit block weights stay in their blocks)."
     )]
     struct Cli {
         #[command(subcommand)]
@@ -46,6 +47,9 @@ projection heads of each group (GQA paper, Algorithm 4). Models: a Hugging Face 
     enum Command {
         /// Stream generated text to stdout; speed and KV-cache memory go to stderr.
         Generate(cli::generate::GenerateArgs),
+        /// Chat with a model that has a chat template (ChatML: SmolLM2), a turn per line
+        /// of stdin, the history kept; an empty line or end of input ends it.
+        Chat(cli::chat::ChatArgs),
         /// Convert a model to G key/value heads and write a Hugging Face folder.
         Convert(cli::convert::ConvertArgs),
         /// Perplexity over a text file, optionally compared with the unconverted model.
@@ -63,6 +67,7 @@ projection heads of each group (GQA paper, Algorithm 4). Models: a Hugging Face 
         let args = Cli::parse();
         let result = match args.command {
             Command::Generate(a) => cli::generate::run(a),
+            Command::Chat(a) => cli::chat::run(a),
             Command::Convert(a) => cli::convert::run(a),
             Command::Eval(a) => cli::eval::run(a),
             Command::Bench(a) => cli::bench::run(a),

@@ -74,6 +74,16 @@ impl Model {
         self.embed.dtype()
     }
 
+    /// How the weights are stored, for reports: "f32", "f16" or a GGUF block format
+    /// such as "q4_1", the embedding's added where it differs ("q4_1, embedding q8_0").
+    pub fn storage(&self) -> String {
+        let blocks = self.blocks.first().map_or(self.embed.format(), |b| b.attn.wq.format());
+        match self.embed.format() {
+            e if e == blocks => blocks.name().into(),
+            e => format!("{}, embedding {}", blocks.name(), e.name()),
+        }
+    }
+
     /// Every weight matrix, in a fixed order: the embedding, the classifier when it is
     /// not tied, then each block's wq, wk, wv, wo, gate, up and down.
     fn matrices(&self) -> Vec<&Matrix> {

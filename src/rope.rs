@@ -1,5 +1,8 @@
 //! Rotary position embedding (RoPE): the one home of its angles, used by the CPU
-//! engine, the GPU engine's table and the training model.
+//! engine, the GPU engine's table and the training model, and the reordering of q/k
+//! rows between RoPE layouts that file formats need.
+
+use crate::tensor::Matrix;
 
 /// Rotary position embedding in Hugging Face's rotate_half layout: within each
 /// head, element i pairs with element i + hd/2 and rotates by pos * theta^(-2i/hd).
@@ -51,4 +54,30 @@ impl RopeTable {
             }
         }
     }
+}
+
+/// The rows of a q or k projection (`w`: heads of `head_dim` rows each) reordered from
+/// the interleaved-pair RoPE layout of llama2.c and llama.cpp, which rotates
+/// (x[2i], x[2i+1]) by frequency i, to the engine's rotate_half layout, which rotates
+/// (x[i], x[i + hd/2]). New rows i and i + hd/2 of a head are old rows 2i and 2i+1: the
+/// same pair, rotated by the same frequency. q and k are reordered alike, so every
+/// score q.k, and so the model's output, is unchanged. This is the `permute` of Hugging
+/// Face's convert_llama_weights_to_hf.py. Rows are moved whole, so a quantized matrix
+/// stays exactly as it was, row for row.
+pub fn interleaved_to_rotate_half(w: &Matrix, head_dim: usize) -> Matrix {
+    let half = head_dim / 2;
+    w.select_rows((0..w.rows).map(|r| {
+        let (head, j) = (r / head_dim, r % head_dim);
+        head * head_dim + if j < half { 2 * j } else { 2 * (j - half) + 1 }
+    }))
+}
+
+/// The inverse of [`interleaved_to_rotate_half`]: interleaved row 2i + s of a head is
+/// rotate_half row s * hd/2 + i (as llama.cpp's Hugging Face converter writes them).
+pub fn rotate_half_to_interleaved(w: &Matrix, head_dim: usize) -> Matrix {
+    let half = head_dim / 2;
+    w.select_rows((0..w.rows).map(|r| {
+        let (head, j) = (r / head_dim, r % head_dim);
+        head * head_dim + (j % 2) * half + j / 2
+    }))
 }

@@ -12,6 +12,7 @@ use crate::cpu::CpuEngine;
 use crate::error::{GqaError, Result};
 use crate::generation::{Action, GenerateParams, Generation, Stats};
 use crate::model::Model;
+use crate::tokenizer::chat::{chatml_prompt, with_default_system, ChatMessage};
 use crate::tokenizer::{TextStream, Tokenizer};
 
 pub struct Session {
@@ -197,11 +198,21 @@ impl Session {
         Ok(generated)
     }
 
-    /// BOS + the encoded prompt.
+    /// BOS (where the tokenizer adds it) + the encoded prompt.
     pub fn prompt_ids(&self, prompt: &str) -> Result<Vec<u32>> {
-        let mut ids = vec![self.base.config.bos_token_id];
-        ids.extend(self.require_tokenizer()?.encode(prompt)?);
-        Ok(ids)
+        let tokenizer = self.require_tokenizer()?;
+        let bos = tokenizer.add_bos().then_some(self.base.config.bos_token_id);
+        Ok(bos.into_iter().chain(tokenizer.encode(prompt)?).collect())
+    }
+
+    /// The ids of a chat in the model's template (ChatML, with the template's default
+    /// system message where the chat has none), ending with the assistant's turn
+    /// opened, so that generation writes the reply (and stops at `<|im_end|>`).
+    pub fn chat_ids(&self, messages: &[ChatMessage]) -> Result<Vec<u32>> {
+        let tokenizer = self.require_tokenizer()?;
+        let template = tokenizer.chat_template().filter(|_| tokenizer.is_chatml());
+        let template = template.ok_or_else(|| GqaError::Invalid("this model has no ChatML chat template; give it plain text to continue instead".into()))?;
+        self.prompt_ids(&chatml_prompt(&with_default_system(messages, template), true))
     }
 
     /// A decoder that turns the ids generated after `prompt_ids` into text as they stream.
@@ -222,10 +233,22 @@ impl Session {
         on_text: &mut dyn FnMut(&str) -> bool,
     ) -> Result<String> {
         let ids = self.prompt_ids(prompt)?;
-        let mut stream = self.text_stream(&ids)?;
+        self.generate_text(&ids, params, on_text)
+    }
+
+    /// The assistant's reply to a chat (see [`Session::chat_ids`]), streamed to
+    /// `on_text` as in [`Session::generate`]; it ends at `<|im_end|>`.
+    pub fn chat(&mut self, messages: &[ChatMessage], params: &GenerateParams, on_text: &mut dyn FnMut(&str) -> bool) -> Result<String> {
+        let ids = self.chat_ids(messages)?;
+        self.generate_text(&ids, params, on_text)
+    }
+
+    /// Generate from prompt ids, streaming the new text to `on_text`.
+    fn generate_text(&mut self, ids: &[u32], params: &GenerateParams, on_text: &mut dyn FnMut(&str) -> bool) -> Result<String> {
+        let mut stream = self.text_stream(ids)?;
         let mut text = String::new();
         let mut stream_error = None;
-        self.generate_ids(&ids, params, &mut |id| match stream.push(id) {
+        self.generate_ids(ids, params, &mut |id| match stream.push(id) {
             Ok(piece) => {
                 text.push_str(&piece);
                 piece.is_empty() || on_text(&piece)

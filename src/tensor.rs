@@ -218,6 +218,25 @@ impl Matrix {
         Matrix { rows: self.rows, cols: self.cols, data }
     }
 
+    /// A matrix of the given rows of this one, in that order (a row may repeat). Rows
+    /// are copied whole, in the same storage: quantized rows keep their exact bytes.
+    pub fn select_rows(&self, rows: impl Iterator<Item = usize>) -> Matrix {
+        fn pick<T: Copy>(d: &[T], len: usize, rows: impl Iterator<Item = usize>) -> Vec<T> {
+            rows.flat_map(|r| d[r * len..(r + 1) * len].iter().copied()).collect()
+        }
+        let rows: Vec<usize> = rows.collect();
+        let n = rows.len();
+        let data = match &self.data {
+            Data::F32(d) => Data::F32(pick(d, self.cols, rows.into_iter()).into()),
+            Data::F16(d) => Data::F16(pick(d, self.cols, rows.into_iter()).into()),
+            Data::Quantized { format, bytes } => {
+                let len = format.row_bytes(self.cols).expect("whole blocks (checked when built)");
+                Data::Quantized { format: *format, bytes: pick(bytes, len, rows.into_iter()).into() }
+            }
+        };
+        Matrix { rows: n, cols: self.cols, data }
+    }
+
     /// Whether `a` and `b` share their data (see [`Shared`]).
     pub fn shares(a: &Matrix, b: &Matrix) -> bool {
         match (&a.data, &b.data) {

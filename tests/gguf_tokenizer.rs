@@ -31,7 +31,8 @@ fn smollm2() -> Vec<u8> {
 fn smollm2_tokenizes_as_llama_cpp_does_and_decodes_back() {
     let bytes = smollm2();
     let t = GgufTokenizer::from_gguf(&Gguf::read(&bytes).unwrap()).unwrap();
-    assert_eq!((t.add_bos, t.bos_id, &t.end_of_generation[..]), (false, Some(1), &[2, 0][..]));
+    assert_eq!((t.tokenizer.add_bos(), t.bos_id, &t.end_of_generation[..]), (false, Some(1), &[2, 0][..]));
+    assert!(t.tokenizer.is_chatml());
     assert_eq!(t.tokenizer.vocab_size(), 49152);
     let fixture = fixture();
     let cases = fixture["tokens"].as_array().unwrap();
@@ -55,7 +56,7 @@ fn smollm2_tokenizes_as_llama_cpp_does_and_decodes_back() {
 fn chatml_prompt_is_what_smollm2s_template_renders() {
     let bytes = smollm2();
     let t = GgufTokenizer::from_gguf(&Gguf::read(&bytes).unwrap()).unwrap();
-    let template = t.chat_template.expect("SmolLM2 has a chat template");
+    let template = t.tokenizer.chat_template().expect("SmolLM2 has a chat template");
     assert!(template.contains("<|im_start|>") && template.contains("add_generation_prompt"), "ChatML: {template}");
 
     let fixture = fixture();
@@ -138,6 +139,6 @@ fn other_pre_tokenizers_split_as_their_regexes_do() {
             assert_eq!(t.tokenizer.decode(&t.tokenizer.encode(text).unwrap()).unwrap(), text, "{pre}: {text:?}");
         }
         // The file's add_bos_token (false) overrides Llama 3's default of adding BOS.
-        assert!(!t.add_bos, "{pre}");
+        assert!(!t.tokenizer.add_bos(), "{pre}");
     }
 }

@@ -60,7 +60,7 @@ async fn webgpu_logits_match_the_cpu_engine_for_every_g() {
         true
     });
     let params = js_sys::JSON::parse(r#"{"maxTokens": 32, "temperature": 0}"#).unwrap();
-    let stats = ok(session.generate("", params, on_token.as_ref().unchecked_ref::<js_sys::Function>().clone()).await);
+    let stats = ok(session.generate("".into(), params, on_token.as_ref().unchecked_ref::<js_sys::Function>().clone()).await);
     assert!(field(&stats, "backend").as_string().unwrap().starts_with("gpu"));
     let generated = field(&stats, "generated_tokens").as_f64().unwrap();
     assert!(generated >= 1.0 && streamed.get() as f64 >= generated, "generated {generated}, streamed {}", streamed.get());
@@ -78,7 +78,7 @@ async fn webgpu_logits_match_the_cpu_engine_for_every_g() {
             true
         });
         let params = js_sys::JSON::parse(r#"{"maxTokens": 40, "temperature": 0.8, "topP": 0.9, "seed": 5}"#).unwrap();
-        ok(session.generate("", params, on_token.as_ref().unchecked_ref::<js_sys::Function>().clone()).await);
+        ok(session.generate("".into(), params, on_token.as_ref().unchecked_ref::<js_sys::Function>().clone()).await);
         texts.push(text.borrow().clone());
     }
     assert_eq!(texts[0], texts[1], "sampled text on WebGPU vs the CPU, same seed");

@@ -86,7 +86,7 @@ async fn without_webgpu_the_cpu_is_used_and_the_reason_given() {
     let err = message(session.use_gpu().await.unwrap_err());
     assert!(err.contains("no WebGPU"), "{err}");
     assert!(!session.uses_gpu());
-    let stats = ok(session.generate("", JsValue::UNDEFINED, js_sys::Function::new_no_args("return true")).await);
+    let stats = ok(session.generate("".into(), JsValue::UNDEFINED, js_sys::Function::new_no_args("return true")).await);
     let backend = js_sys::Reflect::get(&stats, &"backend".into()).unwrap().as_string().unwrap();
     assert!(backend.starts_with("cpu"), "{backend}");
 }
@@ -105,10 +105,10 @@ fn bad_inputs_are_js_errors_with_the_message() {
     let err = message(session.set_groups(2, "average", 0).unwrap_err());
     assert!(err.contains("unknown conversion method"), "{err}");
     let bad = js_sys::JSON::parse(r#"{"temperature": -1}"#).unwrap();
-    let err = message(session.start("", bad).unwrap_err());
+    let err = message(session.start("".into(), bad).unwrap_err());
     assert!(err.contains("temperature"), "{err}");
     let bad = js_sys::JSON::parse(r#"{"maxTokens": "many"}"#).unwrap();
-    let err = message(session.start("", bad).unwrap_err());
+    let err = message(session.start("".into(), bad).unwrap_err());
     assert!(err.contains("bad generation settings"), "{err}");
 }
 
@@ -116,7 +116,7 @@ fn bad_inputs_are_js_errors_with_the_message() {
 async fn step_wise_generation_streams_stops_and_measures_quality() {
     let mut session = ok(WebSession::from_preset("tiny", 1, false, Some(64), None));
     let params = || js_sys::JSON::parse(r#"{"maxTokens": 40, "temperature": 0.8, "seed": 3}"#).unwrap();
-    ok(session.start("", params()));
+    ok(session.start("".into(), params()));
     let mut ids = Vec::new();
     for _ in 0..5 {
         let piece = ok(session.next_token());
@@ -149,7 +149,7 @@ fn field(value: &JsValue, name: &str) -> JsValue {
 async fn probes_end_a_running_generation() {
     for probe in ["logits", "decodeSpeed", "qualityVsBase"] {
         let mut session = ok(WebSession::from_preset("tiny", 1, false, Some(64), None));
-        ok(session.start("", js_sys::JSON::parse(r#"{"maxTokens": 40}"#).unwrap()));
+        ok(session.start("".into(), js_sys::JSON::parse(r#"{"maxTokens": 40}"#).unwrap()));
         assert_eq!(field(&ok(session.next_token()), "done"), JsValue::FALSE);
         match probe {
             "logits" => drop(ok(session.logits(vec![1, 2]).await)),

@@ -7,7 +7,8 @@ use clap::Args;
 
 use gqa::backend::{Backend, BackendKind};
 use gqa::bench::{self, BenchReport};
-use gqa::config::{divisors, kv_cache_bytes};
+use gqa::config::kv_cache_bytes;
+use gqa::convert::group_choices;
 use gqa::model::Model;
 use gqa::tensor::DType;
 use gqa::{loader, GqaError, Result};
@@ -44,9 +45,9 @@ pub struct BenchArgs {
     /// G values (default: every divisor of H).
     #[arg(long, value_delimiter = ',')]
     pub groups: Option<Vec<usize>>,
-    /// Weights in memory: f32 or f16.
-    #[arg(long, value_parser = parse_dtype, default_value = "f32")]
-    pub dtype: DType,
+    /// Weights in memory: f32 or f16 (default: a model's as stored, f32 for random weights).
+    #[arg(long, value_parser = parse_dtype)]
+    pub dtype: Option<DType>,
     #[command(flatten)]
     pub engine: EngineArgs,
     /// Decode steps timed per case in each round (median taken).
@@ -79,7 +80,13 @@ pub fn run(a: BenchArgs) -> Result<()> {
     }
     let start = std::time::Instant::now();
     let base = match (&a.model, a.dim) {
-        (Some(path), _) => loader::load(path, None)?.0.to_dtype(a.dtype),
+        (Some(path), _) => {
+            let model = loader::load(path, None)?.0;
+            match a.dtype {
+                Some(d) => model.to_dtype(d),
+                None => model,
+            }
+        }
         (None, Some(dim)) => {
             let ffn = a.ffn.unwrap_or_else(|| (dim * 8 / 3).div_ceil(32) * 32);
             let heads = a.heads.unwrap_or(8);
@@ -94,7 +101,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             random_model(config, &a)?
         }
     };
-    let groups = a.groups.clone().unwrap_or_else(|| divisors(base.config.n_kv_heads()));
+    let groups = a.groups.clone().unwrap_or_else(|| group_choices(&base.config));
     let limit = base.config.max_position_embeddings;
     let contexts = a.contexts.clone().unwrap_or_else(|| {
         let within: Vec<usize> = [128, 512, 2048].into_iter().filter(|&c| c <= limit).collect();
@@ -107,7 +114,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     eprintln!(
         "{:.1}M params ({}) loaded or created in {:.0} ms; measuring memory bandwidth, then {} G x {} contexts ...",
         base.config.n_params() as f64 / 1e6,
-        a.dtype.name(),
+        base.storage(),
         start.elapsed().as_secs_f64() * 1e3,
         groups.len(),
         contexts.len()
@@ -131,7 +138,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         backend: backend.name(),
         threads: rayon::current_num_threads(),
         params: base.config.n_params(),
-        dtype: a.dtype.name().into(),
+        dtype: base.storage(),
         kv_dtype: kv_dtype.name().into(),
         copy_gb_s: bandwidth.copy / 1e9,
         read_gb_s: bandwidth.read / 1e9,
@@ -187,5 +194,5 @@ fn random_model(config: gqa::Config, a: &BenchArgs) -> Result<Model> {
     let options = a.engine.options();
     let kv_dtype = if a.backend == BackendKind::Gpu { options.gpu_kv_dtype() } else { options.cpu_kv_dtype() };
     gqa::config::kv_cache_bytes_checked(&config, config.n_kv_heads(), config.max_position_embeddings, kv_dtype)?;
-    Model::random(&config, 1, a.dtype)
+    Model::random(&config, 1, a.dtype.unwrap_or(DType::F32))
 }

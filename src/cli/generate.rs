@@ -9,6 +9,7 @@ use gqa::bench;
 use gqa::generation::GenerateParams;
 use gqa::sampler::SamplerConfig;
 use gqa::session::Session;
+use gqa::tokenizer::chat::ChatMessage;
 use gqa::Result;
 
 use super::{human_bytes, need_tokenizer, open, EngineArgs, ModelArgs};
@@ -19,9 +20,16 @@ pub struct GenerateArgs {
     pub model: ModelArgs,
     #[command(flatten)]
     pub engine: EngineArgs,
-    /// Text to continue (BOS is added in front).
+    /// Text to continue (BOS is added in front where the model wants it); with --chat,
+    /// the user's message.
     #[arg(long, short, default_value = "")]
     pub prompt: String,
+    /// Answer the prompt as a chat message, in the model's chat template (ChatML).
+    #[arg(long)]
+    pub chat: bool,
+    /// With --chat (and `gqa chat`): the system message (default: the template's own, if any).
+    #[arg(long)]
+    pub system: Option<String>,
     /// Tokens to generate.
     #[arg(short = 'n', long, default_value_t = 256)]
     pub max_tokens: usize,
@@ -48,7 +56,8 @@ pub struct GenerateArgs {
     pub backend: BackendKind,
 }
 
-pub fn run(a: GenerateArgs) -> Result<()> {
+/// The session these arguments ask for: the model at G, on its engine.
+pub fn open_session(a: &GenerateArgs) -> Result<Session> {
     let (model, tokenizer) = open(&a.model)?;
     let tokenizer = need_tokenizer(tokenizer, &a.model.model)?;
     let (mut session, fallback) = Session::open(a.backend, model, Some(tokenizer), a.context, a.engine.options())?;
@@ -58,20 +67,49 @@ pub fn run(a: GenerateArgs) -> Result<()> {
     if let Some(g) = a.model.groups {
         session.set_groups(g, a.model.method, a.seed)?;
     }
-    let params = GenerateParams {
+    Ok(session)
+}
+
+pub fn params(a: &GenerateArgs) -> GenerateParams {
+    GenerateParams {
         max_tokens: a.max_tokens,
         sampler: SamplerConfig { temperature: a.temperature, top_k: a.top_k, top_p: a.top_p, seed: a.seed },
-    };
+    }
+}
+
+/// The chat so far as messages: the system message given (or none: the template's).
+pub fn system_messages(a: &GenerateArgs) -> Vec<ChatMessage> {
+    a.system.iter().map(|s| ChatMessage::new("system", s)).collect()
+}
+
+/// `on_text` for streaming to stdout; false (stop) once stdout is closed (e.g. piped
+/// into `head`).
+pub fn print_piece(piece: &str) -> bool {
     let mut stdout = std::io::stdout().lock();
-    // The prompt first, then the continuation as it streams.
-    let _ = stdout.write_all(a.prompt.as_bytes());
-    session.generate(&a.prompt, &params, &mut |piece| {
-        // Stop quietly if stdout is closed (e.g. piped into `head`).
-        stdout.write_all(piece.as_bytes()).and_then(|_| stdout.flush()).is_ok()
-    })?;
-    let _ = writeln!(stdout);
+    stdout.write_all(piece.as_bytes()).and_then(|_| stdout.flush()).is_ok()
+}
+
+pub fn run(a: GenerateArgs) -> Result<()> {
+    let mut session = open_session(&a)?;
+    let params = params(&a);
+    if a.chat {
+        let mut messages = system_messages(&a);
+        messages.push(ChatMessage::new("user", &a.prompt));
+        session.chat(&messages, &params, &mut print_piece)?;
+    } else {
+        // The prompt first, then the continuation as it streams.
+        print_piece(&a.prompt);
+        session.generate(&a.prompt, &params, &mut print_piece)?;
+    }
+    println!();
+    print_stats(&session, a.json);
+    Ok(())
+}
+
+/// The last generation's speed and memory, on stderr.
+pub fn print_stats(session: &Session, json: bool) {
     let s = session.stats();
-    if a.json {
+    if json {
         eprintln!("{}", serde_json::to_string_pretty(s).expect("stats serialize"));
     } else {
         eprintln!(
@@ -96,5 +134,4 @@ pub fn run(a: GenerateArgs) -> Result<()> {
             human_bytes(s.weight_bytes)
         );
     }
-    Ok(())
 }

@@ -3,6 +3,7 @@
 //! dispatch are in main.rs.
 
 pub mod bench;
+pub mod chat;
 pub mod check;
 pub mod convert;
 pub mod eval;
@@ -24,14 +25,16 @@ use gqa::{loader, GqaError, Result};
 
 #[derive(Args)]
 pub struct ModelArgs {
-    /// A Hugging Face folder, a model.safetensors (config.json beside it), or a llama2.c .bin.
+    /// A Hugging Face folder, a model.safetensors (config.json beside it), a llama2.c .bin,
+    /// or a GGUF file (its tokenizer inside).
     #[arg(long, short)]
     pub model: PathBuf,
     /// Tokenizer file: tokenizer.json, or a llama2.c tokenizer.bin
     /// (default: found beside the model).
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
-    /// Key/value heads G; must divide the model's key/value heads (default: keep them).
+    /// Key/value heads G: a divisor of the model's key/value heads (pooled), or a multiple
+    /// of them that divides the query heads (repeated) (default: keep them).
     #[arg(long, short)]
     pub groups: Option<usize>,
     /// How to build each grouped key/value head: mean, first or random.

@@ -32,6 +32,7 @@ use super::format::{token_type, TensorType, ValueType, DEFAULT_ALIGNMENT, MAGIC}
 use crate::config::Config;
 use crate::error::{GqaError, Result};
 use crate::model::Model;
+use crate::rope::rotate_half_to_interleaved;
 use crate::tensor::{DType, Matrix};
 use crate::tokenizer::Tokenizer;
 
@@ -117,23 +118,6 @@ fn norm(name: String, values: &[f32]) -> Tensor {
     Tensor { name, dims: vec![values.len() as u64], ty: TensorType::F32, bytes: values.iter().flat_map(|v| v.to_le_bytes()).collect() }
 }
 
-/// The rows of a q or k projection (`heads` heads of `head_dim` rows) reordered from
-/// rotate_half's halves to llama.cpp's interleaved pairs (see the module doc).
-pub fn permute_for_interleaved_rope(m: &Matrix, heads: usize, head_dim: usize) -> Matrix {
-    let (half, cols) = (head_dim / 2, m.cols);
-    let values = m.to_f32_vec();
-    let mut out = vec![0.0f32; values.len()];
-    for h in 0..heads {
-        for j in 0..half {
-            for s in 0..2 {
-                let (to, from) = (h * head_dim + 2 * j + s, h * head_dim + s * half + j);
-                out[to * cols..(to + 1) * cols].copy_from_slice(&values[from * cols..(from + 1) * cols]);
-            }
-        }
-    }
-    m.like(m.rows, cols, out)
-}
-
 /// The model's metadata under `llama.*` and `general.*`.
 fn model_metadata(c: &Config, dtype: DType, name: &str) -> Vec<(String, Meta)> {
     let file_type = if dtype == DType::F16 { FILE_MOSTLY_F16 } else { FILE_ALL_F32 };
@@ -214,7 +198,7 @@ fn tokenizer_metadata(tokenizer: &Tokenizer, c: &Config) -> Result<Vec<(String, 
 /// `model` (with `tokenizer`) as a GGUF file: matrices in `dtype` (f32 or f16), norms in f32.
 pub fn to_gguf(model: &Model, tokenizer: &Tokenizer, dtype: DType, name: &str) -> Result<Vec<u8>> {
     let c = &model.config;
-    let (hd, h, g) = (c.head_dim(), c.n_heads(), c.n_kv_heads());
+    let hd = c.head_dim();
     let mut metadata = model_metadata(c, dtype, name);
     metadata.extend(tokenizer_metadata(tokenizer, c)?);
 
@@ -223,8 +207,8 @@ pub fn to_gguf(model: &Model, tokenizer: &Tokenizer, dtype: DType, name: &str) -
         let name = |part: &str| format!("blk.{i}.{part}.weight");
         tensors.extend([
             norm(name("attn_norm"), &b.input_norm),
-            matrix(name("attn_q"), &permute_for_interleaved_rope(&b.attn.wq, h, hd), dtype),
-            matrix(name("attn_k"), &permute_for_interleaved_rope(&b.attn.wk, g, hd), dtype),
+            matrix(name("attn_q"), &rotate_half_to_interleaved(&b.attn.wq, hd), dtype),
+            matrix(name("attn_k"), &rotate_half_to_interleaved(&b.attn.wk, hd), dtype),
             matrix(name("attn_v"), &b.attn.wv, dtype),
             matrix(name("attn_output"), &b.attn.wo, dtype),
             norm(name("ffn_norm"), &b.post_attention_norm),

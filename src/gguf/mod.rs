@@ -18,16 +18,19 @@
 //!   values are [`value`]s.
 //! * [`export`]: writes a model of this crate as a file llama.cpp runs.
 //! * [`llama`]: the `llama.*` metadata as this crate's [`Config`](crate::config::Config).
+//! * [`model`]: a llama-architecture file's tensors as this crate's [`Model`](crate::model::Model).
 
 mod cursor;
 pub mod export;
 pub mod format;
 pub mod llama;
+pub mod model;
 pub mod read;
 pub mod value;
 
 pub use export::to_gguf;
 pub use format::{token_type, TensorType, ValueType};
 pub use llama::llama_config;
+pub use model::llama_model;
 pub use read::{Gguf, TensorInfo};
 pub use value::{Array, Value};

@@ -18,8 +18,7 @@ use serde::Serialize;
 use super::engine::GpuEngine;
 use super::options::GpuOptions;
 use crate::backend::{Backend, EngineOptions, Logits};
-use crate::config::divisors;
-use crate::convert::{convert, Method};
+use crate::convert::{convert, group_choices, Method};
 use crate::cpu::CpuEngine;
 use crate::error::Result;
 use crate::model::Model;
@@ -76,7 +75,7 @@ pub fn check(base: &Model, filled: usize, steps: usize) -> Result<CheckReport> {
         let options = GpuOptions { kv_dtype, ..GpuOptions::default() };
         let mut gpu = GpuEngine::new(base.clone(), capacity, options)?;
         adapter = gpu.context().describe();
-        for g in divisors(c.n_kv_heads()) {
+        for g in group_choices(c) {
             let model = convert(base, g, Method::Mean, 0)?;
             gpu.set_model(model.clone())?;
             let mut cpu = CpuEngine::with_options(model, capacity, EngineOptions { kv_dtype: Some(kv_dtype) })?;

@@ -38,3 +38,21 @@ pub fn chatml_prompt(messages: &[ChatMessage], add_generation_prompt: bool) -> S
     }
     prompt
 }
+
+/// The system message a ChatML template writes when the conversation has none, if it
+/// writes one: the literal text between `<|im_start|>system\n` and `<|im_end|>` in the
+/// template (SmolLM2's: "You are a helpful AI assistant named SmolLM, trained by Hugging
+/// Face"). Text holding template code (quotes, braces) is not a literal, so None.
+pub fn default_system_prompt(template: &str) -> Option<&str> {
+    const START: &str = "<|im_start|>system\n";
+    let from = template.find(START)? + START.len();
+    let text = &template[from..from + template[from..].find("<|im_end|>")?];
+    (!text.contains(['\'', '"', '{', '}'])).then_some(text)
+}
+
+/// `messages` as the template renders them: its default system message first when the
+/// conversation does not start with one (see [`default_system_prompt`]).
+pub fn with_default_system(messages: &[ChatMessage], template: &str) -> Vec<ChatMessage> {
+    let default = default_system_prompt(template).filter(|_| messages.first().is_some_and(|m| m.role != "system"));
+    default.map(|text| ChatMessage::new("system", text)).into_iter().chain(messages.iter().cloned()).collect()
+}

@@ -19,21 +19,18 @@ use super::Tokenizer;
 use crate::error::{GqaError, Result};
 use crate::gguf::{token_type, Gguf};
 
-/// A GGUF file's tokenizer and what a front end needs besides: BOS, the tokens that
-/// end a reply, the chat template.
+/// A GGUF file's tokenizer and what a front end needs besides: BOS and the tokens that
+/// end a reply. The tokenizer itself knows whether prompts start with BOS
+/// (`tokenizer.ggml.add_bos_token`, or llama.cpp's default for the pre-tokenizer) and
+/// the chat template (`tokenizer.chat_template`, Jinja; for ChatML ones see
+/// [`chatml_prompt`](super::chat::chatml_prompt)).
 #[derive(Clone, Debug)]
 pub struct GgufTokenizer {
     pub tokenizer: Tokenizer,
-    /// Whether a prompt starts with `bos_id` (`tokenizer.ggml.add_bos_token`, or
-    /// llama.cpp's default for the pre-tokenizer).
-    pub add_bos: bool,
     pub bos_id: Option<u32>,
     /// The ids that end generation: `tokenizer.ggml.eos_token_id` and, where the
     /// vocabulary has them, `<|im_end|>` and `<|endoftext|>` (as llama.cpp stops there).
     pub end_of_generation: Vec<u32>,
-    /// `tokenizer.chat_template`, a Jinja template (for ChatML ones, see
-    /// [`chatml_prompt`](super::chat::chatml_prompt)).
-    pub chat_template: Option<String>,
 }
 
 /// The markers llama.cpp also treats as the end of a reply, besides EOS.
@@ -133,12 +130,14 @@ impl GgufTokenizer {
             }
         }
         let chat_template = gguf.optional("tokenizer.chat_template", |k| gguf.str(k))?;
-        Ok(GgufTokenizer { tokenizer, add_bos, bos_id, end_of_generation, chat_template: chat_template.map(String::from) })
+        tokenizer.add_bos = add_bos;
+        tokenizer.chat_template = chat_template.map(String::from);
+        Ok(GgufTokenizer { tokenizer, bos_id, end_of_generation })
     }
 
     /// The ids of a prompt: BOS first when the model wants it, then `text`'s tokens.
     pub fn encode_prompt(&self, text: &str) -> Result<Vec<u32>> {
-        let bos = self.bos_id.filter(|_| self.add_bos);
+        let bos = self.bos_id.filter(|_| self.tokenizer.add_bos);
         Ok(bos.into_iter().chain(self.tokenizer.encode(text)?).collect())
     }
 }

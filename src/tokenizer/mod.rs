@@ -27,6 +27,11 @@ pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     /// 1 + the highest id of the vocabulary and the added tokens.
     vocab_size: usize,
+    /// Whether a prompt starts with the model's BOS: always for tokenizer.json and
+    /// llama2.c files (as this crate has always done), as its metadata says for GGUF.
+    add_bos: bool,
+    /// The model's chat template (Jinja), where the file has one (GGUF).
+    chat_template: Option<String>,
 }
 
 impl Tokenizer {
@@ -74,7 +79,7 @@ impl Tokenizer {
         inner.with_truncation(None).expect("removing truncation cannot fail");
         let vocab_size =
             inner.get_vocab(true).values().max().map_or(0, |&max_id| max_id as usize + 1);
-        Tokenizer { inner, vocab_size }
+        Tokenizer { inner, vocab_size, add_bos: true, chat_template: None }
     }
 
     /// Token ids of `text`, without BOS/EOS.
@@ -94,6 +99,22 @@ impl Tokenizer {
         self.inner
             .decode(ids, true)
             .map_err(|e| GqaError::Tokenizer(format!("cannot decode tokens: {e}")))
+    }
+
+    /// Whether prompts start with the model's BOS token.
+    pub fn add_bos(&self) -> bool {
+        self.add_bos
+    }
+
+    /// The model's chat template, if its file has one.
+    pub fn chat_template(&self) -> Option<&str> {
+        self.chat_template.as_deref()
+    }
+
+    /// Whether the model chats in ChatML (`<|im_start|>role ... <|im_end|>`), the one
+    /// template family [`chat::chatml_prompt`] writes.
+    pub fn is_chatml(&self) -> bool {
+        self.chat_template().is_some_and(|t| t.contains("<|im_start|>")) && self.inner.token_to_id("<|im_start|>").is_some()
     }
 
     /// Number of token ids, added tokens included (1 + the highest id).

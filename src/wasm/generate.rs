@@ -7,6 +7,7 @@ use wasm_bindgen::prelude::*;
 use super::{js_error, to_js, WebSession};
 use crate::generation::GenerateParams;
 use crate::sampler::SamplerConfig;
+use crate::tokenizer::chat::ChatMessage;
 
 /// Sampling settings from JS; missing fields take the defaults below.
 #[derive(Deserialize)]
@@ -38,6 +39,13 @@ fn generate_params(params: JsValue) -> Result<GenerateParams, JsError> {
     })
 }
 
+/// One message of a chat from JS.
+#[derive(Deserialize)]
+struct JsMessage {
+    role: String,
+    content: String,
+}
+
 /// One step of a generation, for JS: a token and its text, or the end with the
 /// text held back until then.
 #[derive(Serialize)]
@@ -49,26 +57,26 @@ struct Piece {
 
 #[wasm_bindgen(js_class = Session)]
 impl WebSession {
-    /// Start generating from `prompt` (BOS is added) with `params`
+    /// Start generating from `prompt` (see [`WebSession::prompt_ids`]) with `params`
     /// ({maxTokens, temperature, topP, topK, seed}): runs the prefill.
     /// On the CPU engine only; on WebGPU use `generate`.
-    pub fn start(&mut self, prompt: &str, params: JsValue) -> Result<(), JsError> {
+    pub fn start(&mut self, prompt: JsValue, params: JsValue) -> Result<(), JsError> {
         if self.uses_gpu() {
             return Err(JsError::new("start/nextToken run on the CPU engine; on WebGPU use generate"));
         }
         let params = generate_params(params)?;
-        let ids = self.prompt_ids(prompt)?;
+        let ids = self.prompt_ids(&prompt)?;
         self.stream = self.session.text_stream(&ids).ok();
         self.session.start(&ids, &params).map_err(js_error)?;
         self.context_ids = ids;
         Ok(())
     }
 
-    /// How many positions `prompt` takes in the KV cache: BOS + its tokens (just
-    /// BOS without a tokenizer). The page sizes a generation to a context with it.
+    /// How many positions `prompt` (text or a chat) takes in the KV cache. The page
+    /// sizes a generation to a context with it.
     #[wasm_bindgen(js_name = promptTokens)]
-    pub fn prompt_tokens(&self, prompt: &str) -> Result<usize, JsError> {
-        Ok(self.prompt_ids(prompt)?.len())
+    pub fn prompt_tokens(&self, prompt: JsValue) -> Result<usize, JsError> {
+        Ok(self.prompt_ids(&prompt)?.len())
     }
 
     /// The next token as `{id, text, done: false}`, or `{id: undefined, text, done: true}`
@@ -81,9 +89,9 @@ impl WebSession {
     /// Generate in one call, on the engine in use: `onToken(text, id)` sees every
     /// token and returns false to stop. Resolves to the statistics (`stats()`).
     /// (On the CPU the worker uses `start`/`nextToken` instead, to yield between tokens.)
-    pub async fn generate(&mut self, prompt: &str, params: JsValue, on_token: js_sys::Function) -> Result<JsValue, JsError> {
+    pub async fn generate(&mut self, prompt: JsValue, params: JsValue, on_token: js_sys::Function) -> Result<JsValue, JsError> {
         let params = generate_params(params)?;
-        let ids = self.prompt_ids(prompt)?;
+        let ids = self.prompt_ids(&prompt)?;
         let mut stream = self.session.text_stream(&ids).ok();
         let mut failure: Option<JsError> = None;
         let mut emit = |id: u32| -> bool {
@@ -145,12 +153,20 @@ impl WebSession {
 
 impl WebSession {
     /// BOS + the encoded prompt; BOS only for random-weight presets (no tokenizer).
-    fn prompt_ids(&self, prompt: &str) -> Result<Vec<u32>, JsError> {
-        if self.session.tokenizer().is_some() {
-            self.session.prompt_ids(prompt).map_err(js_error)
-        } else {
-            Ok(vec![self.session.base().config.bos_token_id])
+    /// The ids of a prompt: text to continue (BOS first where the model wants it; just
+    /// BOS without a tokenizer), or a chat, a list of `{role, content}` messages, in the
+    /// model's chat template with the assistant's turn opened.
+    fn prompt_ids(&self, prompt: &JsValue) -> Result<Vec<u32>, JsError> {
+        if let Some(text) = prompt.as_string() {
+            return match self.session.tokenizer() {
+                Some(_) => self.session.prompt_ids(&text).map_err(js_error),
+                None => Ok(vec![self.session.base().config.bos_token_id]),
+            };
         }
+        let messages: Vec<JsMessage> = serde_wasm_bindgen::from_value(prompt.clone())
+            .map_err(|e| JsError::new(&format!("a prompt is text or a list of {{role, content}} messages: {e}")))?;
+        let messages: Vec<ChatMessage> = messages.iter().map(|m| ChatMessage::new(&m.role, &m.content)).collect();
+        self.session.chat_ids(&messages).map_err(js_error)
     }
 
     fn step(&mut self) -> Result<Piece, JsError> {

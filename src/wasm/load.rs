@@ -6,8 +6,8 @@ use wasm_bindgen::prelude::*;
 
 use super::{js_error, parse_kv_dtype, to_js, WebSession};
 use crate::backend::EngineOptions;
-use crate::config::{default_capacity, divisors, kv_cache_bytes};
-use crate::convert::Method;
+use crate::config::{default_capacity, kv_cache_bytes};
+use crate::convert::{group_choices, Method};
 use crate::cpu::CpuEngine;
 use crate::model::Model;
 use crate::session::Session;
@@ -39,7 +39,7 @@ struct Info {
     kv_bytes_per_position_mha: usize,
     /// ... and for f32 MHA, the largest cache of all (the page's scale for G x precision).
     kv_bytes_per_position_mha_f32: usize,
-    /// The G the model converts to: divisors of the loaded key/value heads.
+    /// The G the model converts to (see [`group_choices`]).
     group_choices: Vec<usize>,
     has_tokenizer: bool,
 }
@@ -75,6 +75,14 @@ impl WebSession {
         let vocab = model.config.vocab_size;
         let tokenizer = tokenizer_bin.map(|b| Tokenizer::from_llama2c(&b, vocab)).transpose().map_err(js_error)?;
         WebSession::new(model, tokenizer, capacity, kv_dtype)
+    }
+
+    /// A GGUF file (llama architecture), weights and tokenizer in one; block-quantized
+    /// weights stay in their blocks (`capacity` and `kvDtype` as in `fromHf`).
+    #[wasm_bindgen(js_name = fromGguf)]
+    pub fn from_gguf(bytes: &[u8], capacity: Option<usize>, kv_dtype: Option<String>) -> Result<WebSession, JsError> {
+        let (model, tokenizer) = crate::loader::load_gguf(bytes).map_err(js_error)?;
+        WebSession::new(model, Some(tokenizer), capacity, kv_dtype)
     }
 
     /// A random-weight speed preset (`tiny`, `15m`, `110m`, `500m`; see presets.rs), generated
@@ -123,7 +131,7 @@ impl WebSession {
             kv_bytes_per_position: kv_cache_bytes(c, c.n_kv_heads(), 1, kv_dtype),
             kv_bytes_per_position_mha: kv_cache_bytes(c, c.n_heads(), 1, kv_dtype),
             kv_bytes_per_position_mha_f32: kv_cache_bytes(c, c.n_heads(), 1, KvDType::F32),
-            group_choices: divisors(base_kv_heads),
+            group_choices: group_choices(&self.session.base().config),
             has_tokenizer,
         })
     }
