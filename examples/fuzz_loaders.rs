@@ -4,13 +4,13 @@
 //! crash, a case slower than the time limit a hang, and a counting allocator records
 //! the largest single allocation of every case against a budget.
 //!
-//!   cargo run --example fuzz_loaders -- [--seconds 60] [--seed 1] [--only NAME]
+//!   cargo run --example fuzz_loaders -- [--seconds 60] [--seed 1] [--only NAME] [--max-seed-bytes N]
 //!
 //! (The dev profile keeps overflow checks, so an arithmetic overflow is a crash too.)
 //! Loaders (NAME): `hf` (config.json + model.safetensors), `llama2c` (a .bin
 //! checkpoint), `tokenizer-bin` (llama2.c's tokenizer.bin), `tokenizer-json` and `gguf`
-//! (a GGUF file: the reader, its every value and tensor, the llama config and the
-//! tokenizer). The time is split by weight (parsing tokenizer.json is slow). A loaded
+//! (a GGUF file: the reader, its every value and the whole model, quantized blocks
+//! included) and `gguf-tokenizer` (the tokenizer in a GGUF file). The time is split by weight (parsing tokenizer.json is slow). A loaded
 //! tokenizer also encodes, decodes and streams a short text. Prints one line per loader, then a
 //! `test result` line; exits non-zero on any crash, hang or allocation over budget,
 //! and writes those inputs to target/fuzz/.
@@ -24,12 +24,13 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use gqa::config::Config;
-use gqa::gguf::{llama_config, to_gguf, Gguf, Value};
+use gqa::gguf::{llama_model, to_gguf, Gguf, Value};
 use gqa::hf::{load_hf, to_safetensors};
 use gqa::llama2c::load_llama2c;
 use gqa::model::Model;
 use gqa::rng::Rng;
-use gqa::tensor::DType;
+use gqa::quant::Format;
+use gqa::tensor::{DType, Matrix};
 use gqa::tokenizer::gguf::GgufTokenizer;
 use gqa::tokenizer::Tokenizer;
 
@@ -103,9 +104,16 @@ fn main() {
     let seconds: f64 = arg("--seconds").map_or(60.0, |s| s.parse().expect("--seconds takes a number"));
     let seed: u64 = arg("--seed").map_or(1, |s| s.parse().expect("--seed takes an integer"));
     let only = arg("--only");
+    // A long run for many executions leaves the large real files out (one case of
+    // SmolLM2's 94 MB takes as long as thousands of small ones).
+    let max_seed: usize = arg("--max-seed-bytes").map_or(usize::MAX, |s| s.parse().expect("--max-seed-bytes takes an integer"));
 
-    let targets: Vec<Target> = targets().into_iter().filter(|t| only.as_deref().is_none_or(|o| o == t.name)).collect();
-    assert!(!targets.is_empty(), "--only: no loader of that name (hf, llama2c, tokenizer-bin, tokenizer-json, gguf)");
+    let mut targets: Vec<Target> = targets().into_iter().filter(|t| only.as_deref().is_none_or(|o| o == t.name)).collect();
+    for t in &mut targets {
+        t.seeds.retain(|(_, files)| files.iter().map(Vec::len).sum::<usize>() <= max_seed);
+    }
+    targets.retain(|t| !t.seeds.is_empty());
+    assert!(!targets.is_empty(), "--only: no loader of that name (hf, llama2c, tokenizer-bin, tokenizer-json, gguf, gguf-tokenizer)");
     let total_weight: u32 = targets.iter().map(|t| t.weight).sum();
 
     // A panic is recorded, not printed: the report lists where each loader panicked.
@@ -272,8 +280,14 @@ fn use_gguf(bytes: &[u8]) -> bool {
     }
     let Ok(gguf) = Gguf::read(bytes) else { return false };
     std::hint::black_box(gguf.metadata().map(|(_, value)| visit(value)).sum::<usize>());
-    let tokenizer = GgufTokenizer::from_gguf(&gguf).map(|t| use_tokenizer(&t.tokenizer));
-    llama_config(&gguf).is_ok() && tokenizer.is_ok()
+    llama_model(&gguf).map(|model| std::hint::black_box(model.weight_bytes())).is_ok()
+}
+
+/// The tokenizer of a GGUF file, apart from the model: building it compiles the
+/// pre-tokenizer's regexes, which takes a thousand times longer than reading the rest.
+fn use_gguf_tokenizer(bytes: &[u8]) -> bool {
+    let Ok(gguf) = Gguf::read(bytes) else { return false };
+    GgufTokenizer::from_gguf(&gguf).map(|t| use_tokenizer(&t.tokenizer)).is_ok()
 }
 
 fn targets() -> Vec<Target> {
@@ -304,6 +318,7 @@ fn targets() -> Vec<Target> {
     let byte_level = Tokenizer::from_json(TINY_BYTE_LEVEL.as_bytes()).unwrap();
     let mut gguf: Vec<_> =
         [(true, DType::F32), (false, DType::F16)].map(|(tied, dtype)| (8, vec![to_gguf(&tiny_model(tied), &byte_level, dtype, "tiny").unwrap()])).into();
+    gguf.push((8, vec![to_gguf(&tiny_quantized_model(), &byte_level, DType::F32, "tiny").unwrap()]));
     gguf.extend(shared("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf").map(|file| (1, vec![file])));
 
     let tiny_jsons = [TINY_BYTE_LEVEL, TINY_METASPACE, TINY_UNIGRAM, TINY_WORDPIECE];
@@ -342,8 +357,14 @@ fn targets() -> Vec<Target> {
         Target {
             name: "gguf",
             weight: 3,
-            seeds: gguf,
+            seeds: gguf.clone(),
             run: |input| use_gguf(&input[0]),
+        },
+        Target {
+            name: "gguf-tokenizer",
+            weight: 2,
+            seeds: gguf,
+            run: |input| use_gguf_tokenizer(&input[0]),
         },
     ];
     targets.retain(|t| !t.seeds.is_empty());
@@ -360,6 +381,31 @@ fn tiny_model(tied: bool) -> Model {
     let mut config = Config::new(8, 16, 1, 2, 1, 16, 8);
     config.tie_word_embeddings = tied;
     Model::random(&config, 7, DType::F32).unwrap()
+}
+
+/// dim 32, ffn 32, 1 layer, H = 2, G = 1, vocab 16, tied: the block matrices in Q4_1 and
+/// the embedding in Q8_0, as SmolLM2's file has them (blocks of random codes).
+fn tiny_quantized_model() -> Model {
+    let mut config = Config::new(32, 32, 1, 2, 1, 16, 8);
+    config.tie_word_embeddings = true;
+    let mut model = Model::random(&config, 7, DType::F32).unwrap();
+    let mut rng = Rng::new(3);
+    let mut blocks = |m: &Matrix, format: Format| {
+        let scale = half::f16::from_f32(0.01).to_le_bytes();
+        let block = |rng: &mut Rng| -> Vec<u8> {
+            let codes: Vec<u8> = (0..format.block_bytes() - 2).map(|_| below(rng, 256) as u8).collect();
+            scale.into_iter().chain(codes).collect()
+        };
+        let bytes = (0..m.rows * m.cols / format.block_weights()).flat_map(|_| block(&mut rng)).collect();
+        Matrix::quantized(m.rows, m.cols, format, bytes).unwrap()
+    };
+    model.embed = blocks(&model.embed, Format::Q8_0);
+    for b in &mut model.blocks {
+        for m in [&mut b.attn.wq, &mut b.attn.wk, &mut b.attn.wv, &mut b.attn.wo, &mut b.mlp.gate, &mut b.mlp.up, &mut b.mlp.down] {
+            *m = blocks(m, Format::Q4_1);
+        }
+    }
+    model
 }
 
 /// A llama2.c checkpoint with the same shape as `tiny_model`: the 7-field header,

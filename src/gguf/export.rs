@@ -33,7 +33,7 @@ use crate::config::Config;
 use crate::error::{GqaError, Result};
 use crate::model::Model;
 use crate::rope::rotate_half_to_interleaved;
-use crate::tensor::{DType, Matrix};
+use crate::tensor::{DType, Data, Matrix};
 use crate::tokenizer::Tokenizer;
 
 const VERSION: u32 = 3;
@@ -105,13 +105,18 @@ struct Tensor {
     bytes: Vec<u8>,
 }
 
+/// `m` in `dtype`, or, if it is block-quantized, in its own blocks (bytes as they are).
 fn matrix(name: String, m: &Matrix, dtype: DType) -> Tensor {
+    let dims = vec![m.cols as u64, m.rows as u64];
+    if let Data::Quantized { format, bytes } = &m.data {
+        return Tensor { name, dims, ty: TensorType(format.ggml_type()), bytes: bytes.to_vec() };
+    }
     let values = m.to_f32_vec();
     let (ty, bytes) = match dtype {
         DType::F32 => (TensorType::F32, values.iter().flat_map(|v| v.to_le_bytes()).collect()),
         DType::F16 => (TensorType::F16, values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect()),
     };
-    Tensor { name, dims: vec![m.cols as u64, m.rows as u64], ty, bytes }
+    Tensor { name, dims, ty, bytes }
 }
 
 fn norm(name: String, values: &[f32]) -> Tensor {
@@ -195,7 +200,8 @@ fn tokenizer_metadata(tokenizer: &Tokenizer, c: &Config) -> Result<Vec<(String, 
     Ok(metadata)
 }
 
-/// `model` (with `tokenizer`) as a GGUF file: matrices in `dtype` (f32 or f16), norms in f32.
+/// `model` (with `tokenizer`) as a GGUF file: f32 and f16 matrices in `dtype`, block-quantized
+/// ones in their blocks (a converted SmolLM2 keeps its Q4_1), norms in f32.
 pub fn to_gguf(model: &Model, tokenizer: &Tokenizer, dtype: DType, name: &str) -> Result<Vec<u8>> {
     let c = &model.config;
     let hd = c.head_dim();

@@ -20,6 +20,16 @@ use crate::tensor::{Data, Matrix};
 /// The model in `gguf` (see the module doc).
 pub fn llama_model(gguf: &Gguf) -> Result<Model> {
     let config = llama_config(gguf)?;
+    // Each block has 9 tensors: a block count the file cannot hold is refused before
+    // anything is built from it.
+    let needed = config.num_hidden_layers.saturating_mul(9).saturating_add(2);
+    if needed > gguf.tensors().len() {
+        return Err(GqaError::Gguf(format!(
+            "llama.block_count is {}, so the model needs {needed} tensors, but the file has {}",
+            config.num_hidden_layers,
+            gguf.tensors().len()
+        )));
+    }
     let shapes = tensor_shapes(&config);
     for (name, shape) in &shapes {
         check(gguf.tensor(name)?, shape)?;
