@@ -34,6 +34,32 @@ fn corrupt_llama2c_file() {
     std::fs::remove_file(p).ok();
 }
 
+/// A damaged GGUF file (truncated, and not GGUF at all) on every command that loads one.
+#[test]
+#[cfg_attr(not(has_shared), ignore = "needs ../shared (the shared fixtures)")]
+fn damaged_gguf_files() {
+    let real = std::fs::read(common::shared("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")).unwrap();
+    let truncated = temp("truncated.gguf");
+    std::fs::write(&truncated, &real[..real.len() - 1000]).unwrap();
+    let html = temp("page.gguf");
+    std::fs::write(&html, b"<!DOCTYPE html><html><body>Not found</body></html>").unwrap();
+    let (t, h) = (truncated.to_str().unwrap(), html.to_str().unwrap());
+    for command in ["generate", "chat", "bench", "eval", "convert"] {
+        let mut args = vec![command, "--model", t];
+        if command == "eval" {
+            args.extend(["--text", t]);
+        }
+        if command == "convert" {
+            args.extend(["--out", "/nonexistent/out.gguf"]);
+        }
+        gqa_fails(&args, "is the file truncated?");
+        args[2] = h;
+        gqa_fails(&args, "not a GGUF file");
+    }
+    std::fs::remove_file(truncated).ok();
+    std::fs::remove_file(html).ok();
+}
+
 #[test]
 fn corrupt_safetensors_in_hf_folder() {
     let dir = temp("hf-corrupt");
@@ -76,7 +102,8 @@ fn groups_that_do_not_divide() {
     let dir = common::shared("fixtures/llama2c");
     let bin = dir.join("stories260K.bin");
     gqa_fails(&["generate", "--model", bin.to_str().unwrap(), "-g", "3"], "G must divide");
-    gqa_fails(&["generate", "--model", bin.to_str().unwrap(), "-g", "8"], "choose one of [1, 2, 4]");
+    // stories260K is GQA (H = 8, 4 key/value heads): 8 is an expansion, 6 is nothing.
+    gqa_fails(&["generate", "--model", bin.to_str().unwrap(), "-g", "6"], "choose one of [1, 2, 4, 8]");
     gqa_fails(&["generate", "--model", bin.to_str().unwrap(), "--method", "median"], "mean, first or random");
 }
 

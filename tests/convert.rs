@@ -124,11 +124,57 @@ fn g_that_does_not_divide_is_a_clear_error() {
         assert!(matches!(err, gqa::GqaError::BadGroups { .. }), "{msg}");
         assert!(msg.contains("must divide") && msg.contains("[1, 2, 4, 8]"), "{msg}");
     }
-    // From GQA-4, G can only shrink to a divisor of 4.
+    // From GQA-4: down to a divisor of 4 (pooled), or up to 8 (repeated).
     let g4 = convert(&model, 4, Method::Mean, 0).unwrap();
-    assert!(convert(&g4, 8, Method::Mean, 0).is_err());
     assert_eq!(convert(&g4, 2, Method::Mean, 0).unwrap().config.n_kv_heads(), 2);
+    assert_eq!(convert(&g4, 8, Method::Mean, 0).unwrap().config.n_kv_heads(), 8);
+    let msg = convert(&g4, 3, Method::Mean, 0).unwrap_err().to_string();
+    assert!(msg.contains("[1, 2, 4, 8]"), "{msg}");
     assert!("median".parse::<Method>().unwrap_err().to_string().contains("mean, first or random"));
+}
+
+/// Above a model's own key/value heads, each is repeated for the query heads that
+/// shared it: the same logits (the cost of MHA, nothing else changed), in f32, f16 and
+/// quantized storage alike (rows are copied as stored).
+#[test]
+fn more_heads_repeat_each_one_and_keep_the_logits() {
+    let toks = [1, 5, 9, 2, 7, 3, 11, 4];
+    let base = test_model(&small_config(2), 5);
+    let quantized = {
+        let mut m = base.clone();
+        for b in &mut m.blocks {
+            let to_q8 = |w: &Matrix| {
+                let bytes = w.to_f32_vec().chunks(32).flat_map(q8_0_block).collect();
+                Matrix::quantized(w.rows, w.cols, gqa::quant::Format::Q8_0, bytes).unwrap()
+            };
+            (b.attn.wk, b.attn.wv) = (to_q8(&b.attn.wk), to_q8(&b.attn.wv));
+        }
+        m
+    };
+    for model in [base.clone(), base.to_dtype(DType::F16), quantized] {
+        let native = logits(model.clone(), &toks);
+        for g in [4, 8] {
+            let more = convert(&model, g, Method::Mean, 0).unwrap();
+            assert_eq!(more.config.n_kv_heads(), g);
+            assert_eq!(more.blocks[0].attn.wk.format(), model.blocks[0].attn.wk.format());
+            assert_eq!(more.blocks[0].attn.wk.bytes(), g / 2 * model.blocks[0].attn.wk.bytes());
+            // Head j of the new K projection is old head j / (g / 2).
+            let (old, new, head) = (model.blocks[1].attn.wk.to_f32_vec(), more.blocks[1].attn.wk.to_f32_vec(), 8 * 64);
+            for j in 0..g {
+                assert_eq!(new[j * head..][..head], old[(j / (g / 2)) * head..][..head], "G = {g}, head {j}");
+            }
+            let diff = max_abs_diff(&native, &logits(more, &toks));
+            assert!(diff <= 1e-5, "G = {g}: {diff}");
+        }
+    }
+}
+
+/// One Q8_0 block (as ggml lays it out): the f16 scale max|x| / 127, then 32 signed bytes.
+fn q8_0_block(x: &[f32]) -> Vec<u8> {
+    let d = x.iter().fold(0.0f32, |m, v| m.max(v.abs())) / 127.0;
+    let d16 = half::f16::from_f32(d);
+    let inv = if d16.to_f32() == 0.0 { 0.0 } else { 1.0 / d16.to_f32() };
+    d16.to_le_bytes().into_iter().chain(x.iter().map(|v| (v * inv).round() as i8 as u8)).collect()
 }
 
 /// Conversion builds new K and V projections and shares every other tensor with

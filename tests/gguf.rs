@@ -229,3 +229,82 @@ fn gguf_export_refuses_a_tokenizer_it_cannot_describe() {
     let err = gqa::gguf::to_gguf(&model(8), &tok, DType::F32, "test").unwrap_err().to_string();
     assert!(err.contains("GGUF export needs a byte-level BPE tokenizer"), "{err}");
 }
+
+/// What the export writes, the loader reads back as the same model: the same logits,
+/// f32 exactly, f16 as the f16 model, at G = 8 and 2 (q/k rows back in rotate_half
+/// order, the tokenizer's ids the same).
+#[test]
+fn the_loader_reads_an_export_back_as_the_same_model() {
+    let tokenizer = shipped_tokenizer();
+    let toks = [1, 300, 2000, 7, 45, 45, 1024];
+    for groups in [8, 2] {
+        for dtype in [DType::F32, DType::F16] {
+            let m = model(groups).to_dtype(dtype);
+            let (back, tok) = gqa::loader::load_gguf(&gqa::gguf::to_gguf(&m, &tokenizer, dtype, "test").unwrap()).unwrap();
+            assert_eq!(back.config.n_kv_heads(), groups);
+            assert_eq!(back.blocks[0].attn.wq, m.blocks[0].attn.wq, "q rows reordered back");
+            assert_eq!(back.blocks[1].attn.wk, m.blocks[1].attn.wk, "k rows reordered back");
+            assert_eq!(logits(&back, &toks), logits(&m, &toks), "G = {groups}, {dtype:?}");
+            assert_eq!(tok.encode("Once upon a time, 42 cats.").unwrap(), tokenizer.encode("Once upon a time, 42 cats.").unwrap());
+        }
+    }
+}
+
+fn logits(m: &Model, toks: &[u32]) -> Vec<f32> {
+    let mut engine = gqa::cpu::CpuEngine::new(m.clone(), toks.len()).unwrap();
+    engine.forward(toks, gqa::backend::Logits::All).unwrap()
+}
+
+/// `bytes` with `from` replaced by `to` (the same length) at its one occurrence.
+fn patched(bytes: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    assert_eq!(from.len(), to.len());
+    let at: Vec<usize> = (0..bytes.len() - from.len()).filter(|&i| &bytes[i..i + from.len()] == from).collect();
+    assert_eq!(at.len(), 1, "{:?} occurs {} times", String::from_utf8_lossy(from), at.len());
+    let mut out = bytes.to_vec();
+    out[at[0]..at[0] + to.len()].copy_from_slice(to);
+    out
+}
+
+/// A u32 metadata value: its key (a u64 length and the bytes), the type 4, the value.
+fn u32_entry(key: &str, value: u32) -> Vec<u8> {
+    let mut e = (key.len() as u64).to_le_bytes().to_vec();
+    e.extend(key.as_bytes());
+    e.extend(4u32.to_le_bytes());
+    e.extend(value.to_le_bytes());
+    e
+}
+
+/// A file whose tensors do not make the model its metadata describes is refused, each
+/// case in words that name the tensor or the key, before any weight is copied.
+#[test]
+fn the_loader_names_what_does_not_fit() {
+    let m = model(2);
+    let bytes = gqa::gguf::to_gguf(&m, &shipped_tokenizer(), DType::F32, "test").unwrap();
+    let err = |bytes: Vec<u8>| gqa::loader::load_gguf(&bytes).err().expect("refused").to_string();
+
+    let missing = err(patched(&bytes, b"blk.1.ffn_up.weight", b"blk.1.ffn_uq.weight"));
+    assert!(missing.contains("blk.1.ffn_up.weight"), "{missing}");
+
+    let c = &m.config;
+    let blocks = err(patched(&bytes, &u32_entry("llama.block_count", 2), &u32_entry("llama.block_count", 40)));
+    assert!(blocks.contains("llama.block_count is 40") && blocks.contains("tensors"), "{blocks}");
+    let huge = err(patched(&bytes, &u32_entry("llama.block_count", 2), &u32_entry("llama.block_count", 1 << 30)));
+    assert!(huge.contains("llama.* metadata") && huge.contains("parameters"), "{huge}");
+
+    let ffn = c.intermediate_size as u32;
+    let shape = err(patched(&bytes, &u32_entry("llama.feed_forward_length", ffn), &u32_entry("llama.feed_forward_length", ffn * 2)));
+    assert!(shape.contains("blk.0.ffn_") && shape.contains("dims"), "{shape}");
+
+    // An embedding of 2,047 rows beside a vocabulary of 2,048 tokens (its tensor info
+    // says so: the name, 2 dims, dim and rows).
+    let info = |rows: u64| {
+        let mut info = 17u64.to_le_bytes().to_vec();
+        info.extend(b"token_embd.weight");
+        info.extend(2u32.to_le_bytes());
+        info.extend((c.hidden_size as u64).to_le_bytes());
+        info.extend(rows.to_le_bytes());
+        info
+    };
+    let vocab = err(patched(&bytes, &info(2048), &info(2047)));
+    assert!(vocab.contains("token_embd.weight") && vocab.contains("vocabulary does not match"), "{vocab}");
+}

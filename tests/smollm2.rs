@@ -268,3 +268,32 @@ fn smollm2_logits_equal_an_f64_reference_at_g_3_9_and_1() {
     let moved = native.iter().flatten().zip(mqa.iter().flatten()).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
     assert!(moved > 0.1, "G = 1 should differ from G = 3, by {moved}");
 }
+
+/// As llama.cpp answers it (greedy, the chat template): Paris, with the same text at
+/// G = 3 and at G = 9, ending at `<|im_end|>`. A second turn that says only "that city"
+/// is answered from the first (the history is in the prompt).
+#[test]
+#[cfg_attr(not(has_shared), ignore = "needs ../shared (the shared fixtures)")]
+fn smollm2_answers_paris_at_g_3_and_9_and_keeps_the_history() {
+    let (model, tokenizer) = gqa::loader::load_gguf(&std::fs::read(common::shared(SMOLLM2)).unwrap()).unwrap();
+    let mut session = gqa::session::Session::cpu(model, Some(tokenizer), Some(256)).unwrap();
+    let params = gqa::generation::GenerateParams { max_tokens: 48, sampler: Default::default() };
+    let question = ChatMessage::new("user", "What is the capital of France?");
+    let mut reply = |session: &mut gqa::session::Session, chat: &[ChatMessage]| {
+        let text = session.chat(chat, &params, &mut |_| true).unwrap();
+        assert_eq!(session.stats().stop_reason, "eos", "{text:?} should end at <|im_end|>");
+        text
+    };
+    let native = reply(&mut session, std::slice::from_ref(&question));
+    session.set_groups(9, Method::Mean, 0).unwrap();
+    let mha = reply(&mut session, std::slice::from_ref(&question));
+    eprintln!("G = 3: {native:?}\nG = 9: {mha:?}");
+    assert!(native.contains("Paris"), "{native:?}");
+    assert_eq!(native, mha);
+
+    session.set_groups(3, Method::Mean, 0).unwrap();
+    let follow_up = [question, ChatMessage::new("assistant", &native), ChatMessage::new("user", "What is the most famous tower in that city?")];
+    let second = reply(&mut session, &follow_up);
+    eprintln!("second turn: {second:?}");
+    assert!(second.contains("Paris"), "the second turn should know the city from the first: {second:?}");
+}

@@ -97,6 +97,10 @@ fn bad_inputs_are_js_errors_with_the_message() {
     assert!(err.contains("llama2.c checkpoint is invalid"), "{err}");
     let err = message(WebSession::from_hf("{", &[], None, None, None).err().unwrap());
     assert!(err.contains("config.json"), "{err}");
+    let err = message(WebSession::from_gguf(b"<!DOCTYPE html><html></html>", None, None).err().unwrap());
+    assert!(err.contains("not a GGUF file"), "{err}");
+    let err = message(WebSession::from_gguf(b"GGUF\x03\0\0\0", None, None).err().unwrap());
+    assert!(err.contains("the header"), "{err}");
     let err = message(WebSession::from_preset("huge", 1, false, None, None).err().unwrap());
     assert!(err.contains("unknown preset"), "{err}");
     let mut session = ok(WebSession::from_preset("tiny", 1, false, Some(64), None));

@@ -56,6 +56,9 @@ pub fn llama_config(gguf: &Gguf) -> Result<Config> {
     if let Some(scaling) = gguf.get("llama.rope.scaling.type").filter(|v| v.as_str() != Some("none")) {
         return Err(GqaError::Gguf(format!("RoPE scaling ({scaling:?}) is not supported; only plain RoPE is")));
     }
-    config.validate()?;
+    config.validate().map_err(|e| match e {
+        GqaError::Config(why) => GqaError::Gguf(format!("the model's llama.* metadata is invalid: {why}")),
+        other => other,
+    })?;
     Ok(config)
 }
