@@ -171,7 +171,7 @@ async function readBandwidth(threads, reps = 5) {
   return used / median(seconds);
 }
 
-console.error(`${modelPath}: ${(fileBytes / 1e6).toFixed(1)} MB, tensor data ${(tensorBytes / 1e6).toFixed(1)} MB; prompt ${promptIds.length} tokens; ` +
+console.error(`${modelPath}: ${(fileBytes / 1e6).toFixed(1)} MB, tensor data ${(tensorBytes / 1e6).toFixed(1)} MB; prompt ${JSON.stringify(prompt)}, ${promptIds.length} tokens; ` +
   `${ROUNDS} rounds x threads ${threadCounts.join(',')}, ${TOKENS} tokens each${oursMissing ? `; ours skipped: ${oursMissing}` : ''}`);
 // Other work on the machine skews the figures (llama.cpp's threads spin at their barriers, so
 // with more runnable threads than cores its multi-thread speed collapses): the load is shown.
