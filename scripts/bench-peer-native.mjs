@@ -122,7 +122,7 @@ function ours(threads) {
   return { tokS: stats.decode_tok_s, n: stats.generated_tokens, text: r.stdout.slice(prompt.length).replace(/\n$/, '') };
 }
 
-// Memory read bandwidth with `threads` worker threads, each summing its part of one
+// Memory read bandwidth with `threads` worker threads, each reading its part of one
 // shared 256 MiB Float64Array (written first), started together; median of `reps`.
 const BW_BYTES = 256 << 20;
 const shared = new SharedArrayBuffer(BW_BYTES);
