@@ -123,7 +123,7 @@ function ours(threads) {
 }
 
 // Memory read bandwidth with `threads` worker threads, each reading its part of one
-// shared 256 MiB Float64Array (written first), started together; median of `reps`.
+// shared 256 MiB buffer (written first), started together; median of `reps` after a warm-up.
 const BW_BYTES = 256 << 20;
 const shared = new SharedArrayBuffer(BW_BYTES);
 new Int32Array(shared).fill(1);
