@@ -1,10 +1,14 @@
 // A peer you can rerun: llama.cpp's wasm build (npm @wllama/wllama) and this page's
 // engine on the same model, same prompt, greedy, in headless Chromium, at 1 and at N
-// threads. The model is exported with `gqa convert --format gguf`, so the run also
-// checks the export: both must write the same greedy text.
+// threads. A model folder is exported with `gqa convert --format gguf`, so the run also
+// checks the export: both must write the same greedy text. A .gguf file (e.g. SmolLM2's,
+// from scripts/fetch-model.sh smollm2) is given to both engines as it is, quantized
+// weights and all: wllama loads it, and the page's engine opens the same bytes with
+// Session.fromGguf (browser-engine.mjs's fetchGguf); groups and dtype do not apply to it.
 //
-//   cargo build --release
+//   cargo build --release && bash scripts/build-web.sh
 //   node scripts/bench-peer.mjs [model=www/models/mha] [groups=keep] [dtype=f32] [tokens=128] [threads=2] [random]
+//   node scripts/bench-peer.mjs www/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf '' '' 128 2
 //
 // Prints each engine's decode tok/s (llama.cpp's own timing of its predicted tokens;
 // ours from the session's stats, also decode only) and whether the texts agree.
@@ -13,15 +17,21 @@
 // ("invalid UTF-8 byte"), so llama.cpp is barred from those tokens (logit_bias) and only
 // the speeds are compared; the work per token is the same whichever token comes out.
 import { execFileSync } from 'node:child_process';
-import { cpSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, cpSync, linkSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openLab } from './browser-engine.mjs';
 
 const [model = 'www/models/mha', groups = '', dtype = 'f32', tokens = '128', threads = '2', random = ''] = process.argv.slice(2);
 const root = fileURLToPath(new URL('..', import.meta.url));
 const PROMPT = 'Once upon a time';
+// A GGUF file runs as stored, for both engines.
+const gguf = model.endsWith('.gguf');
+if (gguf && (groups || random)) {
+  console.error('a .gguf model runs as stored: no groups, no random (convert a model folder for those)');
+  process.exit(2);
+}
 
 // The GGUF and llama.cpp's wasm build go into www/peer/ (ignored by git), so the demo
 // server serves them from the page's origin.
@@ -30,8 +40,17 @@ rmSync(peer, { recursive: true, force: true });
 mkdirSync(peer, { recursive: true });
 const wllama = dirname(createRequire(import.meta.url).resolve('@wllama/wllama/package.json'));
 cpSync(join(wllama, 'esm'), join(peer, 'wllama'), { recursive: true });
-const g = groups ? ['--groups', groups] : [];
-execFileSync(join(root, 'target/release/gqa'), ['convert', '--model', model, ...g, '--dtype', dtype, '--format', 'gguf', '--out', join(peer, 'model.gguf')], { stdio: 'inherit' });
+if (gguf) {
+  // The file itself (a hard link where it can be, else a copy), served as /peer/model.gguf.
+  try {
+    linkSync(resolve(model), join(peer, 'model.gguf'));
+  } catch {
+    copyFileSync(resolve(model), join(peer, 'model.gguf'));
+  }
+} else {
+  const g = groups ? ['--groups', groups] : [];
+  execFileSync(join(root, 'target/release/gqa'), ['convert', '--model', model, ...g, '--dtype', dtype, '--format', 'gguf', '--out', join(peer, 'model.gguf')], { stdio: 'inherit' });
+}
 
 // GPT-2's byte-level alphabet: each byte is one character; a token's bytes are its characters'.
 function byteOf() {
@@ -74,9 +93,11 @@ try {
       await w.exit();
       return { text: r.choices[0].text, tokS: r.timings?.predicted_per_second, n: r.timings?.predicted_n };
     }, { n, prompt: PROMPT, maxTokens: Number(tokens), bias });
-    // Ours: the page's engine (the threaded module for n > 1) on the exported model's source.
+    // Ours: the page's engine (the threaded module for n > 1) on the same GGUF file, or on
+    // the exported model's source folder.
     const engine = await lab.engine({ threads: n });
-    await engine.call('fetchHf', `/${model.replace(/^www\//, '')}`, 1024);
+    if (gguf) await engine.call('fetchGguf', '/peer/model.gguf', 1024);
+    else await engine.call('fetchHf', `/${model.replace(/^www\//, '')}`, 1024);
     if (groups) await engine.call('setGroups', Number(groups), 'mean', 0);
     let text = '';
     const stats = await engine.call('generateText', PROMPT, { maxTokens: Number(tokens), temperature: 0 });
@@ -88,7 +109,7 @@ try {
   await lab.close();
   rmSync(peer, { recursive: true, force: true });
 }
-console.log(`model ${model}${groups ? `, converted to G = ${groups}` : ''}, ${dtype}, prompt "${PROMPT}", greedy, ${tokens} tokens` +
+console.log(`model ${model}${groups ? `, converted to G = ${groups}` : ''}, ${gguf ? 'weights as stored in the file' : dtype}, prompt "${PROMPT}", greedy, ${tokens} tokens` +
   (random ? ` (random weights: llama.cpp barred from ${Object.keys(bias).length} partial-UTF-8 tokens, texts not compared)` : ''));
 console.log('threads\tllama.cpp (wllama) tok/s\tours tok/s\tours / llama.cpp\tsame text');
 for (const { n, theirs, ours } of results) {

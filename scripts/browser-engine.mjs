@@ -18,6 +18,7 @@ import { launchChromium } from './support.mjs';
 //   simdName: the module's SIMD flavour
 //   preset name seed f16 capacity | hf config weights capacity | fetchHf folder capacity:
 //     build the session, returns its info()
+//   fetchGguf url capacity: the session from a GGUF file (Session.fromGguf), returns its info()
 //   generateIds prompt params: a whole generation, returns the ids
 //   generateText prompt params: a whole generation, returns its stats() with its text
 //   any other op: a Session method with those arguments
@@ -55,6 +56,17 @@ const ops = {
     const tokenizer = new Uint8Array(await (await get('tokenizer.json')).arrayBuffer());
     session?.free();
     session = gqa.Session.fromHf(config, weights, tokenizer, capacity);
+    return session.info();
+  },
+  // A GGUF file (e.g. SmolLM2's, quantized): the module's Session.fromGguf(bytes, capacity)
+  // reads weights, config and tokenizer from the one file.
+  async fetchGguf(url, capacity) {
+    if (typeof gqa.Session.fromGguf !== 'function') throw new Error('this wasm build has no Session.fromGguf (rebuild with scripts/build-web.sh)');
+    const r = await fetch(new URL(url, self.origin));
+    if (!r.ok) throw new Error(url + ': HTTP ' + r.status);
+    const bytes = new Uint8Array(await r.arrayBuffer());
+    session?.free();
+    session = gqa.Session.fromGguf(bytes, capacity);
     return session.info();
   },
   async generateText(prompt, params) {
