@@ -74,6 +74,28 @@ async fn cpu_simd_logits_equal_the_native_engine_for_stories260k() {
     assert_same_logits(&mut session, &reference["cases"], expected, "stories260K").await;
 }
 
+/// SmolLM2's GGUF (Q4_1 and Q8_0 blocks read in place by the simd128 kernels): the
+/// native engine's logits, within 1e-5 of the largest |logit| (simd128 has no fused
+/// multiply-add, so the roundings differ from AVX2's a little over 30 layers).
+#[wasm_bindgen_test]
+#[cfg_attr(not(has_shared), ignore = "needs ../shared (the shared fixtures)")]
+async fn cpu_simd_logits_equal_the_native_engine_for_smollm2() {
+    let reference = reference();
+    let path = concat!(env!("GQA_SHARED_DIR"), "/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let bytes = read(path).unwrap_or_else(|| panic!("this test needs the shared fixtures, but {path} is missing"));
+    let expected = reference.get("smollm2").expect("reference.json has no smollm2 logits");
+    let mut session = ok(WebSession::from_gguf(&bytes, Some(64), None));
+    drop(bytes);
+    for (tokens, want) in expected["cases"].as_array().unwrap().iter().zip(expected["logits"].as_array().unwrap()) {
+        let tokens: Vec<u32> = serde_json::from_value(tokens.clone()).unwrap();
+        let want: Vec<f32> = serde_json::from_value(want.clone()).unwrap();
+        let got = ok(session.logits(tokens.clone()).await);
+        let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(diff <= 1e-5 * scale, "SmolLM2, tokens {tokens:?}: max |wasm - native| = {diff} (largest |logit| {scale})");
+    }
+}
+
 #[wasm_bindgen_test]
 async fn without_webgpu_the_cpu_is_used_and_the_reason_given() {
     let status = ok(webgpu_status().await);

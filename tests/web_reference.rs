@@ -3,7 +3,7 @@
 //! model.safetensors) and `reference.json`, the native logits for it (with an f32 and
 //! an int8 KV cache), for the `15m` preset at seed 7 (large enough that the threaded
 //! module splits its matrices and, over a 300-token case, its attention across threads)
-//! and, when ../shared is present, for the stories260K fixture. tests/run.sh runs this
+//! and, when ../shared is present, for the stories260K fixture and SmolLM2's GGUF. tests/run.sh runs this
 //! before the wasm tests (tests/web_node.rs, tests/web/threads.mjs), which load the
 //! same models and compare their logits.
 
@@ -24,6 +24,13 @@ const CASES: &[&[u32]] = &[&[1], &[1, 5, 9, 200, 3], &[1, 300, 301, 302, 17, 17,
 const PRESET_SEED: u64 = 7;
 fn preset_cases() -> Vec<Vec<u32>> {
     vec![vec![1, 5, 9, 200, 3], (0..300).map(|i| (i * 37 + 1) % 4096).collect()]
+}
+
+/// SmolLM2's cases: `<|im_start|>user\nWhat is the capital of France?`, and its first
+/// token alone.
+const SMOLLM2_CASES: &[&[u32]] = &[&[1], &[1, 4093, 198, 1780, 314, 260, 3575, 282, 4649, 47]];
+fn smollm2_cases() -> Vec<Vec<u32>> {
+    SMOLLM2_CASES.iter().map(|c| c.to_vec()).collect()
 }
 
 fn logits(model: &Model, kv_dtype: KvDType) -> Vec<Vec<f32>> {
@@ -68,6 +75,10 @@ fn writes_reference_logits_for_the_wasm_tests() {
         let path = common::shared("fixtures/llama2c/stories260K.bin");
         let fixture = gqa::llama2c::load_llama2c(&std::fs::read(path).unwrap()).unwrap();
         reference["stories260K"] = serde_json::json!(logits(&fixture, KvDType::F32));
+        // SmolLM2 from its GGUF (Q4_1 blocks, a Q8_0 embedding): the start of a chat.
+        let path = common::shared("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
+        let (smollm2, _) = gqa::loader::load_gguf(&std::fs::read(path).unwrap()).unwrap();
+        reference["smollm2"] = serde_json::json!({ "cases": SMOLLM2_CASES, "logits": logits_of(&smollm2, KvDType::F32, &smollm2_cases()) });
     }
     std::fs::write(dir.join("reference.json"), reference.to_string()).unwrap();
 }
