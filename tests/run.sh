@@ -58,6 +58,8 @@ RUSTFLAGS="-C target-feature=+simd128" t cargo test --profile web --target wasm3
 # (300 positions on SwiftShader take tens of seconds: past the runner's default 20 s timeout.)
 WASM_BINDGEN_TEST_TIMEOUT=300 CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_WEBDRIVER_JSON=tests/web/webdriver.json \
   RUSTFLAGS="-C target-feature=+simd128" t cargo test --profile web --target wasm32-unknown-unknown --test web_browser -- --nocapture
+# SmolLM2's GGUF into www/models/ (from ../shared here), where the browser tests load it.
+t bash scripts/fetch-model.sh smollm2
 # The threaded module in Chromium: native logits, its threads, and no start without isolation.
 start=$SECONDS
 wait "$threads_build" || { status=1; echo "FAILED: scripts/build-web.sh threads"; }

@@ -8,12 +8,15 @@
 // tests/web_reference.rs and scripts/build-web.sh:
 //
 //   node tests/web/threads.mjs
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openLab } from '../../scripts/browser-engine.mjs';
-import { check, finish } from './checks.mjs';
+import { check, finish, skip } from './checks.mjs';
 
-const reference = fileURLToPath(new URL('../../target/web-reference/', import.meta.url));
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const reference = join(root, 'target/web-reference/');
+const SMOLLM2 = 'models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf';
 const TOLERANCE = 1e-5;
 
 const maxDiff = (a, b) => (a.length !== b.length ? Infinity : a.reduce((m, x, i) => Math.max(m, Math.abs(x - b[i])), 0));
@@ -51,6 +54,23 @@ try {
       await engine.call('setMinParallelBytes', 0);
       await sameLogits(engine, p.cases, p.logits, `${name}, 15m preset, every operation split (threshold 0)`);
     }
+  }
+  // SmolLM2's GGUF (Q4_1 and Q8_0 blocks), put in www/models/ by scripts/fetch-model.sh
+  // (tests/run.sh runs it): the native logits within 1e-5 of the largest |logit|.
+  if (ref.smollm2 && existsSync(join(root, 'www', SMOLLM2))) {
+    for (const [name, engine] of [['threaded', threaded], ['single-thread', single]]) {
+      await engine.call('fetchGguf', `/${SMOLLM2}`, 64);
+      for (const [i, tokens] of ref.smollm2.cases.entries()) {
+        const want = ref.smollm2.logits[i];
+        const scale = want.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
+        const diff = maxDiff(await engine.call('logits', tokens), want);
+        check(diff <= TOLERANCE * scale, `${name}, SmolLM2 (GGUF, Q4_1), case ${i} (${tokens.length} tokens): max |wasm - native| = ${diff.toExponential(2)}, largest |logit| ${scale.toFixed(1)}`);
+      }
+    }
+    await single.call('preset', '15m', ref.preset_15m.seed, false, 512);
+    await threaded.call('preset', '15m', ref.preset_15m.seed, false, 512);
+  } else {
+    skip('SmolLM2 on the wasm modules', `www/${SMOLLM2} (bash scripts/fetch-model.sh smollm2) and ../shared for its reference logits`);
   }
   // Sampling: the same seed gives the same ids on both (the model is the 15m preset).
   const params = { maxTokens: 24, temperature: 0.9, topP: 0.95, seed: 11 };
