@@ -48,10 +48,12 @@ pub fn run(a: EvalArgs) -> Result<()> {
     let (base, tokenizer) = open(&a.model)?;
     let tokenizer = need_tokenizer(tokenizer, &a.model.model)?;
     let text = loader::read_text(&a.text)?;
-    let mut ids = vec![base.config.bos_token_id];
+    // BOS first where the model's prompts start with it (not SmolLM2's).
+    let bos: Vec<u32> = tokenizer.add_bos().then_some(base.config.bos_token_id).into_iter().collect();
+    let mut ids = bos.clone();
     ids.extend(tokenizer.encode(&text)?);
     if let Some(n) = a.max_tokens {
-        ids.truncate(n.saturating_add(1)); // BOS + n tokens
+        ids.truncate(n.saturating_add(bos.len())); // (BOS +) n tokens
     }
     let window = a.window.unwrap_or(base.config.max_position_embeddings);
     let groups = a.model.groups.unwrap_or(base.config.n_kv_heads());
