@@ -1,8 +1,12 @@
-//! AVX-512F: 16 lanes in `__m512`, f16 converted in the load.
+//! AVX-512F: 16 lanes in `__m512`, f16 converted in the load. The integer
+//! dot products of 32 bytes use AVX-512 VNNI's `vpdpbusd` where the CPU has
+//! it, else AVX2's `maddubs` (see [`super::avx2`]); their 8 sums fill the low
+//! half of the 16 lanes.
 
 use core::arch::x86_64::*;
 use half::f16;
 
+use super::avx2;
 use super::lanes::{Kernel, Lanes};
 
 /// Run `kernel` with 16-lane AVX-512 vectors.
@@ -12,6 +16,31 @@ use super::lanes::{Kernel, Lanes};
 #[target_feature(enable = "avx512f")]
 pub unsafe fn run<K: Kernel>(kernel: K) -> K::Output {
     kernel.run::<__m512>()
+}
+
+/// [`run`] where the CPU also has AVX-512 VNNI: the same code, with
+/// [`dot_vnni`] inlined into it (in [`run`] it is never called).
+///
+/// # Safety
+/// The CPU must have AVX-512F and AVX-512 VNNI.
+#[target_feature(enable = "avx512f,avx512vnni")]
+pub unsafe fn run_vnni<K: Kernel>(kernel: K) -> K::Output {
+    kernel.run::<__m512>()
+}
+
+/// Σ a_j b_j (u8 x i8) by `vpdpbusd`: each i32 lane sums 4 products; the
+/// upper 8 lanes see zero bytes.
+#[target_feature(enable = "avx512f,avx512vnni")]
+#[inline]
+fn dot_vnni(a: __m256i, b: __m256i) -> __m512 {
+    let (a, b) = (_mm512_zextsi256_si512(a), _mm512_zextsi256_si512(b));
+    _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), a, b))
+}
+
+/// 8 i32 sums (AVX2's) as the low half of 16 f32 lanes, the rest zero.
+#[inline(always)]
+unsafe fn widen(v: __m256i) -> __m512 {
+    _mm512_cvtepi32_ps(_mm512_zextsi256_si512(v))
 }
 
 impl Lanes for __m512 {
@@ -98,5 +127,47 @@ impl Lanes for __m512 {
     #[inline(always)]
     fn prefetch(p: *const u8) {
         unsafe { _mm_prefetch::<_MM_HINT_T0>(p as *const i8) }
+    }
+
+    type Bytes = __m256i;
+    #[inline(always)]
+    unsafe fn load_bytes(p: *const u8) -> __m256i {
+        _mm256_loadu_si256(p as *const __m256i)
+    }
+    #[inline(always)]
+    unsafe fn load_nibbles(p: *const u8) -> __m256i {
+        avx2::load_nibbles(p)
+    }
+    #[inline(always)]
+    unsafe fn load_byte_fields(p: *const u8, shift: u32, mask: u8) -> __m256i {
+        avx2::load_byte_fields(p, shift, mask)
+    }
+    #[inline(always)]
+    fn bytes_from_bits(word: u32) -> __m256i {
+        unsafe { avx2::bytes_from_bits(word) }
+    }
+    #[inline(always)]
+    fn or_shifted(a: __m256i, b: __m256i, shift: u32) -> __m256i {
+        unsafe { avx2::or_shifted(a, b, shift) }
+    }
+    #[inline(always)]
+    fn dot_bytes(a: __m256i, b: __m256i) -> Self {
+        // SAFETY: dot_vnni only where the CPU has VNNI (detected once).
+        unsafe {
+            if super::x86_features().vnni {
+                dot_vnni(a, b)
+            } else {
+                widen(avx2::dot_u8_i8(a, b))
+            }
+        }
+    }
+    #[inline(always)]
+    fn dot_bytes_halves(a: __m256i, b: __m256i, s0: i32, s1: i32) -> Self {
+        unsafe { widen(avx2::dot_u8_i8_halves(a, b, s0, s1)) }
+    }
+    #[inline(always)]
+    fn dot_i8(a: __m256i, b: __m256i) -> Self {
+        // |a| times b with a's sign, as in avx2::dot_i8_i8.
+        unsafe { Self::dot_bytes(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a)) }
     }
 }
