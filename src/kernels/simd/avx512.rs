@@ -1,7 +1,10 @@
-//! AVX-512F: 16 lanes in `__m512`, f16 converted in the load. The integer
-//! dot products of 32 bytes use AVX-512 VNNI's `vpdpbusd` where the CPU has
-//! it, else AVX2's `maddubs` (see [`super::avx2`]); their 8 sums fill the low
-//! half of the 16 lanes.
+//! AVX-512F with VNNI: 16 lanes in `__m512`, f16 converted in the load; the
+//! integer dot products of 32 bytes by VNNI's `vpdpbusd`, their 8 sums in the
+//! low half of the 16 lanes (the byte loads are AVX2's, see [`super::avx2`]).
+//!
+//! VNNI is part of this instruction set rather than a second entry point:
+//! every AVX-512 CPU since Cascade Lake (and AMD's Zen 4) has it, and the
+//! earlier ones (Skylake-SP) run the AVX2 kernels.
 
 use core::arch::x86_64::*;
 use half::f16;
@@ -12,42 +15,25 @@ use super::lanes::{Kernel, Lanes};
 /// Run `kernel` with 16-lane AVX-512 vectors.
 ///
 /// # Safety
-/// The CPU must have AVX-512F.
-#[target_feature(enable = "avx512f")]
+/// The CPU must have AVX-512F and AVX-512 VNNI.
+#[target_feature(enable = "avx512f,avx512vnni")]
 pub unsafe fn run<K: Kernel>(kernel: K) -> K::Output {
     kernel.run::<__m512>()
 }
 
-/// [`run`] where the CPU also has AVX-512 VNNI: the same code, with
-/// [`dot_vnni`] inlined into it (in [`run`] it is never called).
-///
-/// # Safety
-/// The CPU must have AVX-512F and AVX-512 VNNI.
-#[target_feature(enable = "avx512f,avx512vnni")]
-pub unsafe fn run_vnni<K: Kernel>(kernel: K) -> K::Output {
-    kernel.run::<__m512>()
-}
-
-/// Σ a_j b_j (u8 x i8) by `vpdpbusd`: each i32 lane sums 4 products; the
-/// upper 8 lanes see zero bytes.
-#[target_feature(enable = "avx512f,avx512vnni")]
-#[inline]
-fn dot_vnni(a: __m256i, b: __m256i) -> __m512 {
+/// Σ a_j b_j (u8 x i8) by `vpdpbusd`: each i32 lane sums 4 products (no
+/// intermediate saturation); the upper 8 lanes see zero bytes.
+#[inline(always)]
+unsafe fn dot_u8_i8(a: __m256i, b: __m256i) -> __m512 {
     let (a, b) = (_mm512_zextsi256_si512(a), _mm512_zextsi256_si512(b));
     _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), a, b))
-}
-
-/// 8 i32 sums (AVX2's) as the low half of 16 f32 lanes, the rest zero.
-#[inline(always)]
-unsafe fn widen(v: __m256i) -> __m512 {
-    _mm512_cvtepi32_ps(_mm512_zextsi256_si512(v))
 }
 
 impl Lanes for __m512 {
     const N: usize = 16;
     const UNROLL: usize = 2;
-    // SAFETY (all): only reached from functions compiled with AVX-512F,
-    // called after the CPU was checked for it.
+    // SAFETY (all): only reached from `run`, compiled with AVX-512F and
+    // VNNI, called after the CPU was checked for both.
     #[inline(always)]
     fn zero() -> Self {
         unsafe { _mm512_setzero_ps() }
@@ -152,22 +138,16 @@ impl Lanes for __m512 {
     }
     #[inline(always)]
     fn dot_bytes(a: __m256i, b: __m256i) -> Self {
-        // SAFETY: dot_vnni only where the CPU has VNNI (detected once).
-        unsafe {
-            if super::x86_features().vnni {
-                dot_vnni(a, b)
-            } else {
-                widen(avx2::dot_u8_i8(a, b))
-            }
-        }
+        unsafe { dot_u8_i8(a, b) }
     }
+    /// AVX2's `maddubs` + `madd` (the scales multiply in the `madd`), widened.
     #[inline(always)]
     fn dot_bytes_halves(a: __m256i, b: __m256i, s0: i32, s1: i32) -> Self {
-        unsafe { widen(avx2::dot_u8_i8_halves(a, b, s0, s1)) }
+        unsafe { _mm512_cvtepi32_ps(_mm512_zextsi256_si512(avx2::dot_u8_i8_halves(a, b, s0, s1))) }
     }
+    /// |a| times b with a's sign, as in AVX2's `dot_i8_i8`.
     #[inline(always)]
     fn dot_i8(a: __m256i, b: __m256i) -> Self {
-        // |a| times b with a's sign, as in avx2::dot_i8_i8.
-        unsafe { Self::dot_bytes(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a)) }
+        unsafe { dot_u8_i8(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a)) }
     }
 }

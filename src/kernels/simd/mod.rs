@@ -3,7 +3,7 @@
 //!
 //! | module | vector | chosen |
 //! |---|---|---|
-//! | [`avx512`] | `__m512`, 16 lanes | at run time: AVX-512F (unless `GQA_NO_AVX512` is set), with VNNI where the CPU has it |
+//! | [`avx512`] | `__m512`, 16 lanes | at run time: AVX-512F + VNNI (unless `GQA_NO_AVX512` is set) |
 //! | [`avx2`] | `__m256`, 8 lanes | at run time: AVX2 + FMA + F16C |
 //! | [`simd128`] | two `v128`, 8 lanes | at compile time: wasm32 with `+simd128` |
 //! | [`plain`] | `[f32; 8]` | everywhere else (and in the tests, as a reference path) |
@@ -74,7 +74,7 @@ impl Isa {
     /// What the kernels run on, in words (the CLI and the page show it).
     pub fn name(self) -> &'static str {
         match self {
-            Isa::Avx512 => "avx512f+avx2+fma+f16c",
+            Isa::Avx512 => "avx512f+vnni+avx2+fma+f16c",
             Isa::Avx2 => "avx2+fma+f16c",
             Isa::Simd128 if cfg!(target_feature = "relaxed-simd") => "wasm simd128 + relaxed-simd (fused multiply-add)",
             Isa::Simd128 => "wasm simd128",
@@ -87,10 +87,9 @@ impl Isa {
 #[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy)]
 struct X86 {
-    /// AVX-512F (unless GQA_NO_AVX512 is set, to compare the two x86 paths).
+    /// AVX-512F and AVX-512 VNNI (`vpdpbusd`, the int8 dot products), unless
+    /// GQA_NO_AVX512 is set, to compare the two x86 paths.
     avx512: bool,
-    /// AVX-512 VNNI besides (`vpdpbusd`, the int8 dot products).
-    vnni: bool,
     /// AVX2 + FMA + F16C.
     avx2: bool,
 }
@@ -102,8 +101,8 @@ fn x86_features() -> X86 {
     static FEATURES: std::sync::OnceLock<X86> = std::sync::OnceLock::new();
     *FEATURES.get_or_init(|| {
         let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c");
-        let avx512 = is_x86_feature_detected!("avx512f") && std::env::var_os("GQA_NO_AVX512").is_none();
-        X86 { avx512, vnni: avx512 && is_x86_feature_detected!("avx512vnni"), avx2 }
+        let avx512 = is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vnni");
+        X86 { avx512: avx512 && std::env::var_os("GQA_NO_AVX512").is_none(), avx2 }
     })
 }
 
@@ -120,12 +119,8 @@ pub fn run_on<K: Kernel>(isa: Isa, kernel: K) -> K::Output {
     #[cfg(target_arch = "x86_64")]
     {
         let wide = isa == Isa::Avx512 && kernel.suits(16) && Isa::Avx512.available();
-        if wide && x86_features().vnni {
-            // SAFETY: the CPU has AVX-512F and AVX-512 VNNI (checked).
-            return unsafe { avx512::run_vnni(kernel) };
-        }
         if wide {
-            // SAFETY: the CPU has AVX-512F (checked).
+            // SAFETY: the CPU has AVX-512F and AVX-512 VNNI (checked).
             return unsafe { avx512::run(kernel) };
         }
         if matches!(isa, Isa::Avx512 | Isa::Avx2) && Isa::Avx2.available() {
