@@ -3,7 +3,7 @@
 //! (gate/up, Q4_1 in the real model; every block format is timed) and the
 //! 49152 x 576 Q8_0 token embedding / output head.
 //!
-//!   cargo run --release --example int8_matvec
+//!   cargo run --release --example int8_matvec [FORMAT]
 //!
 //! Weights are random bytes with sane block scales (speed does not depend on
 //! the values); each case prints ns per row and GB/s of weight bytes read.
@@ -64,7 +64,11 @@ fn main() {
     println!("{:<6} {:>12} {:>14} {:>14} {:>9} {:>9} {:>7}", "format", "rows x cols", "exact ns/row", "int8 ns/row", "exact GB/s", "int8 GB/s", "speedup");
     let cases = [Format::Q4_0, Format::Q4_1, Format::Q5_0, Format::Q8_0, Format::Q4_K, Format::Q6_K].map(|f| (f, 1536, 576));
     let cols_k = 512; // K-quant rows are whole super-blocks of 256: 576 is not
+    let only = std::env::args().nth(1);
     for (format, rows, cols) in cases.into_iter().chain([(Format::Q8_0, 49152, 576)]) {
+        if only.as_ref().is_some_and(|name| name != format.name()) {
+            continue;
+        }
         let cols = if format.block_weights() == 256 { cols_k } else { cols };
         let w = random_rows(format, rows, cols);
         let x: Vec<f32> = (0..cols).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect();

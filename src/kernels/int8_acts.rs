@@ -59,16 +59,22 @@ impl Int8Rows {
     }
 }
 
-/// One block: q_j = round(x_j / d), as ggml's `quantize_row_q8_0` computes it
-/// (times the reciprocal of d, halves rounded away from zero), so |x_j - d q_j|
-/// <= d / 2 and the largest |q_j| is 127. An all-zero block has d = 0, q = 0.
+/// One block: q_j = round(x_j / d), as ggml's AVX2 `quantize_row_q8_0`
+/// computes it (times the reciprocal of d, halves rounded to even), so
+/// |x_j - d q_j| <= d / 2 and the largest |q_j| is 127. An all-zero block has
+/// d = 0, q = 0.
 fn quantize_block(x: &[f32], q: &mut [i8]) -> Int8Block {
     let amax = x.iter().fold(0.0f32, |a, v| a.max(v.abs()));
     let d = amax / 127.0;
     let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
+    // Adding and subtracting 1.5 * 2^23 rounds to the nearest integer, halves
+    // to even (|x / d| <= 127 leaves no bits below the units): the same as
+    // `round_ties_even`, which without SSE4.1 is a libm call per value, where
+    // this loop compiles to vector instructions.
+    const ROUND: f32 = 12582912.0;
     for (q, x) in q.iter_mut().zip(x) {
         // The clamp only guards against the reciprocal's rounding: never -128.
-        *q = (x * inv).round().clamp(-127.0, 127.0) as i8;
+        *q = ((x * inv + ROUND) - ROUND).clamp(-127.0, 127.0) as i8;
     }
     let half = |h: usize| q[16 * h..16 * h + 16].iter().map(|&q| q as i32).sum::<i32>();
     let half_sums = [half(0), half(1)];
@@ -105,5 +111,10 @@ mod tests {
                 assert_eq!((b.half_sums, b.sum), (sums, b.d * (sums[0] + sums[1]) as f32));
             }
         }
+        // Halves round to even (d = 1 here), and no code is -128.
+        let mut ties = [0.0f32; 32];
+        ties[..6].copy_from_slice(&[127.0, 2.5, 3.5, -2.5, 0.5, -127.0]);
+        rows.quantize(&ties, 32);
+        assert_eq!((rows.row(0).blocks[0].d, &rows.row(0).q[..6]), (1.0, &[127, 2, 4, -2, 0, -127][..]));
     }
 }

@@ -256,14 +256,14 @@ mod tests {
     }
 
     /// x as llama.cpp quantizes activations, from the description: per block
-    /// of 32, d = max |x| / 127 (f32) and q = round(x * (1 / d)), halves away
-    /// from zero. Returns each value d q and its block's step d, in f64.
+    /// of 32, d = max |x| / 127 (f32) and q = round(x * (1 / d)), halves to
+    /// even. Returns each value d q and its block's step d, in f64.
     fn quantized_reference(x: &[f32]) -> (Vec<f64>, Vec<f64>) {
         let (mut values, mut steps) = (Vec::new(), Vec::new());
         for block in x.chunks(32) {
             let d = block.iter().map(|v| v.abs()).fold(0.0f32, f32::max) / 127.0;
             for &v in block {
-                let q = if d == 0.0 { 0.0 } else { (v * (1.0 / d)).round() };
+                let q = if d == 0.0 { 0.0 } else { (v * (1.0 / d)).round_ties_even() };
                 values.push(d as f64 * q as f64);
                 steps.push(d as f64);
             }
