@@ -43,7 +43,7 @@ pub struct Int8Row<'a> {
 impl Int8Rows {
     /// Quantize `x`, rows of `cols` values (a multiple of [`BLOCK`]).
     pub fn quantize(&mut self, x: &[f32], cols: usize) {
-        assert!(cols % BLOCK == 0 && x.len() % cols.max(1) == 0, "int8 activations: rows of {cols} are not whole blocks");
+        assert!(cols.is_multiple_of(BLOCK) && x.len().is_multiple_of(cols.max(1)), "int8 activations: rows of {cols} are not whole blocks");
         self.cols = cols;
         self.q.resize(x.len(), 0);
         self.blocks.resize(x.len() / BLOCK, Int8Block::default());
