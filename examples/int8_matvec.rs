@@ -3,14 +3,17 @@
 //! (gate/up, Q4_1 in the real model; every block format is timed) and the
 //! 49152 x 576 Q8_0 token embedding / output head.
 //!
-//!   cargo run --release --example int8_matvec [FORMAT]
+//!   cargo run --release --example int8_matvec [FORMAT | MODEL.gguf]
 //!
 //! Weights are random bytes with sane block scales (speed does not depend on
-//! the values); each case prints ns per row and GB/s of weight bytes read.
+//! the values), or, given a GGUF file, its `blk.0.ffn_up.weight` and
+//! `token_embd.weight`; each case prints ns per row and GB/s of weight bytes
+//! read, and the int8 result's rms error relative to the exact one's rms.
 
 use std::hint::black_box;
 use std::time::Instant;
 
+use gqa::gguf::Gguf;
 use gqa::kernels::{rows_dot_int8, rows_dot_quant, simd_name, Int8Rows};
 use gqa::quant::Format;
 
@@ -61,35 +64,50 @@ fn time(mut f: impl FnMut()) -> f64 {
 
 fn main() {
     println!("{} (one thread)", simd_name());
-    println!("{:<6} {:>12} {:>14} {:>14} {:>9} {:>9} {:>7}", "format", "rows x cols", "exact ns/row", "int8 ns/row", "exact GB/s", "int8 GB/s", "speedup");
+    println!("{:<6} {:>12} {:>14} {:>14} {:>9} {:>9} {:>7} {:>8}", "format", "rows x cols", "exact ns/row", "int8 ns/row", "exact GB/s", "int8 GB/s", "speedup", "rel err");
+    let arg = std::env::args().nth(1);
+    if let Some(path) = arg.as_ref().filter(|a| a.ends_with(".gguf")) {
+        let file = std::fs::read(path).expect("read the GGUF file");
+        let g = Gguf::read(&file).expect("a GGUF file");
+        for name in ["blk.0.ffn_up.weight", "token_embd.weight"] {
+            let t = g.tensor(name).expect("a llama tensor");
+            run(t.ty.format().expect("a known format"), t.dims[1], t.dims[0], t.bytes);
+        }
+        return;
+    }
     let cases = [Format::Q4_0, Format::Q4_1, Format::Q5_0, Format::Q8_0, Format::Q4_K, Format::Q6_K].map(|f| (f, 1536, 576));
-    let cols_k = 512; // K-quant rows are whole super-blocks of 256: 576 is not
-    let only = std::env::args().nth(1);
     for (format, rows, cols) in cases.into_iter().chain([(Format::Q8_0, 49152, 576)]) {
-        if only.as_ref().is_some_and(|name| name != format.name()) {
+        if arg.as_ref().is_some_and(|name| name != format.name()) {
             continue;
         }
-        let cols = if format.block_weights() == 256 { cols_k } else { cols };
-        let w = random_rows(format, rows, cols);
-        let x: Vec<f32> = (0..cols).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect();
-        let mut out = vec![0.0; rows];
-        let mut xq = Int8Rows::default();
-        let exact = time(|| rows_dot_quant(format, black_box(&w), cols, black_box(&x), &mut out));
-        // The int8 path's time includes quantizing x, once per mat-vec.
-        let int8 = time(|| {
-            xq.quantize(black_box(&x), cols);
-            rows_dot_int8(format, black_box(&w), cols, xq.row(0), &mut out)
-        });
-        let gbs = |s: f64| w.len() as f64 / s / 1e9;
-        let shape = format!("{rows}x{cols}");
-        println!(
-            "{:<6} {shape:>12} {:>14.1} {:>14.1} {:>9.1} {:>9.1} {:>6.2}x",
-            format.name(),
-            exact * 1e9 / rows as f64,
-            int8 * 1e9 / rows as f64,
-            gbs(exact),
-            gbs(int8),
-            exact / int8
-        );
+        // K-quant rows are whole super-blocks of 256: 576 is not.
+        let cols = if format.block_weights() == 256 { 512 } else { cols };
+        run(format, rows, cols, &random_rows(format, rows, cols));
     }
+}
+
+/// Time both paths on `rows` rows of `cols` weights `w` and print a line.
+fn run(format: Format, rows: usize, cols: usize, w: &[u8]) {
+    let x: Vec<f32> = (0..cols).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect();
+    let (mut exact_out, mut int8_out) = (vec![0.0; rows], vec![0.0; rows]);
+    let mut xq = Int8Rows::default();
+    let exact = time(|| rows_dot_quant(format, black_box(w), cols, black_box(&x), &mut exact_out));
+    // The int8 path's time includes quantizing x, once per mat-vec.
+    let int8 = time(|| {
+        xq.quantize(black_box(&x), cols);
+        rows_dot_int8(format, black_box(w), cols, xq.row(0), &mut int8_out)
+    });
+    let rms = |v: &mut dyn Iterator<Item = f32>| (v.map(|x| (x as f64).powi(2)).sum::<f64>() / rows as f64).sqrt();
+    let err = rms(&mut exact_out.iter().zip(&int8_out).map(|(a, b)| a - b)) / rms(&mut exact_out.iter().copied());
+    let gbs = |s: f64| w.len() as f64 / s / 1e9;
+    let (shape, per_row) = (format!("{rows}x{cols}"), |s: f64| s * 1e9 / rows as f64);
+    println!(
+        "{:<6} {shape:>12} {:>14.1} {:>14.1} {:>9.1} {:>9.1} {:>6.2}x {err:>8.1e}",
+        format.name(),
+        per_row(exact),
+        per_row(int8),
+        gbs(exact),
+        gbs(int8),
+        exact / int8
+    );
 }
