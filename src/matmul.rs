@@ -1,26 +1,83 @@
-//! Matrix products on [`Matrix`] weights, built on the row dot kernel: the
+//! Matrix products on [`Matrix`] weights, built on the row dot kernels: the
 //! rows of one or several stacked matrices are split into tasks across threads
 //! (where the caller says the work pays for it), each task streaming its rows once.
+//! On block-quantized weights the input is, by default, first quantized to int8
+//! (see [`QuantActivations`]).
 
-use crate::kernels::{for_chunks, rows_dot_quant, rows_dot_slice, swiglu_gate, threads};
+use crate::kernels::{for_chunks, rows_dot_int8, rows_dot_quant, rows_dot_slice, swiglu_gate, threads, Int8Row, Int8Rows};
 use crate::tensor::{Data, Matrix};
+
+/// How a product on block-quantized weights (Q4_0 ... Q6_K) treats its input.
+/// Other weights always meet the f32 input.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum QuantActivations {
+    /// f32 activations, each weight dequantized in registers: the exact path.
+    Exact,
+    /// Activations quantized to int8 per block of 32 (ggml's Q8_0) once per
+    /// product and input, then integer dot products per block, as llama.cpp
+    /// does: several times faster, each input value off by at most half its
+    /// block's step (max |x| / 254).
+    #[default]
+    Int8,
+}
+
+/// What [`matmul`] keeps between calls: how it treats activations on quantized
+/// weights, and its buffers (decoding allocates nothing).
+#[derive(Clone, Debug, Default)]
+pub struct MatmulScratch {
+    pub activations: QuantActivations,
+    /// A batch's transposed output (see [`by_rows`]).
+    tmp: Vec<f32>,
+    /// The input quantized to int8, when [`QuantActivations::Int8`] applies.
+    int8: Int8Rows,
+}
+
+impl MatmulScratch {
+    pub fn new(activations: QuantActivations) -> MatmulScratch {
+        MatmulScratch { activations, ..MatmulScratch::default() }
+    }
+
+    /// The input x (rows of `cols`) of a product on `ws` as the row kernels
+    /// take it, row by row: quantized here, once, where int8 activations are
+    /// asked for and any of `ws` is block-quantized. And the batch buffer.
+    fn inputs<'a>(&'a mut self, ws: &[&Matrix], x: &'a [f32], cols: usize) -> (&'a mut Vec<f32>, impl Fn(usize) -> Input<'a> + Sync + 'a) {
+        assert_eq!(x.len() % cols.max(1), 0, "matmul input length");
+        let int8 = self.activations == QuantActivations::Int8 && ws.iter().any(|w| w.format().block_weights() > 1);
+        if int8 {
+            self.int8.quantize(x, cols);
+        }
+        let q = &self.int8;
+        (&mut self.tmp, move |t: usize| Input { x: &x[t * cols..(t + 1) * cols], int8: int8.then(|| q.row(t)) })
+    }
+}
+
+/// One input row as the row kernels take it: f32, and its int8 blocks where
+/// the product uses them.
+#[derive(Clone, Copy)]
+struct Input<'a> {
+    x: &'a [f32],
+    int8: Option<Int8Row<'a>>,
+}
 
 /// `out[i] = w.row(r0 + i) . x` for consecutive rows of one matrix.
 #[inline]
-fn rows_dot(w: &Matrix, r0: usize, x: &[f32], out: &mut [f32]) {
+fn rows_dot(w: &Matrix, r0: usize, x: Input, out: &mut [f32]) {
     let c = w.cols;
     match &w.data {
-        Data::F32(d) => rows_dot_slice(&d[r0 * c..], c, x, out),
-        Data::F16(d) => rows_dot_slice(&d[r0 * c..], c, x, out),
+        Data::F32(d) => rows_dot_slice(&d[r0 * c..], c, x.x, out),
+        Data::F16(d) => rows_dot_slice(&d[r0 * c..], c, x.x, out),
         Data::Quantized { format, bytes } => {
             let row = format.row_bytes(c).expect("whole blocks (checked when built)");
-            rows_dot_quant(*format, &bytes[r0 * row..], c, x, out)
+            match x.int8 {
+                Some(q) if format.block_weights() > 1 => rows_dot_int8(*format, &bytes[r0 * row..], c, q, out),
+                _ => rows_dot_quant(*format, &bytes[r0 * row..], c, x.x, out),
+            }
         }
     }
 }
 
 /// [`rows_dot`] over the matrices `ws` stacked on top of each other.
-fn stacked_rows_dot(ws: &[&Matrix], mut r0: usize, x: &[f32], mut out: &mut [f32]) {
+fn stacked_rows_dot(ws: &[&Matrix], mut r0: usize, x: Input, mut out: &mut [f32]) {
     for w in ws {
         if out.is_empty() {
             return;
@@ -56,28 +113,26 @@ fn tasks(bytes: usize, parallel: bool) -> usize {
 }
 
 /// `out[t][r] = f(r..)(x_t)` for a batch x (n x cols): out (n x rows), where
-/// `f(first, x_t, out)` fills `out` with rows first.. for one input. Rows are
+/// `f(first, t, out)` fills `out` with rows first.. for input t. Rows are
 /// split into `tasks` (see [`tasks`]; one when serial); each
 /// task takes its rows for the whole batch, so every weight row is read from
 /// memory once per call. A batch is computed transposed (rows x n, in `tmp`)
 /// so that each task owns whole rows, then transposed into `out`.
-#[allow(clippy::too_many_arguments)]
-fn by_rows<F>(rows: usize, cols: usize, x: &[f32], n: usize, out: &mut [f32], tmp: &mut Vec<f32>, tasks: usize, f: F)
+fn by_rows<F>(rows: usize, n: usize, out: &mut [f32], tmp: &mut Vec<f32>, tasks: usize, f: F)
 where
-    F: Fn(usize, &[f32], &mut [f32]) + Sync + Send,
+    F: Fn(usize, usize, &mut [f32]) + Sync + Send,
 {
-    assert_eq!(x.len(), n * cols, "matmul input length");
     assert_eq!(out.len(), n * rows, "matmul output length");
     let (parallel, rows_per_task) = (tasks > 1, rows.div_ceil(tasks).next_multiple_of(4));
     if n == 1 {
         // One input: a task's outputs are consecutive rows.
-        return for_chunks(out, rows_per_task, parallel, |first, chunk| f(first, x, chunk));
+        return for_chunks(out, rows_per_task, parallel, |first, chunk| f(first, 0, chunk));
     }
     tmp.resize(rows * n, 0.0);
     for_chunks(tmp, rows_per_task * n, parallel, |first, chunk| {
         for (i, o_row) in chunk.chunks_exact_mut(n).enumerate() {
             for (t, o) in o_row.iter_mut().enumerate() {
-                f(first / n + i, &x[t * cols..(t + 1) * cols], std::slice::from_mut(o));
+                f(first / n + i, t, std::slice::from_mut(o));
             }
         }
     });
@@ -91,20 +146,26 @@ where
 /// `out = x [W1; W2; ...]^T`: x (n x cols), out (n x R) where R is the rows of
 /// all the matrices (same cols) stacked, so each output row is [W1 x_t | W2 x_t | ...].
 /// One call (one parallel region) computes e.g. q, k and v together.
-/// `tmp` is scratch for batches (n > 1), reused between calls.
-pub fn matmul(ws: &[&Matrix], x: &[f32], n: usize, out: &mut [f32], tmp: &mut Vec<f32>, parallel: bool) {
-    let rows = ws.iter().map(|w| w.rows).sum();
-    assert!(ws.iter().all(|w| w.cols == ws[0].cols), "stacked matrices need equal columns");
+/// `scratch` says how quantized weights meet x, and holds buffers reused between calls.
+pub fn matmul(ws: &[&Matrix], x: &[f32], n: usize, out: &mut [f32], scratch: &mut MatmulScratch, parallel: bool) {
+    let (rows, cols) = (ws.iter().map(|w| w.rows).sum(), ws[0].cols);
+    assert!(ws.iter().all(|w| w.cols == cols), "stacked matrices need equal columns");
+    assert_eq!(x.len(), n * cols, "matmul input length");
     let tasks = tasks(ws.iter().map(|w| w.bytes()).sum(), parallel);
-    by_rows(rows, ws[0].cols, x, n, out, tmp, tasks, |r0, xt, o| stacked_rows_dot(ws, r0, xt, o));
+    let (tmp, input) = scratch.inputs(ws, x, cols);
+    by_rows(rows, n, out, tmp, tasks, |r0, t, o| stacked_rows_dot(ws, r0, input(t), o));
 }
 
 /// SwiGLU's first half in one pass: `out = silu(x gate^T) * (x up^T)`,
 /// x (n x dim), out (n x ffn); rows of gate and of up are read together.
-pub fn matmul_swiglu(gate: &Matrix, up: &Matrix, x: &[f32], n: usize, out: &mut [f32], tmp: &mut Vec<f32>, parallel: bool) {
+pub fn matmul_swiglu(gate: &Matrix, up: &Matrix, x: &[f32], n: usize, out: &mut [f32], scratch: &mut MatmulScratch, parallel: bool) {
     assert_eq!((gate.rows, gate.cols), (up.rows, up.cols), "gate and up shapes");
+    let cols = gate.cols;
+    assert_eq!(x.len(), n * cols, "matmul input length");
     let tasks = tasks(gate.bytes() + up.bytes(), parallel);
-    by_rows(gate.rows, gate.cols, x, n, out, tmp, tasks, |r0, xt, o| {
+    let (tmp, input) = scratch.inputs(&[gate, up], x, cols);
+    by_rows(gate.rows, n, out, tmp, tasks, |r0, t, o| {
+        let xt = input(t);
         let mut u = [0.0f32; 16];
         for (i, o) in o.chunks_mut(16).enumerate() {
             let u = &mut u[..o.len()];
@@ -115,9 +176,9 @@ pub fn matmul_swiglu(gate: &Matrix, up: &Matrix, x: &[f32], n: usize, out: &mut 
     });
 }
 
-/// `out = W x` for one vector (no batch scratch needed): out (rows), x (cols).
-pub fn matvec(w: &Matrix, x: &[f32], out: &mut [f32], parallel: bool) {
-    matmul(&[w], x, 1, out, &mut Vec::new(), parallel);
+/// `out = W x` for one vector: out (rows), x (cols), quantized weights on `activations`.
+pub fn matvec(w: &Matrix, x: &[f32], out: &mut [f32], activations: QuantActivations, parallel: bool) {
+    matmul(&[w], x, 1, out, &mut MatmulScratch::new(activations), parallel);
 }
 
 #[cfg(test)]
@@ -142,12 +203,12 @@ mod tests {
                 let x = randn(n * cols, 2);
                 let tol = 1e-4 * (cols as f64).sqrt();
                 for parallel in [false, true] {
-                    let (mut stacked, mut swiglu, mut tmp) = (vec![0.0; n * 2 * rows], vec![0.0; n * rows], Vec::new());
-                    matmul(&[&w, &u], &x, n, &mut stacked, &mut tmp, parallel);
-                    matmul_swiglu(&w, &u, &x, n, &mut swiglu, &mut tmp, parallel);
+                    let (mut stacked, mut swiglu, mut scratch) = (vec![0.0; n * 2 * rows], vec![0.0; n * rows], MatmulScratch::default());
+                    matmul(&[&w, &u], &x, n, &mut stacked, &mut scratch, parallel);
+                    matmul_swiglu(&w, &u, &x, n, &mut swiglu, &mut scratch, parallel);
                     for t in 0..n {
                         let mut one = vec![0.0; rows];
-                        matvec(&w, &x[t * cols..(t + 1) * cols], &mut one, parallel);
+                        matvec(&w, &x[t * cols..(t + 1) * cols], &mut one, QuantActivations::Int8, parallel);
                         let (ew, eu) = (f64_matmul(&wv, rows, cols, &x, t), f64_matmul(&uv, rows, cols, &x, t));
                         for r in 0..rows {
                             let at = |v: &[f32], i: usize| v[i] as f64;
@@ -164,8 +225,11 @@ mod tests {
     }
 
     /// Quantized matrices (every GGUF format), stacked with an f32 one, in
-    /// matmul, matvec and the fused SwiGLU, serial and parallel, against f64
-    /// sums of the reference dequantizer's weights (bound as in the kernel's tests).
+    /// matmul, matvec and the fused SwiGLU, serial and parallel, on exact and on
+    /// int8 activations, against f64 sums of the reference dequantizer's weights
+    /// (bound as in the kernels' tests: on int8 activations, block formats are
+    /// off by at most Σ |w_j| d_j / 2 more, d_j the step of x_j's block; the f32
+    /// matrix and the formats without blocks stay exact).
     #[test]
     fn quantized_matrices_match_f64() {
         use crate::quant::reference::{dequantize_f64, offsets_f64, quantize};
@@ -180,32 +244,38 @@ mod tests {
             let (wv, uv, fv) = (dequantize_f64(format, &wb), dequantize_f64(format, &ub), f.to_f32_vec());
             let (wo, uo) = (offsets_f64(format, &wb), offsets_f64(format, &ub));
             let x = randn(n * cols, 8);
-            // (exact, bound) for row r of weights v (offsets o) against input t.
-            let dot = |v: &[f64], o: &[f64], r: usize, t: usize| {
+            let steps: Vec<f64> = x.chunks(32).flat_map(|b| [b.iter().fold(0.0f32, |a, v| a.max(v.abs())) as f64 / 127.0; 32]).collect();
+            // (exact, bound) for row r of weights v (offsets o) against input t,
+            // the bound widened by int8 activations where `int8`.
+            let dot = |v: &[f64], o: &[f64], r: usize, t: usize, int8: bool| {
                 let (v, o, x) = (&v[r * cols..(r + 1) * cols], &o[r * cols..(r + 1) * cols], &x[t * cols..(t + 1) * cols]);
                 let exact: f64 = v.iter().zip(x).map(|(v, x)| v * *x as f64).sum();
                 let terms: f64 = v.iter().zip(o).zip(x).map(|((v, o), x)| (v.abs() + 2.0 * o) * x.abs() as f64).sum();
-                (exact, (cols as f64 / 8.0 + 64.0) * f64::powi(2.0, -24) * terms + 1e-6)
+                let quantizing: f64 = if int8 { v.iter().zip(&steps[t * cols..]).map(|(v, d)| v.abs() * d / 2.0).sum() } else { 0.0 };
+                (exact, (cols as f64 / 8.0 + 64.0) * f64::powi(2.0, -24) * terms + 1e-6 + quantizing)
             };
             let fv64: Vec<f64> = fv.iter().map(|&v| v as f64).collect();
             let zeros = vec![0.0; rows * cols];
-            for parallel in [false, true] {
-                let (mut stacked, mut swiglu, mut tmp) = (vec![0.0; n * 3 * rows], vec![0.0; n * rows], Vec::new());
-                matmul(&[&w, &f, &u], &x, n, &mut stacked, &mut tmp, parallel);
-                matmul_swiglu(&w, &u, &x, n, &mut swiglu, &mut tmp, parallel);
+            for (activations, parallel) in [QuantActivations::Exact, QuantActivations::Int8].into_iter().flat_map(|a| [(a, false), (a, true)]) {
+                let int8 = activations == QuantActivations::Int8 && format.block_weights() > 1;
+                let (mut stacked, mut swiglu, mut scratch) = (vec![0.0; n * 3 * rows], vec![0.0; n * rows], MatmulScratch::new(activations));
+                matmul(&[&w, &f, &u], &x, n, &mut stacked, &mut scratch, parallel);
+                matmul_swiglu(&w, &u, &x, n, &mut swiglu, &mut scratch, parallel);
                 for t in 0..n {
                     let mut one = vec![0.0; rows];
-                    matvec(&w, &x[t * cols..(t + 1) * cols], &mut one, parallel);
+                    matvec(&w, &x[t * cols..(t + 1) * cols], &mut one, activations, parallel);
                     for r in 0..rows {
-                        let name = format!("{} t={t} r={r} parallel={parallel}", format.name());
-                        let ((ew, tw), (ef, tf), (eu, tu)) = (dot(&wv, &wo, r, t), dot(&fv64, &zeros, r, t), dot(&uv, &uo, r, t));
+                        let name = format!("{} t={t} r={r} {activations:?} parallel={parallel}", format.name());
+                        let ((ew, tw), (ef, tf), (eu, tu)) = (dot(&wv, &wo, r, t, int8), dot(&fv64, &zeros, r, t, false), dot(&uv, &uo, r, t, int8));
                         let got = |v: &[f32], i: usize| v[i] as f64;
                         assert!((got(&stacked, t * 3 * rows + r) - ew).abs() <= tw, "matmul W {name}");
                         assert!((got(&stacked, t * 3 * rows + rows + r) - ef).abs() <= tf, "matmul F {name}");
                         assert!((got(&stacked, t * 3 * rows + 2 * rows + r) - eu).abs() <= tu, "matmul U {name}");
                         assert!((got(&one, r) - ew).abs() <= tw, "matvec {name}");
+                        // silu(a) b moves by at most 1.1 |da| |b| + |a| |db| (silu' < 1.1, |silu(a)| <= |a|).
                         let glu = ew / (1.0 + (-ew).exp()) * eu;
-                        assert!((got(&swiglu, t * rows + r) - glu).abs() <= 1e-4 * (1.0 + glu.abs()), "swiglu {name}");
+                        let moved = if int8 { 1.1 * tw * (eu.abs() + tu) + (ew.abs() + tw) * tu } else { 0.0 };
+                        assert!((got(&swiglu, t * rows + r) - glu).abs() <= 1e-4 * (1.0 + glu.abs()) + moved, "swiglu {name}");
                     }
                 }
             }

@@ -20,7 +20,7 @@ use attention::{attention_task_len, attention_weights, grouped_attention, ATTENT
 use crate::config::{kv_cache_bytes, Config};
 use crate::error::{GqaError, Result};
 use crate::kernels::{on_pool, threads};
-use crate::matmul::{matmul, matmul_swiglu};
+use crate::matmul::{matmul, matmul_swiglu, MatmulScratch, QuantActivations};
 use crate::kv_cache::KvCache;
 use crate::model::{Block, Model};
 use crate::rope::RopeTable;
@@ -91,8 +91,9 @@ struct Scratch {
     hb: Vec<f32>,     // (T, ffn) silu(gate) * up
     proj: Vec<f32>,   // (T, dim) output of wo and of down
     logits: Vec<f32>, // (T, vocab)
-    /// A batch's transposed matmul output (see kernels::matmul).
-    tmp: Vec<f32>,
+    /// The matrix products' buffers, and how they treat activations on
+    /// quantized weights (see [`CpuEngine::set_quant_activations`]).
+    matmul: MatmulScratch,
     /// One [`attention_task_len`] slot per (KV head, chunk) attention task.
     attention: Vec<f32>,
 }
@@ -164,6 +165,18 @@ impl CpuEngine {
         self.min_parallel_bytes = bytes;
     }
 
+    /// How products on block-quantized weights treat their input:
+    /// [`QuantActivations::Int8`] (the default: llama.cpp's way, several times
+    /// faster) or [`QuantActivations::Exact`] (f32). Other weights are exact
+    /// either way. Takes effect from the next forward pass.
+    pub fn set_quant_activations(&mut self, activations: QuantActivations) {
+        self.scratch.matmul.activations = activations;
+    }
+
+    pub fn quant_activations(&self) -> QuantActivations {
+        self.scratch.matmul.activations
+    }
+
     /// Forget the context (the cache is overwritten from position 0).
     pub fn reset(&mut self) {
         self.pos = 0;
@@ -179,7 +192,9 @@ impl CpuEngine {
         let options = EngineOptions { kv_dtype: Some(self.cache.dtype()) };
         let probe = self.probe.as_ref().map(|_| Vec::new());
         let previous = self.source.as_ref().map(|source| (source, &self.model));
+        let activations = self.quant_activations();
         *self = CpuEngine { min_parallel_bytes: self.min_parallel_bytes, probe, ..CpuEngine::open(model, previous, capacity, options)? };
+        self.set_quant_activations(activations);
         Ok(())
     }
 
@@ -242,7 +257,7 @@ impl CpuEngine {
         // Whether work reading `bytes` runs on several threads.
         let (n_threads, min_bytes) = (threads(), *min_parallel_bytes);
         let par = |bytes: usize| n_threads > 1 && bytes >= min_bytes;
-        let Scratch { x, xb, qkv, att, hb, proj, logits, tmp, attention, .. } = scratch;
+        let Scratch { x, xb, qkv, att, hb, proj, logits, matmul: mm, attention, .. } = scratch;
         let (x, xb, proj) = (&mut x[..t_new * dim], &mut xb[..t_new * dim], &mut proj[..t_new * dim]);
         let (qkv, att, hb) = (&mut qkv[..t_new * qkv_dim], &mut att[..t_new * q_dim], &mut hb[..t_new * c.intermediate_size]);
 
@@ -255,7 +270,7 @@ impl CpuEngine {
             // ---- attention: x += wo(attention(rope(wq xb), rope(wk xb), wv xb)) ----
             rms_norm_rows(x, &block.input_norm, eps, xb);
             let [qkv_bytes, wo_bytes, gate_up_bytes, down_bytes] = block_reads(block);
-            matmul(&[&a.wq, &a.wk, &a.wv], xb, t_new, qkv, tmp, par(qkv_bytes)); // (T, H*hd | G*hd | G*hd)
+            matmul(&[&a.wq, &a.wk, &a.wv], xb, t_new, qkv, mm, par(qkv_bytes)); // (T, H*hd | G*hd | G*hd)
             for (t, row) in qkv.chunks_exact_mut(qkv_dim).enumerate() {
                 let (q, kv) = row.split_at_mut(q_dim);
                 let (k, v) = kv.split_at_mut(kv_dim);
@@ -272,13 +287,13 @@ impl CpuEngine {
                     p.push(attention_weights(c, cache, layer, n_ctx, &row[..q_dim]));
                 }
             }
-            matmul(&[&a.wo], att, t_new, proj, tmp, par(wo_bytes)); // (T, dim)
+            matmul(&[&a.wo], att, t_new, proj, mm, par(wo_bytes)); // (T, dim)
             add_into(x, proj);
 
             // ---- feed-forward: x += down(silu(gate xb) * up xb) ----
             rms_norm_rows(x, &block.post_attention_norm, eps, xb);
-            matmul_swiglu(&mlp.gate, &mlp.up, xb, t_new, hb, tmp, par(gate_up_bytes)); // (T, ffn)
-            matmul(&[&mlp.down], hb, t_new, proj, tmp, par(down_bytes)); // (T, dim)
+            matmul_swiglu(&mlp.gate, &mlp.up, xb, t_new, hb, mm, par(gate_up_bytes)); // (T, ffn)
+            matmul(&[&mlp.down], hb, t_new, proj, mm, par(down_bytes)); // (T, dim)
             add_into(x, proj);
         }
         *pos += t_new;
@@ -293,7 +308,7 @@ impl CpuEngine {
         rms_norm_rows(&x[first * dim..], &model.norm, eps, normed);
         let logits = &mut logits[..n_out * vocab];
         let classifier = model.classifier();
-        matmul(&[classifier], normed, n_out, logits, tmp, par(classifier.bytes())); // (n_out, vocab)
+        matmul(&[classifier], normed, n_out, logits, mm, par(classifier.bytes())); // (n_out, vocab)
         Ok(logits)
     }
 }

@@ -8,7 +8,9 @@
 //!   entry point that dispatches it: [`dot`] (row dot products), [`attention`]
 //!   (scores and weighted values over a cache block), [`exp`] (softmax
 //!   numerators, SwiGLU's gate), [`convert`] (f16 slices to f32),
-//!   [`quant_dot`] (row dot products on GGUF block-quantized rows);
+//!   [`quant_dot`] (row dot products on GGUF block-quantized rows), and
+//!   [`quant_dot_int8`], the same against activations quantized to int8
+//!   ([`int8_acts`]), llama.cpp's faster way;
 //! - [`threads`]: the thread pool, apart from the arithmetic.
 //!
 //! The matrix products on model weights (`crate::matmul`) sit above these and
@@ -18,7 +20,9 @@ pub mod attention;
 pub mod convert;
 pub mod dot;
 pub mod exp;
+pub mod int8_acts;
 pub mod quant_dot;
+pub mod quant_dot_int8;
 pub mod simd;
 pub mod threads;
 
@@ -26,7 +30,9 @@ pub use attention::{attention_scores, attention_values, Rows};
 pub use convert::f16_to_f32;
 pub use dot::{axpy, rows_dot_slice};
 pub use exp::{softmax_numerators, swiglu_gate};
+pub use int8_acts::{Int8Row, Int8Rows};
 pub use quant_dot::rows_dot_quant;
+pub use quant_dot_int8::rows_dot_int8;
 pub use simd::{Elem, Lanes};
 pub use threads::{for_chunks, on_pool, threads};
 

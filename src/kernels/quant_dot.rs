@@ -83,23 +83,44 @@ fn layout<V: Lanes, B: Blocks>(cols: usize) -> (usize, usize) {
     (bytes, cols / weights * weights)
 }
 
-/// Four rows at a time, then one; each row summed in the same order either way.
 #[inline(always)]
 fn rows<V: Lanes, B: Blocks>(w: &[u8], cols: usize, x: &[f32], out: &mut [f32]) {
     let (row, _) = layout::<V, B>(cols);
+    fours_then_ones(out, |i, o| rows_block::<V, B, 4>(&w[i * row..], cols, x, o), |i, o| rows_block::<V, B, 1>(&w[i * row..], cols, x, o));
+}
+
+/// `out` four rows at a time (`four(first row, outputs)`), then the rest one
+/// at a time: the row kernels' split (each row is summed in the same order
+/// either way; this one and `quant_dot_int8`'s).
+#[inline(always)]
+pub(super) fn fours_then_ones(out: &mut [f32], mut four: impl FnMut(usize, &mut [f32; 4]), mut one: impl FnMut(usize, &mut [f32; 1])) {
     let done = out.len() / 4 * 4;
     let mut quads = out.chunks_exact_mut(4);
     for (i, o) in (&mut quads).enumerate() {
-        rows_block::<V, B, 4>(&w[i * 4 * row..], cols, x, o.try_into().unwrap());
+        four(4 * i, o.try_into().unwrap());
     }
     for (i, o) in quads.into_remainder().iter_mut().enumerate() {
-        rows_block::<V, B, 1>(&w[(done + i) * row..], cols, x, std::slice::from_mut(o).try_into().unwrap());
+        one(done + i, std::slice::from_mut(o).try_into().unwrap());
     }
 }
 
-/// R rows against x, block by block, each activation load serving R rows. The
-/// cache lines that begin in this block are asked for R rows on, in the next
-/// call's rows (a hint, never faults).
+/// Ask for the cache lines that begin in bytes `at..at + bytes` of each of
+/// the R rows at `starts`, R rows on (the next call's rows): rows are
+/// streamed once, and the hardware prefetcher alone leaves the core waiting.
+/// A hint, never faults.
+#[inline(always)]
+pub(super) fn prefetch_ahead<V: Lanes, const R: usize>(starts: [*const u8; R], row: usize, at: usize, bytes: usize) {
+    let mut line = at.next_multiple_of(64);
+    while line < at + bytes {
+        for p in starts {
+            V::prefetch(p.wrapping_add(R * row + line));
+        }
+        line += 64;
+    }
+}
+
+/// R rows against x, block by block, each activation load serving R rows, the
+/// next call's rows asked for on the way.
 #[inline(always)]
 fn rows_block<V: Lanes, B: Blocks, const R: usize>(w: &[u8], cols: usize, x: &[f32], out: &mut [f32; R]) {
     let (row, whole) = layout::<V, B>(cols);
@@ -109,13 +130,7 @@ fn rows_block<V: Lanes, B: Blocks, const R: usize>(w: &[u8], cols: usize, x: &[f
     let mut acc = [V::zero(); R];
     for (b, c) in (0..whole).step_by(step).enumerate() {
         let at = b * bytes;
-        let mut line = at.next_multiple_of(64);
-        while line < at + bytes {
-            for p in starts {
-                V::prefetch(p.wrapping_add(R * row + line));
-            }
-            line += 64;
-        }
+        prefetch_ahead::<V, R>(starts, row, at, bytes);
         // SAFETY: block b of each row ends by `row` bytes in (within w), and
         // its weights by `whole` <= cols (within x).
         unsafe { B::dot::<V, R>(starts.map(|p| p.add(at)), x.as_ptr().add(c), &mut acc) };

@@ -1,24 +1,39 @@
-//! AVX-512F: 16 lanes in `__m512`, f16 converted in the load.
+//! AVX-512F with VNNI: 16 lanes in `__m512`, f16 converted in the load; the
+//! integer dot products of 32 bytes by VNNI's `vpdpbusd`, their 8 sums in the
+//! low half of the 16 lanes (the byte loads are AVX2's, see [`super::avx2`]).
+//!
+//! VNNI is part of this instruction set rather than a second entry point:
+//! every AVX-512 CPU since Cascade Lake (and AMD's Zen 4) has it, and the
+//! earlier ones (Skylake-SP) run the AVX2 kernels.
 
 use core::arch::x86_64::*;
 use half::f16;
 
+use super::avx2;
 use super::lanes::{Kernel, Lanes};
 
 /// Run `kernel` with 16-lane AVX-512 vectors.
 ///
 /// # Safety
-/// The CPU must have AVX-512F.
-#[target_feature(enable = "avx512f")]
+/// The CPU must have AVX-512F and AVX-512 VNNI.
+#[target_feature(enable = "avx512f,avx512vnni")]
 pub unsafe fn run<K: Kernel>(kernel: K) -> K::Output {
     kernel.run::<__m512>()
+}
+
+/// Σ a_j b_j (u8 x i8) by `vpdpbusd`: each i32 lane sums 4 products (no
+/// intermediate saturation); the upper 8 lanes see zero bytes.
+#[inline(always)]
+unsafe fn dot_u8_i8(a: __m256i, b: __m256i) -> __m512 {
+    let (a, b) = (_mm512_zextsi256_si512(a), _mm512_zextsi256_si512(b));
+    _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), a, b))
 }
 
 impl Lanes for __m512 {
     const N: usize = 16;
     const UNROLL: usize = 2;
-    // SAFETY (all): only reached from functions compiled with AVX-512F,
-    // called after the CPU was checked for it.
+    // SAFETY (all): only reached from `run`, compiled with AVX-512F and
+    // VNNI, called after the CPU was checked for both.
     #[inline(always)]
     fn zero() -> Self {
         unsafe { _mm512_setzero_ps() }
@@ -98,5 +113,41 @@ impl Lanes for __m512 {
     #[inline(always)]
     fn prefetch(p: *const u8) {
         unsafe { _mm_prefetch::<_MM_HINT_T0>(p as *const i8) }
+    }
+
+    type Bytes = __m256i;
+    #[inline(always)]
+    unsafe fn load_bytes(p: *const u8) -> __m256i {
+        _mm256_loadu_si256(p as *const __m256i)
+    }
+    #[inline(always)]
+    unsafe fn load_nibbles(p: *const u8) -> __m256i {
+        avx2::load_nibbles(p)
+    }
+    #[inline(always)]
+    unsafe fn load_byte_fields(p: *const u8, shift: u32, mask: u8) -> __m256i {
+        avx2::load_byte_fields(p, shift, mask)
+    }
+    #[inline(always)]
+    fn bytes_from_bits(word: u32) -> __m256i {
+        unsafe { avx2::bytes_from_bits(word) }
+    }
+    #[inline(always)]
+    fn or_shifted(a: __m256i, b: __m256i, shift: u32) -> __m256i {
+        unsafe { avx2::or_shifted(a, b, shift) }
+    }
+    #[inline(always)]
+    fn dot_bytes(a: __m256i, b: __m256i) -> Self {
+        unsafe { dot_u8_i8(a, b) }
+    }
+    /// AVX2's `maddubs` + `madd` (the scales multiply in the `madd`), widened.
+    #[inline(always)]
+    fn dot_bytes_halves(a: __m256i, b: __m256i, s0: i32, s1: i32) -> Self {
+        unsafe { _mm512_cvtepi32_ps(_mm512_zextsi256_si512(avx2::dot_u8_i8_halves(a, b, s0, s1))) }
+    }
+    /// |a| times b with a's sign, as in AVX2's `dot_i8_i8`.
+    #[inline(always)]
+    fn dot_i8(a: __m256i, b: __m256i) -> Self {
+        unsafe { dot_u8_i8(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a)) }
     }
 }

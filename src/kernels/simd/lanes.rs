@@ -61,6 +61,44 @@ pub trait Lanes: Copy {
     /// Ask for the cache line at `p` ahead of use (a hint: never faults).
     #[inline(always)]
     fn prefetch(_p: *const u8) {}
+
+    // ---- 32 bytes as integers: the int8-activation dot products ----
+    // (`kernels::quant_dot_int8`). A group of 32 weight codes meets 32 int8
+    // activations; products are summed in integers and the sums come back as
+    // f32 lanes, each lane a partial sum (their total is the dot product; every
+    // partial sum is below 2^24, so exact in f32).
+
+    /// 32 bytes in registers: weight codes or int8 activations.
+    type Bytes: Copy;
+    /// The 32 bytes at `p` (any alignment).
+    ///
+    /// # Safety
+    /// `p..p + 32` must be readable.
+    unsafe fn load_bytes(p: *const u8) -> Self::Bytes;
+    /// The 16 bytes at `p` as 32 nibbles: the low nibbles of bytes 0..16, then
+    /// their high nibbles (the order of Q4_0, Q4_1 and Q5_0).
+    ///
+    /// # Safety
+    /// `p..p + 16` must be readable.
+    unsafe fn load_nibbles(p: *const u8) -> Self::Bytes;
+    /// The 32 bytes at `p`, each `(byte >> shift) & mask` (`shift` < 8, `mask`
+    /// < 128 and `mask << shift` within the byte): Q4_K's and Q6_K's fields.
+    ///
+    /// # Safety
+    /// `p..p + 32` must be readable.
+    unsafe fn load_byte_fields(p: *const u8, shift: u32, mask: u8) -> Self::Bytes;
+    /// Byte j is bit j of `word` (0 or 1): Q5_0's fifth bits.
+    fn bytes_from_bits(word: u32) -> Self::Bytes;
+    /// `a | (b << shift)` byte by byte, where `b << shift` < 128 (the high bits
+    /// of a code joining its low ones).
+    fn or_shifted(a: Self::Bytes, b: Self::Bytes, shift: u32) -> Self::Bytes;
+    /// Σ a_j b_j over the 32 pairs, `a` unsigned codes (0..=127), `b` int8.
+    fn dot_bytes(a: Self::Bytes, b: Self::Bytes) -> Self;
+    /// `s0 Σ_{j<16} a_j b_j + s1 Σ_{j>=16} a_j b_j`: Q6_K's sub-blocks of 16,
+    /// each with its own integer scale (`a` 0..=63, `b` int8, `s` -128..=127).
+    fn dot_bytes_halves(a: Self::Bytes, b: Self::Bytes, s0: i32, s1: i32) -> Self;
+    /// Σ a_j b_j over the 32 pairs, both int8 (Q8_0's codes), `b` in -127..=127.
+    fn dot_i8(a: Self::Bytes, b: Self::Bytes) -> Self;
 }
 
 /// One call of a kernel: its arguments, and its body written once over [`Lanes`].

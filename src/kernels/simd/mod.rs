@@ -3,7 +3,7 @@
 //!
 //! | module | vector | chosen |
 //! |---|---|---|
-//! | [`avx512`] | `__m512`, 16 lanes | at run time: AVX-512F (unless `GQA_NO_AVX512` is set) |
+//! | [`avx512`] | `__m512`, 16 lanes | at run time: AVX-512F + VNNI (unless `GQA_NO_AVX512` is set) |
 //! | [`avx2`] | `__m256`, 8 lanes | at run time: AVX2 + FMA + F16C |
 //! | [`simd128`] | two `v128`, 8 lanes | at compile time: wasm32 with `+simd128` |
 //! | [`plain`] | `[f32; 8]` | everywhere else (and in the tests, as a reference path) |
@@ -40,8 +40,8 @@ impl Isa {
     pub fn best() -> Isa {
         #[cfg(target_arch = "x86_64")]
         return match x86_features() {
-            (true, _) => Isa::Avx512,
-            (false, true) => Isa::Avx2,
+            X86 { avx512: true, .. } => Isa::Avx512,
+            X86 { avx2: true, .. } => Isa::Avx2,
             _ => Isa::Plain,
         };
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -61,9 +61,9 @@ impl Isa {
     pub fn available(self) -> bool {
         match self {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => x86_features().0,
+            Isa::Avx512 => x86_features().avx512,
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => x86_features().1,
+            Isa::Avx2 => x86_features().avx2,
             Isa::Simd128 => cfg!(all(target_arch = "wasm32", target_feature = "simd128")),
             Isa::Plain => true,
             #[allow(unreachable_patterns)]
@@ -74,7 +74,7 @@ impl Isa {
     /// What the kernels run on, in words (the CLI and the page show it).
     pub fn name(self) -> &'static str {
         match self {
-            Isa::Avx512 => "avx512f+avx2+fma+f16c",
+            Isa::Avx512 => "avx512f+vnni+avx2+fma+f16c",
             Isa::Avx2 => "avx2+fma+f16c",
             Isa::Simd128 if cfg!(target_feature = "relaxed-simd") => "wasm simd128 + relaxed-simd (fused multiply-add)",
             Isa::Simd128 => "wasm simd128",
@@ -83,15 +83,26 @@ impl Isa {
     }
 }
 
-/// (AVX-512F, AVX2 + FMA + F16C), detected once. AVX-512 is left out when
-/// GQA_NO_AVX512 is set, to compare the two x86 paths.
+/// What this x86 CPU has, as the kernels group it.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+struct X86 {
+    /// AVX-512F and AVX-512 VNNI (`vpdpbusd`, the int8 dot products), unless
+    /// GQA_NO_AVX512 is set, to compare the two x86 paths.
+    avx512: bool,
+    /// AVX2 + FMA + F16C.
+    avx2: bool,
+}
+
+/// The x86 features, detected once.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn x86_features() -> (bool, bool) {
-    static FEATURES: std::sync::OnceLock<(bool, bool)> = std::sync::OnceLock::new();
+fn x86_features() -> X86 {
+    static FEATURES: std::sync::OnceLock<X86> = std::sync::OnceLock::new();
     *FEATURES.get_or_init(|| {
         let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c");
-        (is_x86_feature_detected!("avx512f") && std::env::var_os("GQA_NO_AVX512").is_none(), avx2)
+        let avx512 = is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vnni");
+        X86 { avx512: avx512 && std::env::var_os("GQA_NO_AVX512").is_none(), avx2 }
     })
 }
 
@@ -109,7 +120,7 @@ pub fn run_on<K: Kernel>(isa: Isa, kernel: K) -> K::Output {
     {
         let wide = isa == Isa::Avx512 && kernel.suits(16) && Isa::Avx512.available();
         if wide {
-            // SAFETY: the CPU has AVX-512F (checked).
+            // SAFETY: the CPU has AVX-512F and AVX-512 VNNI (checked).
             return unsafe { avx512::run(kernel) };
         }
         if matches!(isa, Isa::Avx512 | Isa::Avx2) && Isa::Avx2.available() {

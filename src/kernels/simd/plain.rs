@@ -81,4 +81,41 @@ impl Lanes for [f32; 8] {
     fn store(self, out: &mut [f32]) {
         out[..8].copy_from_slice(&self);
     }
+
+    type Bytes = [u8; 32];
+    #[inline(always)]
+    unsafe fn load_bytes(p: *const u8) -> [u8; 32] {
+        (p as *const [u8; 32]).read_unaligned()
+    }
+    #[inline(always)]
+    unsafe fn load_nibbles(p: *const u8) -> [u8; 32] {
+        std::array::from_fn(|j| (*p.add(j % 16) >> (4 * (j / 16))) & 0xf)
+    }
+    #[inline(always)]
+    unsafe fn load_byte_fields(p: *const u8, shift: u32, mask: u8) -> [u8; 32] {
+        std::array::from_fn(|j| (*p.add(j) >> shift) & mask)
+    }
+    #[inline(always)]
+    fn bytes_from_bits(word: u32) -> [u8; 32] {
+        std::array::from_fn(|j| ((word >> j) & 1) as u8)
+    }
+    #[inline(always)]
+    fn or_shifted(a: [u8; 32], b: [u8; 32], shift: u32) -> [u8; 32] {
+        std::array::from_fn(|j| a[j] | (b[j] << shift))
+    }
+    /// Lane l sums pairs 4l..4l + 4, as AVX2's `maddubs` + `madd` do.
+    #[inline(always)]
+    fn dot_bytes(a: [u8; 32], b: [u8; 32]) -> Self {
+        std::array::from_fn(|l| (4 * l..4 * l + 4).map(|j| a[j] as i32 * b[j] as i8 as i32).sum::<i32>() as f32)
+    }
+    #[inline(always)]
+    fn dot_bytes_halves(a: [u8; 32], b: [u8; 32], s0: i32, s1: i32) -> Self {
+        // Lanes 0..4 hold pairs 0..16 (exact: each below 2^24 times the scale).
+        let s = Self::dot_bytes(a, b);
+        std::array::from_fn(|l| s[l] * if l < 4 { s0 as f32 } else { s1 as f32 })
+    }
+    #[inline(always)]
+    fn dot_i8(a: [u8; 32], b: [u8; 32]) -> Self {
+        std::array::from_fn(|l| (4 * l..4 * l + 4).map(|j| a[j] as i8 as i32 * b[j] as i8 as i32).sum::<i32>() as f32)
+    }
 }

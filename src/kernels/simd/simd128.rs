@@ -113,6 +113,67 @@ impl Lanes for F32x8 {
             v128_store(out.as_mut_ptr().add(4) as *mut v128, self.1);
         }
     }
+
+    /// Bytes 0..16 and 16..32.
+    type Bytes = [v128; 2];
+    #[inline(always)]
+    unsafe fn load_bytes(p: *const u8) -> [v128; 2] {
+        [v128_load(p as *const v128), v128_load(p.add(16) as *const v128)]
+    }
+    #[inline(always)]
+    unsafe fn load_nibbles(p: *const u8) -> [v128; 2] {
+        let v = v128_load(p as *const v128);
+        [v128_and(v, u8x16_splat(0xf)), u8x16_shr(v, 4)]
+    }
+    #[inline(always)]
+    unsafe fn load_byte_fields(p: *const u8, shift: u32, mask: u8) -> [v128; 2] {
+        Self::load_bytes(p).map(|v| v128_and(u8x16_shr(v, shift), u8x16_splat(mask)))
+    }
+    /// Byte j takes byte j / 8 of the word (a swizzle) and keeps bit j % 8,
+    /// clamped to 1.
+    #[inline(always)]
+    fn bytes_from_bits(word: u32) -> [v128; 2] {
+        let w = u32x4_splat(word);
+        let bit = u8x16(1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128);
+        let pick = |lo: u8| {
+            let hi = lo + 1;
+            let bytes = i8x16_swizzle(w, u8x16(lo, lo, lo, lo, lo, lo, lo, lo, hi, hi, hi, hi, hi, hi, hi, hi));
+            u8x16_min(v128_and(bytes, bit), u8x16_splat(1))
+        };
+        [pick(0), pick(2)]
+    }
+    #[inline(always)]
+    fn or_shifted(a: [v128; 2], b: [v128; 2], shift: u32) -> [v128; 2] {
+        [v128_or(a[0], i8x16_shl(b[0], shift)), v128_or(a[1], i8x16_shl(b[1], shift))]
+    }
+    #[inline(always)]
+    fn dot_bytes(a: [v128; 2], b: [v128; 2]) -> Self {
+        let [s0, s1] = dot_halves(a, b);
+        F32x8(f32x4_convert_i32x4(s0), f32x4_convert_i32x4(s1))
+    }
+    #[inline(always)]
+    fn dot_bytes_halves(a: [v128; 2], b: [v128; 2], s0: i32, s1: i32) -> Self {
+        let [h0, h1] = dot_halves(a, b);
+        F32x8(f32x4_convert_i32x4(i32x4_mul(h0, i32x4_splat(s0))), f32x4_convert_i32x4(i32x4_mul(h1, i32x4_splat(s1))))
+    }
+    /// The same as [`Lanes::dot_bytes`]: the bytes are widened as signed either way.
+    #[inline(always)]
+    fn dot_i8(a: [v128; 2], b: [v128; 2]) -> Self {
+        Self::dot_bytes(a, b)
+    }
+}
+
+/// The dot products of bytes 0..16 and of 16..32, each as four i32 partial
+/// sums: baseline simd128 has no byte multiply-add, so bytes are widened to
+/// i16 (as signed: codes up to 127 read the same) and `i32x4.dot_i16x8` sums
+/// their products in pairs.
+#[inline(always)]
+fn dot_halves(a: [v128; 2], b: [v128; 2]) -> [v128; 2] {
+    let half = |a: v128, b: v128| {
+        let lo = i32x4_dot_i16x8(i16x8_extend_low_i8x16(a), i16x8_extend_low_i8x16(b));
+        i32x4_add(lo, i32x4_dot_i16x8(i16x8_extend_high_i8x16(a), i16x8_extend_high_i8x16(b)))
+    };
+    [half(a[0], b[0]), half(a[1], b[1])]
 }
 
 /// Four f16 (already sign-extended to i32 lanes) to f32: the steps of
