@@ -38,7 +38,7 @@ fn decode_against_reference(kv_dtype: KvDType, g: usize, seed: u64, n: usize, ca
     let model = test_model(&small_config(g), seed);
     let toks = tokens(n, model.config.vocab_size);
     let expected = reference_logits(&model, &toks);
-    let mut engine = CpuEngine::with_options(model, capacity, EngineOptions { kv_dtype: Some(kv_dtype) }).unwrap();
+    let mut engine = CpuEngine::with_options(model, capacity, EngineOptions { kv_dtype: Some(kv_dtype), ..Default::default() }).unwrap();
     for (t, &tok) in toks.iter().enumerate() {
         let logits = engine.forward(&[tok], Logits::Last).unwrap();
         let (d, tol) = (max_abs_diff(&logits, &expected[t]), tolerance(kv_dtype, &expected[t]));
@@ -101,7 +101,7 @@ fn int8_kv_cache_matches_its_reference() {
         let exact = reference_logits(&model, &toks);
         let rounding = (0..toks.len()).map(|t| max_abs_diff(&exact[t], &expected[t])).fold(0.0f32, f32::max);
         assert!(rounding > 1e-2, "G={g}: int8 rounding moved the reference's logits by only {rounding}: the test would not see it");
-        let mut engine = CpuEngine::with_options(model, 64, EngineOptions { kv_dtype: Some(KvDType::I8) }).unwrap();
+        let mut engine = CpuEngine::with_options(model, 64, EngineOptions { kv_dtype: Some(KvDType::I8), ..Default::default() }).unwrap();
         for (t, &tok) in toks.iter().enumerate() {
             let logits = engine.forward(&[tok], Logits::Last).unwrap();
             let d = max_abs_diff(&logits, &expected[t]);
@@ -132,7 +132,7 @@ fn serial_and_parallel_paths_agree_exactly() {
         let model = test_model(&small_config(2), 17);
         let toks = tokens(300, model.config.vocab_size);
         let run = |min_parallel_bytes: usize| {
-            let mut engine = CpuEngine::with_options(model.clone(), 310, EngineOptions { kv_dtype: Some(kv_dtype) }).unwrap();
+            let mut engine = CpuEngine::with_options(model.clone(), 310, EngineOptions { kv_dtype: Some(kv_dtype), ..Default::default() }).unwrap();
             engine.set_min_parallel_bytes(min_parallel_bytes);
             let mut logits = engine.forward(&toks, Logits::All).unwrap();
             for &tok in &toks[..5] {
@@ -218,7 +218,7 @@ fn kv_cache_is_sized_for_g_and_dtype() {
         for g in [8, 4, 2, 1] {
             let c = small_config(g);
             assert_eq!((c.num_hidden_layers, c.head_dim()), (2, 8));
-            let engine = CpuEngine::with_options(test_model(&c, 1), 100, EngineOptions { kv_dtype: Some(kv_dtype) }).unwrap();
+            let engine = CpuEngine::with_options(test_model(&c, 1), 100, EngineOptions { kv_dtype: Some(kv_dtype), ..Default::default() }).unwrap();
             // One head's keys (or values) at one position: 8 elements, and int8's f32 scale.
             let vector = match kv_dtype {
                 KvDType::F32 => 8 * 4,
@@ -242,7 +242,7 @@ fn kv_cache_is_sized_for_g_and_dtype() {
 fn attention_probe_matches_reference() {
     let worst = common::probe_matches_reference(&mut |m| Box::new(CpuEngine::new(m, 320).unwrap()), false, 1e-5);
     println!("CPU attention probe: max |probe - reference| = {worst:.2e}");
-    let int8 = EngineOptions { kv_dtype: Some(KvDType::I8) };
+    let int8 = EngineOptions { kv_dtype: Some(KvDType::I8), ..Default::default() };
     let worst = common::probe_matches_reference(&mut |m| Box::new(CpuEngine::with_options(m, 320, int8).unwrap()), true, 1e-3);
     println!("CPU attention probe, int8 KV: max |probe - int8 reference| = {worst:.2e}");
 }

@@ -88,7 +88,7 @@ fn int8_kv_cache_differs_from_f32_only_at_near_ties() {
     let base = gqa::llama2c::load_llama2c(&std::fs::read(bin).unwrap()).unwrap();
     for g in [4, 2, 1] {
         let model = convert(&base, g, Method::Mean, 0).unwrap();
-        let open = |kv| CpuEngine::with_options(model.clone(), 257, EngineOptions { kv_dtype: Some(kv) }).unwrap();
+        let open = |kv| CpuEngine::with_options(model.clone(), 257, EngineOptions { kv_dtype: Some(kv), ..Default::default() }).unwrap();
         let (mut f32_cache, mut int8_cache) = (open(KvDType::F32), open(KvDType::I8));
         let (mut token, mut agree, mut worst) = (model.config.bos_token_id, 0, 0.0f32);
         for step in 0..256 {

@@ -109,7 +109,7 @@ fn gpu_kv_cache_defaults_to_f16() {
         (BackendKind::Gpu, Some(KvDType::I8), KvDType::I8),
         (BackendKind::Cpu, Some(KvDType::I8), KvDType::I8),
     ] {
-        let opened = Engine::open(kind, model.clone(), 64, EngineOptions { kv_dtype: asked }).unwrap();
+        let opened = Engine::open(kind, model.clone(), 64, EngineOptions { kv_dtype: asked, ..Default::default() }).unwrap();
         assert!(opened.fallback.is_none(), "{:?}", opened.fallback);
         let b = opened.engine;
         assert_eq!(b.kv_dtype(), expected, "{kind:?} asked {asked:?}");

@@ -75,6 +75,6 @@ fn int8_kv_cache_needs_head_dim_a_multiple_of_four_on_the_gpu() {
     let options = GpuOptions { kv_dtype: KvDType::I8, ..GpuOptions::default() };
     let err = pollster::block_on(GpuEngine::new_async(model.clone(), 16, options)).err().expect("refused").to_string();
     assert!(err.contains("head_dim 6 is not a multiple of 4"), "{err}");
-    let mut cpu = CpuEngine::with_options(model, 16, EngineOptions { kv_dtype: Some(KvDType::I8) }).unwrap();
+    let mut cpu = CpuEngine::with_options(model, 16, EngineOptions { kv_dtype: Some(KvDType::I8), ..Default::default() }).unwrap();
     assert_eq!(cpu.forward(&[1, 2], Logits::Last).unwrap().len(), 32);
 }

@@ -86,7 +86,7 @@ fn f16_and_int8_kv_cache_stats_count_their_bytes() {
     let mut c = small_config(8);
     c.max_position_embeddings = 64;
     for kv in [KvDType::F16, KvDType::I8] {
-        let options = EngineOptions { kv_dtype: Some(kv) };
+        let options = EngineOptions { kv_dtype: Some(kv), ..Default::default() };
         let (mut s, _) = Session::open(BackendKind::Cpu, test_model(&c, 2), None, None, options).unwrap();
         for g in [8, 2] {
             s.set_groups(g, Method::Mean, 0).unwrap();

@@ -279,7 +279,7 @@ fn smollm2_answers_paris_at_g_3_and_9_and_keeps_the_history() {
     let mut session = gqa::session::Session::cpu(model, Some(tokenizer), Some(256)).unwrap();
     let params = gqa::generation::GenerateParams { max_tokens: 48, sampler: Default::default() };
     let question = ChatMessage::new("user", "What is the capital of France?");
-    let mut reply = |session: &mut gqa::session::Session, chat: &[ChatMessage]| {
+    let reply = |session: &mut gqa::session::Session, chat: &[ChatMessage]| {
         let text = session.chat(chat, &params, &mut |_| true).unwrap();
         assert_eq!(session.stats().stop_reason, "eos", "{text:?} should end at <|im_end|>");
         text

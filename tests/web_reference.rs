@@ -40,7 +40,7 @@ fn logits(model: &Model, kv_dtype: KvDType) -> Vec<Vec<f32>> {
 
 fn logits_of(model: &Model, kv_dtype: KvDType, cases: &[Vec<u32>]) -> Vec<Vec<f32>> {
     let capacity = cases.iter().map(Vec::len).max().unwrap_or(1);
-    let mut engine = CpuEngine::with_options(model.clone(), capacity.max(64), EngineOptions { kv_dtype: Some(kv_dtype) }).unwrap();
+    let mut engine = CpuEngine::with_options(model.clone(), capacity.max(64), EngineOptions { kv_dtype: Some(kv_dtype), ..Default::default() }).unwrap();
     cases
         .iter()
         .map(|tokens| {

@@ -9,6 +9,7 @@
 pub mod engine;
 
 use crate::error::{GqaError, Result};
+use crate::matmul::QuantActivations;
 use crate::model::Model;
 use crate::sampler::SamplerConfig;
 use crate::tensor::KvDType;
@@ -46,6 +47,9 @@ pub struct EngineOptions {
     /// Precision of the KV cache: f32, f16 (half the bytes per position) or int8; `None`
     /// takes the engine's default, f32 on the CPU and f16 on the GPU.
     pub kv_dtype: Option<KvDType>,
+    /// On block-quantized weights (a GGUF file's Q4_1 ...), the CPU engine's activations:
+    /// int8 per block with integer dot products (the default, as llama.cpp), or f32, exact.
+    pub quant_activations: QuantActivations,
 }
 
 impl EngineOptions {

@@ -62,7 +62,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
     let mut model = cpu(a.engine.options())?;
     model.set_groups(groups, a.model.method, a.seed)?;
     // The reference keeps an f32 KV cache: KL is measured against the f32 base.
-    let mut reference = if a.vs_base { Some(cpu(EngineOptions { kv_dtype: Some(KvDType::F32) })?) } else { None };
+    let mut reference = if a.vs_base { Some(cpu(EngineOptions { kv_dtype: Some(KvDType::F32), ..Default::default() })?) } else { None };
     let bar = bar(ids.len() as u64 - 1, "tokens");
     let report = evaluate(
         model.backend(),

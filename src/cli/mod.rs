@@ -18,6 +18,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use gqa::backend::EngineOptions;
 use gqa::convert::Method;
+use gqa::matmul::QuantActivations;
 use gqa::model::Model;
 use gqa::tensor::{DType, KvDType};
 use gqa::tokenizer::Tokenizer;
@@ -52,11 +53,23 @@ pub struct EngineArgs {
     /// plus a scale per position and head) [default: f32 on the CPU, f16 on the GPU]
     #[arg(long, value_parser = parse_kv_dtype)]
     pub kv_dtype: Option<KvDType>,
+    /// On 4/5/8-bit block weights (GGUF), the CPU's activations: int8 per block with integer
+    /// dot products, as llama.cpp computes (fast), or exact f32.
+    #[arg(long, default_value = "int8", value_parser = parse_activations)]
+    pub activations: QuantActivations,
 }
 
 impl EngineArgs {
     pub fn options(&self) -> EngineOptions {
-        EngineOptions { kv_dtype: self.kv_dtype }
+        EngineOptions { kv_dtype: self.kv_dtype, quant_activations: self.activations }
+    }
+}
+
+pub fn parse_activations(s: &str) -> std::result::Result<QuantActivations, String> {
+    match s {
+        "int8" => Ok(QuantActivations::Int8),
+        "exact" | "f32" => Ok(QuantActivations::Exact),
+        _ => Err(format!("unknown activations '{s}': use int8 or exact")),
     }
 }
 

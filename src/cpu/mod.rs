@@ -138,7 +138,8 @@ impl CpuEngine {
         let cache = KvCache::new(&model.config, capacity, options.cpu_kv_dtype())?;
         let c = &model.config;
         let rope = RopeTable::new(c.head_dim(), c.rope_theta, capacity);
-        let scratch = Scratch::new(c, capacity);
+        let mut scratch = Scratch::new(c, capacity);
+        scratch.matmul.activations = options.quant_activations;
         Ok(CpuEngine { model, source, cache, rope, scratch, min_parallel_bytes: MIN_PARALLEL_BYTES, pos: 0, probe: None })
     }
 
@@ -189,12 +190,10 @@ impl CpuEngine {
     /// reallocated for its G heads and the context starts over.
     pub fn set_model(&mut self, model: Model) -> Result<()> {
         let capacity = self.cache.capacity();
-        let options = EngineOptions { kv_dtype: Some(self.cache.dtype()) };
+        let options = EngineOptions { kv_dtype: Some(self.cache.dtype()), quant_activations: self.quant_activations() };
         let probe = self.probe.as_ref().map(|_| Vec::new());
         let previous = self.source.as_ref().map(|source| (source, &self.model));
-        let activations = self.quant_activations();
         *self = CpuEngine { min_parallel_bytes: self.min_parallel_bytes, probe, ..CpuEngine::open(model, previous, capacity, options)? };
-        self.set_quant_activations(activations);
         Ok(())
     }
 

@@ -78,7 +78,7 @@ pub fn check(base: &Model, filled: usize, steps: usize) -> Result<CheckReport> {
         for g in group_choices(c) {
             let model = convert(base, g, Method::Mean, 0)?;
             gpu.set_model(model.clone())?;
-            let mut cpu = CpuEngine::with_options(model, capacity, EngineOptions { kv_dtype: Some(kv_dtype) })?;
+            let mut cpu = CpuEngine::with_options(model, capacity, EngineOptions { kv_dtype: Some(kv_dtype), ..Default::default() })?;
             if filled > 0 {
                 cpu.fill_synthetic(filled, 7)?;
                 gpu.fill_synthetic(filled, 7)?;

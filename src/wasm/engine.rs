@@ -42,7 +42,7 @@ impl WebSession {
     /// error (an unknown name, a GPU that cannot hold it) the engine in use stays.
     #[wasm_bindgen(js_name = setKvDtype)]
     pub async fn set_kv_dtype(&mut self, name: &str) -> Result<(), JsError> {
-        let options = EngineOptions { kv_dtype: parse_kv_dtype(name)? };
+        let options = EngineOptions { kv_dtype: parse_kv_dtype(name)?, ..Default::default() };
         let engine = if self.uses_gpu() { self.open_gpu(options).await? } else { self.open_cpu(options)? };
         self.run_on(engine, options)
     }

@@ -100,7 +100,7 @@ impl WebSession {
     fn new(model: Model, tokenizer: Option<Tokenizer>, capacity: Option<usize>, kv_dtype: Option<String>) -> Result<WebSession, JsError> {
         let context = model.config.max_position_embeddings;
         let capacity = capacity.unwrap_or_else(|| default_capacity(&model.config)).min(context);
-        let options = EngineOptions { kv_dtype: parse_kv_dtype(kv_dtype.as_deref().unwrap_or(""))? };
+        let options = EngineOptions { kv_dtype: parse_kv_dtype(kv_dtype.as_deref().unwrap_or(""))?, ..Default::default() };
         let engine = CpuEngine::with_options(model.clone(), capacity, options).map_err(js_error)?;
         let session = Session::new(model, tokenizer, engine).map_err(js_error)?;
         Ok(WebSession { session, gpu_stats: None, options, stream: None, probe: false, context_ids: Vec::new() })

@@ -80,7 +80,7 @@ impl WebSession {
         let mut base = CpuEngine::new(self.session.base().clone(), window).map_err(js_error)?;
         let mut cpu_copy;
         let model: &mut dyn Backend = if self.uses_gpu() {
-            let options = EngineOptions { kv_dtype: Some(self.session.backend().kv_dtype()) };
+            let options = EngineOptions { kv_dtype: Some(self.session.backend().kv_dtype()), ..Default::default() };
             cpu_copy = CpuEngine::with_options(self.session.model().clone(), window, options).map_err(js_error)?;
             &mut cpu_copy
         } else {

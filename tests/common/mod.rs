@@ -280,7 +280,7 @@ pub async fn long_context_matches_cpu(splits: &[Option<usize>], kv_dtypes: &[gqa
     for &kv_dtype in kv_dtypes {
         for g in divisors(8) {
             let model = test_model(&gqa::config::Config::new(64, 96, 2, 8, g, 97, capacity), 40 + g as u64);
-            let mut cpu = CpuEngine::with_options(model.clone(), capacity, EngineOptions { kv_dtype: Some(kv_dtype) }).unwrap();
+            let mut cpu = CpuEngine::with_options(model.clone(), capacity, EngineOptions { kv_dtype: Some(kv_dtype), ..Default::default() }).unwrap();
             for &split in splits {
                 let options = GpuOptions { kv_dtype, attention_split: split, max_batch: 16, ..GpuOptions::default() };
                 let mut gpu = GpuEngine::new_async(model.clone(), capacity, options).await.unwrap_or_else(|e| panic!("this test needs a GPU adapter: {e}"));
