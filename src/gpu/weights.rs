@@ -58,13 +58,15 @@ impl GpuMatrix {
         let (format, row_bytes) = (m.format(), gpu_row_bytes(m.format(), m.cols)?);
         let mut out = GpuMatrix { rows: m.rows, cols: m.cols, format, row_bytes, parts: Vec::new() };
         let max_binding = ctx.max_binding();
-        if row_bytes as u64 > max_binding {
+        // A part's buffer is rounded up to 16 bytes (memory.rs), and the shaders
+        // address it by byte in a u32.
+        let part_limit = (max_binding.min(u32::MAX as u64) / 16 * 16) as usize;
+        if row_bytes.div_ceil(16) * 16 > part_limit {
             return Err(GqaError::Backend(format!(
                 "tensor '{name}': one row is {row_bytes} bytes, more than this GPU's max storage buffer binding of {max_binding} bytes"
             )));
         }
-        // A part's buffer is rounded up to 16 bytes (memory.rs): leave room for that.
-        let rows_per_part = ((max_binding.saturating_sub(16) / row_bytes as u64) as usize).clamp(1, MAX_ROWS_PER_DISPATCH);
+        let rows_per_part = (part_limit / row_bytes).clamp(1, MAX_ROWS_PER_DISPATCH);
         let mut row0 = 0;
         while row0 < m.rows {
             let rows = rows_per_part.min(m.rows - row0);
