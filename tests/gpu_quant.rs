@@ -202,6 +202,25 @@ fn quantized_weights_take_their_own_bytes() {
 }
 
 
+/// Quantized tensors larger than a storage binding are split by rows, each part its own
+/// buffer starting at a row's first block (whatever the alignment in the whole tensor):
+/// with 2 KiB bindings the Q8_0 / Q5_0 embedding and LM head (97 rows of 68 / 44 bytes)
+/// and the MLP matrices come in several parts, and the logits still match.
+#[test]
+#[cfg_attr(not(has_vulkan), ignore = "needs a Vulkan driver (mesa-vulkan-drivers: lavapipe)")]
+fn split_quantized_tensors_match_cpu() {
+    for format in [Format::Q8_0, Format::Q5_0] {
+        let model = quantized_model(&small(), 21, format, format);
+        let mut ctx = device();
+        ctx.limits.max_storage_buffer_binding_size = 2 << 10;
+        let options = GpuOptions { max_batch: 4, ..options(true) };
+        let mut gpu = GpuEngine::with_context(ctx, model.clone(), 32, options).unwrap();
+        let mut cpu = CpuEngine::new(model.clone(), 32).unwrap();
+        let worst = prefill_then_decode(&mut cpu, &mut gpu, &prompt(10, 97), 8, TOL, &format!("{} split", format.name()));
+        println!("{} in 2 KiB parts: max |GPU - CPU| = {worst:.2e}", format.name());
+    }
+}
+
 /// Timing, not a check (run with --ignored --nocapture): decode and prefill of a model
 /// of SmolLM2-135M's widths (576 / 1536, 9 heads of 64, G = 3, vocab 49152, tied) but 4
 /// layers, with f32 weights, f16, and the real file's mix (Q8_0 embedding, Q4_1 blocks).
