@@ -18,10 +18,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 
     var sum = 0.0;
     if row < p.rows {
-        let w_row = row * p.row_vec4s;
         let x_row = t * p.x_stride4;
-        for (var i = lane; i < p.row_vec4s; i += THREADS_PER_ROW) {
-            sum += dot_chunk(w_row + i, x_row, i);
+        for (var i = lane; i < p.row_chunks; i += THREADS_PER_ROW) {
+            sum += dot_chunk(row, x_row, i);
         }
     }
     partial[lid] = sum;

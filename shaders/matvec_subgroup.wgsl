@@ -20,10 +20,9 @@ fn main(
     for (var r = sg_id; r < ROWS_PER_WG; r += n_sg) {
         let row = wid.x * ROWS_PER_WG + r;
         if row < p.rows {
-            let w_row = row * p.row_vec4s;
-            var sum = 0.0;
-            for (var i = sg_lane; i < p.row_vec4s; i += sg_size) {
-                sum += dot_chunk(w_row + i, x_row, i);
+                var sum = 0.0;
+            for (var i = sg_lane; i < p.row_chunks; i += sg_size) {
+                sum += dot_chunk(row, x_row, i);
             }
             let total = subgroupAdd(sum);
             if sg_lane == 0u {

@@ -111,6 +111,12 @@ impl GpuEngine {
         self.alloc.live_bytes()
     }
 
+    /// Bytes of the weight matrices on the device, in their storage format (a
+    /// quantized matrix takes its GGUF bytes, see weights.rs).
+    pub fn weight_bytes_allocated(&self) -> u64 {
+        self.res.as_ref().map_or(0, |r| r.weight_bytes())
+    }
+
     pub fn kv_bytes_allocated(&self) -> usize {
         self.res.as_ref().map_or(0, |r| r.kv_bytes() as usize)
     }

@@ -14,7 +14,8 @@ use super::pipelines::{variant, Kernel, Variant};
 use super::resident::Resident;
 use super::weights::{pad_cols, GpuMatrix};
 use crate::sampler::SamplerConfig;
-use crate::tensor::{DType, KvDType};
+use crate::quant::Format;
+use crate::tensor::KvDType;
 
 /// One dispatch: a kernel, its buffers (bindings 1..), parameters and workgroup counts.
 pub struct Op {
@@ -61,8 +62,8 @@ impl SampleParams {
 pub fn record(res: &Resident, pos: usize, t_new: usize, want: Want, kv_dtype: KvDType, subgroups: bool) -> Vec<Op> {
     let d = &res.dims;
     let pos0 = pos as u32;
-    let kv_variant = variant(DType::F32, kv_dtype);
-    let plain = Variant { weights_f16: false, kv: KvDType::F32 };
+    let kv_variant = variant(Format::F32, kv_dtype);
+    let plain = Variant::PLAIN;
     let mut ops = Vec::new();
     let op = &mut ops;
     let n = t_new as u32;
@@ -72,10 +73,10 @@ pub fn record(res: &Resident, pos: usize, t_new: usize, want: Want, kv_dtype: Kv
         push(
             op,
             Kernel::Embed,
-            variant(res.embed.dtype, KvDType::F32),
+            variant(res.embed.format, KvDType::F32),
             &[&res.tokens, &part.buffer, &res.x],
-            &[d.dim as u32, res.embed.row_u32s() as u32, part.row0 as u32, part.rows as u32, d.dim_pad as u32],
-            [ceil_div(d.dim, 64), n, 1],
+            &[d.dim as u32, res.embed.row_bytes as u32, part.row0 as u32, part.rows as u32, d.dim_pad as u32],
+            [ceil_div(d.dim, 8 * 64), n, 1],
         );
     }
 
@@ -188,7 +189,7 @@ pub fn record(res: &Resident, pos: usize, t_new: usize, want: Want, kv_dtype: Kv
 /// The sampling kernel on the first row of `res.logits`, into `res.argmax`.
 pub fn sample(ops: &mut Vec<Op>, res: &Resident, s: SampleParams) {
     let params = [res.dims.vocab as u32, 0, s.inv_temperature.to_bits(), s.top_k, s.top_p.to_bits(), s.u.to_bits()];
-    let plain = Variant { weights_f16: false, kv: KvDType::F32 };
+    let plain = Variant::PLAIN;
     push(ops, Kernel::Sample, plain, &[&res.logits, &res.argmax], &params, [1, 1, 1]);
 }
 
@@ -196,7 +197,7 @@ pub fn sample(ops: &mut Vec<Op>, res: &Resident, s: SampleParams) {
 /// read-write buffer (so consecutive dispatches are ordered by barriers, as in the
 /// forward pass): what dispatching alone costs.
 pub fn emptied(ops: &[Op], res: &Resident) -> Vec<Op> {
-    let plain = Variant { weights_f16: false, kv: KvDType::F32 };
+    let plain = Variant::PLAIN;
     let mut out = Vec::with_capacity(ops.len());
     for _ in ops {
         push(&mut out, Kernel::Empty, plain, &[&res.x], &[], [1, 1, 1]);
@@ -208,7 +209,7 @@ pub fn emptied(ops: &[Op], res: &Resident) -> Vec<Op> {
 pub fn copy(src: &GpuBuffer, dst: &GpuBuffer, bytes: u64) -> Op {
     let n = (bytes / 16) as u32;
     let groups = n.div_ceil(256).min(4096);
-    let plain = Variant { weights_f16: false, kv: KvDType::F32 };
+    let plain = Variant::PLAIN;
     let mut ops = Vec::new();
     push(&mut ops, Kernel::Copy, plain, &[src, dst], &[n, groups * 256], [groups, 1, 1]);
     ops.pop().unwrap()
@@ -226,16 +227,16 @@ fn push(ops: &mut Vec<Op>, kernel: Kernel, variant: Variant, buffers: &[&GpuBuff
 /// variant) for one token, the tiled matmul for a batch of `n_tokens`.
 fn linear(ops: &mut Vec<Op>, subgroups: bool, w: &GpuMatrix, x: &GpuBuffer, y: &GpuBuffer, y_stride: usize, n_tokens: usize) {
     let x_stride = pad_cols(w.cols);
-    let v = variant(w.dtype, KvDType::F32);
+    let v = variant(w.format, KvDType::F32);
+    let row_bytes = w.row_bytes as u32;
     for part in &w.parts {
         let (rows, row0) = (part.rows as u32, part.row0 as u32);
         if n_tokens == 1 {
             let kernel = if subgroups { Kernel::MatvecSubgroup } else { Kernel::Matvec };
-            let params = [rows, (w.row_u32s() / 4) as u32, (x_stride / 4) as u32, y_stride as u32, row0];
+            let params = [rows, (x_stride / 8) as u32, (x_stride / 4) as u32, y_stride as u32, row0, row_bytes];
             push(ops, kernel, v, &[&part.buffer, x, y], &params, [ceil_div(part.rows, 8), 1, 1]);
         } else {
-            let params =
-                [rows, w.row_u32s() as u32, x_stride as u32, y_stride as u32, row0, n_tokens as u32, x_stride as u32];
+            let params = [rows, row_bytes, x_stride as u32, y_stride as u32, row0, n_tokens as u32, x_stride as u32];
             push(ops, Kernel::Matmul, v, &[&part.buffer, x, y], &params, [ceil_div(part.rows, 16), ceil_div(n_tokens, 16), 1]);
         }
     }

@@ -6,7 +6,8 @@
 //! - [`context`]: adapter, device, features (subgroups, timestamps), limits, read-back.
 //! - [`pipelines`]: the kernels, their bind group layouts and pipelines.
 //! - [`memory`]: buffers with allocation accounting.
-//! - [`weights`]: matrices padded, packed (f16 two per u32) and split to fit bindings.
+//! - [`weights`]: matrices in their storage format (quantized ones as their GGUF bytes,
+//!   decoded by shaders/quant.wgsl), split to fit bindings.
 //! - [`resident`]: what one model keeps on the device (weights, KV cache, activations).
 //! - [`graph`]: a forward pass recorded as a list of dispatches.
 //! - [`submit`]: uniforms, bind groups, one submission, timestamps and read-back.

@@ -4,7 +4,8 @@
 //! buffers, read-only or read-write as listed here.
 
 use super::context::GpuContext;
-use crate::tensor::{DType, KvDType};
+use crate::quant::Format;
+use crate::tensor::KvDType;
 
 /// Bytes of one kernel's parameters (at most 16 words; slots are 256-byte aligned).
 pub const PARAMS_BYTES: u64 = 64;
@@ -34,11 +35,18 @@ pub enum Kernel {
 impl Kernel {
     fn source(self) -> &'static str {
         match self {
-            Kernel::Matvec => concat!(include_str!("../../shaders/matvec_common.wgsl"), include_str!("../../shaders/matvec.wgsl")),
-            Kernel::MatvecSubgroup => {
-                concat!(include_str!("../../shaders/matvec_common.wgsl"), include_str!("../../shaders/matvec_subgroup.wgsl"))
-            }
-            Kernel::Matmul => include_str!("../../shaders/matmul.wgsl"),
+            // The weight readers: quant.wgsl decodes every storage format.
+            Kernel::Matvec => concat!(
+                include_str!("../../shaders/quant.wgsl"),
+                include_str!("../../shaders/matvec_common.wgsl"),
+                include_str!("../../shaders/matvec.wgsl")
+            ),
+            Kernel::MatvecSubgroup => concat!(
+                include_str!("../../shaders/quant.wgsl"),
+                include_str!("../../shaders/matvec_common.wgsl"),
+                include_str!("../../shaders/matvec_subgroup.wgsl")
+            ),
+            Kernel::Matmul => concat!(include_str!("../../shaders/quant.wgsl"), include_str!("../../shaders/matmul.wgsl")),
             Kernel::RmsNorm => include_str!("../../shaders/rms_norm.wgsl"),
             Kernel::Rope => include_str!("../../shaders/rope.wgsl"),
             Kernel::KvStore => concat!(include_str!("../../shaders/kv_format.wgsl"), include_str!("../../shaders/kv_store.wgsl")),
@@ -49,7 +57,7 @@ impl Kernel {
             }
             Kernel::Swiglu => include_str!("../../shaders/swiglu.wgsl"),
             Kernel::Add => include_str!("../../shaders/add.wgsl"),
-            Kernel::Embed => include_str!("../../shaders/embed.wgsl"),
+            Kernel::Embed => concat!(include_str!("../../shaders/quant.wgsl"), include_str!("../../shaders/embed.wgsl")),
             Kernel::Argmax => include_str!("../../shaders/argmax.wgsl"),
             Kernel::Sample => include_str!("../../shaders/sample.wgsl"),
             Kernel::Copy => include_str!("../../shaders/copy.wgsl"),
@@ -111,11 +119,17 @@ impl Kernel {
     }
 }
 
-/// Which storage format a pipeline was specialized for (WGSL override constants).
+/// Which storage formats a pipeline was specialized for (WGSL override constants): the
+/// weights' (quant.wgsl's FORMAT) and the KV cache's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Variant {
-    pub weights_f16: bool,
+    pub weights: Format,
     pub kv: KvDType,
+}
+
+impl Variant {
+    /// For kernels that read no weights.
+    pub const PLAIN: Variant = Variant { weights: Format::F32, kv: KvDType::F32 };
 }
 
 struct Entry {
@@ -198,8 +212,8 @@ impl Pipelines {
         // Only the constants a shader declares may be passed.
         let source = kernel.source();
         let mut constants: Vec<(&str, f64)> = Vec::new();
-        if source.contains("override WEIGHTS_F16") {
-            constants.push(("WEIGHTS_F16", variant.weights_f16 as u8 as f64));
+        if source.contains("override FORMAT") {
+            constants.push(("FORMAT", variant.weights.ggml_type() as f64));
         }
         if source.contains("override KV_F16") {
             constants.push(("KV_F16", (variant.kv == KvDType::F16) as u8 as f64));
@@ -235,7 +249,7 @@ impl Default for Pipelines {
     }
 }
 
-/// The variant for a model's weights and a KV cache dtype.
-pub fn variant(weights: DType, kv: KvDType) -> Variant {
-    Variant { weights_f16: weights == DType::F16, kv }
+/// The variant for weights stored in `weights` and a KV cache dtype.
+pub fn variant(weights: Format, kv: KvDType) -> Variant {
+    Variant { weights, kv }
 }

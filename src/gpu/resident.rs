@@ -165,6 +165,12 @@ pub const READ_ARGMAX: u64 = 16;
 pub const READ_LOGITS: u64 = 32;
 
 impl Resident {
+    /// Bytes of the weight matrices (the norms aside).
+    pub fn weight_bytes(&self) -> u64 {
+        let blocks = self.layers.iter().flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down]);
+        blocks.chain([&self.embed]).chain(&self.lm_head).map(|m| m.bytes()).sum()
+    }
+
     pub fn kv_bytes(&self) -> u64 {
         self.layers.iter().map(|l| l.k_cache.bytes() + l.v_cache.bytes()).sum()
     }
