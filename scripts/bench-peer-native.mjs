@@ -4,7 +4,10 @@
 // engine's decode speed set against this machine's memory read bandwidth.
 //
 //   cargo build --release        # ours; without target/release/gqa only llama.cpp runs
-//   node scripts/bench-peer-native.mjs --modules DIR [MODEL.gguf] [threads=1,2] [tokens=128] [rounds=3]
+//   node scripts/bench-peer-native.mjs --modules DIR [MODEL.gguf] [threads=1,2] [tokens=128] [rounds=3] [activations=exact,int8]
+//
+// `activations`: ours on each of its paths on block weights (`gqa --activations`): exact f32
+// (the default) and int8 per block, llama.cpp's own arithmetic.
 //
 // DIR: a node_modules folder outside this repository with node-llama-cpp 3.21.1 (and
 // @huggingface/jinja, which it brings), as for scripts/tokenize-llamacpp.mjs. MODEL
@@ -60,6 +63,7 @@ if (!modelPath || !existsSync(modelPath)) {
 }
 const threadCounts = (opt.threads ?? '1,2').split(',').map(Number);
 const TOKENS = Number(opt.tokens ?? 128);
+const ACTIVATIONS = (opt.activations ?? 'exact,int8').split(',');
 const ROUNDS = Number(opt.rounds ?? 3);
 const CONTEXT = 1024;
 const MESSAGES = [{ role: 'user', content: 'Tell me a story about a dragon.' }];
@@ -103,10 +107,10 @@ async function theirs(threads) {
 // Ours: `gqa generate` on the same file and text, RAYON_NUM_THREADS threads (it sizes
 // rayon's pool; `generate` has no --threads flag), its stats as JSON on stderr.
 let oursMissing = existsSync(gqa) ? null : `${gqa} not found (cargo build --release)`;
-function ours(threads) {
+function ours(threads, activations) {
   if (oursMissing) return null;
   const args = ['generate', '--model', modelPath, '--prompt', prompt, '-n', String(TOKENS), '--temperature', '0',
-    '--context', String(CONTEXT), '--kv-dtype', 'f16', '--json'];
+    '--context', String(CONTEXT), '--kv-dtype', 'f16', '--activations', activations, '--json'];
   const r = spawnSync(gqa, args, { env: { ...process.env, RAYON_NUM_THREADS: String(threads) }, encoding: 'utf8', maxBuffer: 1 << 26 });
   // The stats: the pretty-printed JSON object that starts a line of stderr.
   const json = r.stderr?.slice(r.stderr.search(/^\{/m));
@@ -177,16 +181,20 @@ console.error(`${modelPath}: ${(fileBytes / 1e6).toFixed(1)} MB, tensor data ${(
 // with more runnable threads than cores its multi-thread speed collapses): the load is shown.
 const loadNow = () => loadavg()[0].toFixed(2);
 const loadBefore = loadNow();
-const runs = new Map(threadCounts.map((t) => [t, { ours: [], theirs: [], bw: [] }]));
+const runs = new Map(threadCounts.map((t) => [t, { ours: Object.fromEntries(ACTIVATIONS.map((a) => [a, []])), theirs: [], bw: [] }]));
 for (let round = 0; round < ROUNDS; round++) {
   for (const t of threadCounts) {
     const r = runs.get(t);
     r.bw.push(await readBandwidth(t));
-    const o = ours(t);
-    if (o) r.ours.push(o);
+    const mine = [];
+    for (const a of ACTIVATIONS) {
+      const o = ours(t, a);
+      if (o) r.ours[a].push(o);
+      if (o) mine.push(`ours (${a}) ${o.tokS.toFixed(1)} tok/s`);
+    }
     r.theirs.push(await theirs(t));
     console.error(`round ${round + 1}, ${t} threads: read ${(r.bw.at(-1) / 1e9).toFixed(2)} GB/s, ` +
-      `llama.cpp ${r.theirs.at(-1).tokS.toFixed(1)} tok/s${o ? `, ours ${o.tokS.toFixed(1)} tok/s` : ''}`);
+      `llama.cpp ${r.theirs.at(-1).tokS.toFixed(1)} tok/s${mine.map((m) => `, ${m}`).join('')}`);
   }
 }
 
@@ -207,7 +215,7 @@ console.log(`model ${modelPath} (${(tensorBytes / 1e6).toFixed(1)} MB of tensor 
 console.log('| engine | threads | decode tok/s | tokens | read bandwidth GB/s | share of read bandwidth |\n|---|---:|---:|---:|---:|---:|');
 for (const [t, r] of runs) {
   const bw = median(r.bw);
-  for (const [name, list] of [['ours (gqa)', r.ours], ['llama.cpp', r.theirs]]) {
+  for (const [name, list] of [...ACTIVATIONS.map((a) => [`ours (gqa, ${a})`, r.ours[a]]), ['llama.cpp', r.theirs]]) {
     if (!list.length) {
       console.log(`| ${name} | ${t} | - | - | ${(bw / 1e9).toFixed(2)} | - |`);
       continue;
@@ -220,12 +228,14 @@ if (oursMissing) console.log(`ours: skipped (${oursMissing})`);
 // The texts: greedy on the same ids should agree (up to where one stopped).
 for (const [t, r] of runs) {
   const a = r.theirs[0]?.text ?? '';
-  const b = r.ours[0]?.text;
-  if (b === undefined) continue;
-  const len = Math.min(a.length, b.length);
-  const same = a.slice(0, len) === b.slice(0, len);
-  console.log(`${t} threads: same text ${same ? 'yes' : 'NO'} (${len} chars compared)`);
-  if (!same) console.log(`  llama.cpp: ${JSON.stringify(a.slice(0, 200))}\n  ours:      ${JSON.stringify(b.slice(0, 200))}`);
+  for (const act of ACTIVATIONS) {
+    const b = r.ours[act][0]?.text;
+    if (b === undefined) continue;
+    const len = Math.min(a.length, b.length);
+    const same = a.slice(0, len) === b.slice(0, len);
+    console.log(`${t} threads, ours ${act}: same text ${same ? 'yes' : 'NO'} (${len} chars compared)`);
+    if (!same) console.log(`  llama.cpp: ${JSON.stringify(a.slice(0, 200))}\n  ours:      ${JSON.stringify(b.slice(0, 200))}`);
+  }
 }
 console.log(`llama.cpp's text: ${JSON.stringify(runs.get(threadCounts[0]).theirs[0].text.slice(0, 160))}...`);
 await model.dispose();

@@ -48,7 +48,7 @@ pub struct EngineOptions {
     /// takes the engine's default, f32 on the CPU and f16 on the GPU.
     pub kv_dtype: Option<KvDType>,
     /// On block-quantized weights (a GGUF file's Q4_1 ...), the CPU engine's activations:
-    /// int8 per block with integer dot products (the default, as llama.cpp), or f32, exact.
+    /// f32, exact (the default), or int8 per block with integer dot products, as llama.cpp.
     pub quant_activations: QuantActivations,
 }
 

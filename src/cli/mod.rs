@@ -53,9 +53,9 @@ pub struct EngineArgs {
     /// plus a scale per position and head) [default: f32 on the CPU, f16 on the GPU]
     #[arg(long, value_parser = parse_kv_dtype)]
     pub kv_dtype: Option<KvDType>,
-    /// On 4/5/8-bit block weights (GGUF), the CPU's activations: int8 per block with integer
-    /// dot products, as llama.cpp computes (fast), or exact f32.
-    #[arg(long, default_value = "int8", value_parser = parse_activations)]
+    /// On 4/5/8-bit block weights (GGUF), the CPU's activations: exact f32, or int8 per block
+    /// with integer dot products as llama.cpp computes (faster; flips near-ties more often).
+    #[arg(long, default_value = "exact", value_parser = parse_activations)]
     pub activations: QuantActivations,
 }
 

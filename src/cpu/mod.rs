@@ -167,9 +167,9 @@ impl CpuEngine {
     }
 
     /// How products on block-quantized weights treat their input:
-    /// [`QuantActivations::Int8`] (the default: llama.cpp's way, several times
-    /// faster) or [`QuantActivations::Exact`] (f32). Other weights are exact
-    /// either way. Takes effect from the next forward pass.
+    /// [`QuantActivations::Exact`] (f32, the default) or [`QuantActivations::Int8`]
+    /// (llama.cpp's way, faster). Other weights are exact either way. Takes effect
+    /// from the next forward pass.
     pub fn set_quant_activations(&mut self, activations: QuantActivations) {
         self.scratch.matmul.activations = activations;
     }
