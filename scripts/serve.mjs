@@ -84,6 +84,8 @@ export async function serve({ root, port = 8080, isolate = true }) {
       const file = await resolveFile(base, new URL(req.url, 'http://x').pathname);
       const body = await readFile(file);
       headers['Content-Type'] = MIME[extname(file)] ?? 'application/octet-stream';
+      // Also on HEAD, which the page uses to learn a model file's size.
+      headers['Content-Length'] = body.length;
       res.writeHead(200, headers).end(req.method === 'HEAD' ? undefined : body);
     } catch (e) {
       if (!(e instanceof HttpError)) console.error(`serve: ${req.method} ${req.url}: ${e?.stack ?? e}`);

@@ -9,14 +9,16 @@ import { fail, clearError, notice, progress } from './notices.js';
 import { drawHeads } from './diagram.js';
 import { drawAttention, describeCell } from './attention.js';
 import { exportJson, exportCsv, exportPng, shareLink, settingsFromUrl } from './exports.js';
+import { showChatView, newChat, ask, appendReply, finishReply, failReply } from './chat.js';
 
 const $ = (id) => document.getElementById(id);
 
 // KV-cache capacity the page asks for: the whole context, up to this many positions
-// (the engine also refuses a cache above its memory budget).
+// (the engine also refuses a cache above its memory budget). A real model (sources.js)
+// names its own: SmolLM2's whole 8192, in f16.
 const MAX_CAPACITY = 4096;
 // The sweep's contexts, up to the KV capacity (which is always the last point).
-const SWEEP_CONTEXTS = [64, 128, 256, 512, 1024, 1536, 2048, 3072, 4096];
+const SWEEP_CONTEXTS = [64, 128, 256, 512, 1024, 1536, 2048, 3072, 4096, 6144, 8192];
 const SWEEP_STEPS = 8;
 
 // For the end-to-end test (tests/web/e2e.mjs) and the curious: the page state.
@@ -42,6 +44,8 @@ const replies = {
     state.loaded = model;
     state.contextUsed = 0;
     clearResults();
+    newChat();
+    showChatView(!!model.chat, model.defaultSystem);
     updateInfo(m.info);
     showBackendNote();
     // Compare at the model's whole context (as far as the KV cache holds) unless a shorter one was chosen.
@@ -61,10 +65,12 @@ const replies = {
   [Reply.token](m) {
     state.tokens++;
     showToken(m.text, m.stats);
+    appendReply(m.text);
   },
   [Reply.done](m) {
     state.lastStats = m.stats;
     showDone(m.text, m.stats);
+    finishReply(m.text, m.stats);
     to('ready');
     if ($('probe').checked) requestAttention();
   },
@@ -110,6 +116,7 @@ const replies = {
       restartWorker();
     } else {
       fail(m.message);
+      if (m.request === Request.generate) failReply();
       settle();
     }
   },
@@ -139,6 +146,7 @@ function requestAttention() {
 
 function restartWorker() {
   to('restarting');
+  failReply();
   state.info = null;
   $('probe').checked = false;
   state.worker = startWorker(replies, crashed);
@@ -158,14 +166,21 @@ function params() {
   };
 }
 
-// Load `model` ({kind, dir?, name?}): enter 'loading', get its source (fetching or reading
-// files), send it. convertTo: a G to convert to once loaded.
+// Load `model` ({kind, dir?, name?, chat?, capacity?, kvDtype?}): enter 'loading', get its
+// source (fetching or reading files), send it. convertTo: a G to convert to once loaded.
+// The KV cache: the model's own capacity and precision where it names them (a real model;
+// the KV control, when set, still decides the precision), else up to MAX_CAPACITY positions
+// in the precision set on the page. model.capacityWhy says which, on the page.
 async function load(model, getSource, convertTo = null) {
+  const capacity = model.capacity ?? MAX_CAPACITY;
+  const kvDtype = $('kv-dtype').value || model.kvDtype || undefined;
+  model.capacityWhy = !model.capacity ? `the page asks for the model's context, up to ${MAX_CAPACITY} positions`
+    : `the page opens it with its whole context, in ${model.kvDtype} unless the KV cache control says otherwise, so that even MHA's cache fits this tab`;
   to('loading', { model, convertTo });
   try {
     const { source, label, transfer = [] } = await getSource();
     progress(undefined, label);
-    send(Request.load, { backend: $('backend').value, capacity: MAX_CAPACITY, source }, transfer);
+    send(Request.load, { backend: $('backend').value, capacity, kvDtype, source }, transfer);
   } catch (e) {
     settle();
     progress(null);
@@ -181,10 +196,22 @@ function loadShipped(dir, convertTo) {
   }, convertTo);
 }
 
+// A real model's GGUF file (sources.REAL_MODELS), fetched with progress.
+function loadReal(real, convertTo) {
+  const onBytes = (r, t) => progress(t ? r / t : undefined, `fetching ${real.path.split('/').pop()}: ${fmtBytes(r)}${t ? ` of ${fmtBytes(t)}` : ''}`);
+  const { name, chat, capacity, kvDtype, defaultSystem } = real;
+  return load({ kind: 'real', name, chat, capacity, kvDtype, defaultSystem }, async () => {
+    progress(0, `fetching ${real.path}`);
+    const source = await sources.ggufSource(real, onBytes);
+    return { source, transfer: [source.weights], label: `loading ${real.label}…` };
+  }, convertTo);
+}
+
 // Load the model chosen in the picker; convertTo: a G to convert to once loaded.
 function loadSelected(convertTo = null) {
   clearError();
   const [kind, name] = $('model-select').value.split(/:(.*)/s);
+  if (kind === 'real') return loadReal(sources.realModel(name), convertTo);
   if (kind === 'shipped') {
     $('uptrained').checked = false;
     return loadShipped(name, convertTo);
@@ -249,6 +276,17 @@ function generate() {
   startRun($('prompt').value);
   to('generating');
   send(Request.generate, { prompt: $('prompt').value, params: params() });
+}
+
+// The chat's Send: the message joins the conversation, and the reply's prompt is all of it.
+function chatSend() {
+  clearError();
+  const text = $('chat-input').value.trim();
+  if (!text) return fail('write a message first');
+  $('chat-input').value = '';
+  startRun('');
+  to('generating');
+  send(Request.generate, { prompt: ask(text), params: params() });
 }
 
 // The context to compare at, or an error in words: within the model's trained context
@@ -336,16 +374,24 @@ function showUptrained() {
 // Which controls work follows from the phase alone.
 function showControls() {
   const ready = state.phase.name === 'ready';
-  for (const id of ['generate', 'compare-btn', 'compare-kv', 'sweep-btn', 'g-select', 'method', 'backend', 'kv-dtype', 'context', 'context-mode',
+  for (const id of ['generate', 'chat-send', 'compare-btn', 'compare-kv', 'sweep-btn', 'g-select', 'method', 'backend', 'kv-dtype', 'context', 'context-mode',
     'export-json', 'export-csv', 'export-png', 'share-link', 'probe', 'probe-layer']) $(id).disabled = !ready;
   $('load-btn').disabled = !can('loading');
   $('stop').disabled = !state.busy;
+  $('chat-stop').disabled = !state.busy;
+  $('chat-new').disabled = state.busy;
   showUptrained();
 }
 
+// The picker: the real models the server has first (the page opens on the first), then the
+// shipped family and the presets. Without a real model, one line says how to get one.
 async function fillModelPicker() {
-  state.shipped = await sources.discoverShipped();
-  for (const [label, value] of sources.pickerChoices(state.shipped)) $('model-select').add(new Option(label, value));
+  const [shipped, real] = await Promise.all([sources.discoverShipped(), sources.discoverReal()]);
+  state.shipped = shipped;
+  for (const [label, value] of sources.pickerChoices(shipped, real)) $('model-select').add(new Option(label, value));
+  const missing = sources.REAL_MODELS.filter((m) => !real.includes(m));
+  $('model-hint').hidden = missing.length === 0;
+  $('model-hint').textContent = missing.map((m) => `${m.label.replace(/ \(.*/, '')} is not on this server: \`${m.fetch}\` puts it in www/models/, then reload.`).join(' ');
 }
 
 function wire() {
@@ -365,6 +411,16 @@ function wire() {
   if (kv) $('kv-dtype').value = kv;
   $('generate').onclick = generate;
   $('stop').onclick = () => send(Request.stop);
+  $('chat-send').onclick = chatSend;
+  $('chat-stop').onclick = () => send(Request.stop);
+  $('chat-new').onclick = newChat;
+  // Enter sends; Shift+Enter starts a new line.
+  $('chat-input').onkeydown = (e) => {
+    if (e.key === 'Enter' && !e.shiftKey) {
+      e.preventDefault();
+      if (!$('chat-send').disabled) chatSend();
+    }
+  };
   $('compare-btn').onclick = compareAll;
   $('sweep-btn').onclick = sweep;
   $('export-json').onclick = exportJson;

@@ -28,6 +28,10 @@ function provenance(info, method) {
     return g === h ? 'MHA: every query head has its own key/value head, as the model was trained.'
       : `The model's own ${g} key/value heads, as it was trained.`;
   }
+  if (g > base) {
+    return `The model's own ${base} key/value heads, each repeated ${g / base} times: the same model, its outputs unchanged, ` +
+      `with the ${g} key/value heads (and the cache) that MHA would need. Repeated heads share a colour.`;
+  }
   const k = base / g;
   if (method === 'first') return `Converted on the fly: each key/value head is the first of the ${k} heads of its group (an ablation), not trained since.`;
   if (method === 'random') return `Converted on the fly: each key/value head is random (the ablation's lower bound), not trained since.`;
@@ -40,7 +44,9 @@ export function drawHeads(method) {
   const svg = $('head-diagram');
   svg.replaceChildren();
   if (!info) return;
-  const { nHeads: h, nKvHeads: g } = info;
+  const { nHeads: h, nKvHeads: g, baseKvHeads: base } = info;
+  // Above the native G, the key/value heads are copies: each takes its original's colour.
+  const colour = (k) => (g > base ? groupColor(Math.floor((k * base) / g), base) : groupColor(k, g));
   const [w, top, bottom] = [380, 22, 92];
   const size = h;
   const group = h / g;
@@ -50,16 +56,16 @@ export function drawHeads(method) {
   const r = Math.max(2.5, Math.min(8, (w - 28) / size / 3));
   for (let q = 0; q < h; q++) {
     const k = Math.floor(q / group);
-    el('line', { x1: x(q, h), y1: top, x2: x(k, g), y2: bottom, stroke: groupColor(k, g), 'stroke-width': 1.2, opacity: 0.7 }, svg);
+    el('line', { x1: x(q, h), y1: top, x2: x(k, g), y2: bottom, stroke: colour(k), 'stroke-width': 1.2, opacity: 0.7 }, svg);
   }
   for (let q = 0; q < h; q++) {
     const k = Math.floor(q / group);
-    const c = el('circle', { cx: x(q, h), cy: top, r, fill: groupColor(k, g), class: 'q-node', 'data-head': q, 'data-kv': k }, svg);
+    const c = el('circle', { cx: x(q, h), cy: top, r, fill: colour(k), class: 'q-node', 'data-head': q, 'data-kv': k }, svg);
     el('title', {}, c).textContent = `query head ${q}: reads key/value head ${k}`;
   }
   for (let k = 0; k < g; k++) {
     const s = Math.max(6, Math.min(16, (w - 28) / g / 2));
-    const n = el('rect', { x: x(k, g) - s / 2, y: bottom - s / 2, width: s, height: s, fill: groupColor(k, g), class: 'kv-node', 'data-kv': k }, svg);
+    const n = el('rect', { x: x(k, g) - s / 2, y: bottom - s / 2, width: s, height: s, fill: colour(k), class: 'kv-node', 'data-kv': k }, svg);
     el('title', {}, n).textContent = `key/value head ${k}: shared by query heads ${k * group}-${(k + 1) * group - 1}`;
   }
   el('text', { x: 2, y: 10, class: 'diagram-label' }, svg).textContent = `${h} query heads`;

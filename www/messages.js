@@ -5,8 +5,9 @@
 // Requests, page to worker. The worker answers one request at a time; a request that
 // arrives while another runs gets an 'error' reply, except 'stop'.
 export const Request = Object.freeze({
-  // {source, capacity, backend}: open a session from a model source (sources.js) with a KV
-  // cache of `capacity` positions; replies 'backend', then 'loaded'.
+  // {source, capacity, backend, kvDtype?}: open a session from a model source (sources.js)
+  // with a KV cache of `capacity` positions (in kvDtype when given, else the precision set
+  // by 'kvDtype' below); replies 'backend', then 'loaded'.
   load: 'load',
   // {want: 'auto' | 'webgpu' | 'cpu'}: the engine to run on; replies 'backend', then 'info'.
   backend: 'backend',
@@ -20,7 +21,8 @@ export const Request = Object.freeze({
   // {g, method, seed}: convert the loaded model to g key/value heads; replies 'info'.
   setGroups: 'setGroups',
   // {prompt, params: {maxTokens, temperature, topP, topK, seed}}: replies 'token' per
-  // token, then 'done'.
+  // token, then 'done'. prompt: text to continue, or a chat, [{role, content}], rendered in
+  // the model's chat template with the assistant's turn opened (chat.js).
   generate: 'generate',
   // Ends the generation or measurement in progress.
   stop: 'stop',

@@ -15,6 +15,16 @@ export function fmtBytes(b) {
 
 const groupLabel = (g, h) => (g === h ? `MHA (G=${g})` : g === 1 ? 'MQA (G=1)' : `GQA-${g}`);
 
+// A G choice in the picker: beside the plain label, the model's native G and what a G
+// above it is (each key/value head repeated: the same model, with MHA's cache).
+function choiceLabel(g, info) {
+  const { nHeads: h, baseKvHeads: base } = info;
+  if (state.onShipped || base === h) return groupLabel(g, h);
+  if (g === base) return `${groupLabel(g, h)} (native)`;
+  if (g > base) return `${groupLabel(g, h)}: the same model, heads repeated ${g / base}x`;
+  return `${groupLabel(g, h)}: pooled from ${base}`;
+}
+
 // Which engine produced a speed figure: WebGPU's adapter, or the CPU engine's SIMD and threads.
 export function engineLabel(backend) {
   return /gpu/i.test(backend) ? `WebGPU (${backend})` : `the CPU (${backend}, ${threadsLabel()})`;
@@ -26,7 +36,7 @@ export function showInfo() {
   const sel = $('g-select');
   sel.innerHTML = '';
   for (const g of state.groupChoices) {
-    const o = new Option(groupLabel(g, info.nHeads), g);
+    const o = new Option(choiceLabel(g, info), g);
     o.selected = g === info.nKvHeads;
     sel.add(o);
   }
@@ -34,6 +44,11 @@ export function showInfo() {
     `${(info.params / 1e6).toFixed(2)}M params, ${info.layers} layers, H = ${info.nHeads} query heads of size ${info.headDim}, ` +
     `loaded with ${info.baseKvHeads} key/value heads, context ${info.context}, vocabulary ${info.vocab}` +
     (info.hasTokenizer ? '' : ' (no tokenizer: the output shows token ids)');
+  const perPosition = { f32: 4, f16: 2 }[info.kvDtype];
+  const mhaFull = info.kvBytesPerPositionMha * info.capacity;
+  $('kv-capacity').textContent = `KV cache: room for ${info.capacity} of the model's ${info.context} positions in ${info.kvDtype}` +
+    `${state.loaded?.capacityWhy ? ` (${state.loaded.capacityWhy})` : ''}: ${fmtBytes(info.kvBytesPerPosition * info.capacity)} when full at ` +
+    `G = ${info.nKvHeads}, ${fmtBytes(mhaFull)} at MHA (G = ${info.nHeads})${perPosition ? `, ${perPosition} bytes per number` : ''}.`;
   $('weight-bytes').textContent = fmtBytes(info.weightBytes);
   $('backend-used').textContent = info.backend;
   showKv();

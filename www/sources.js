@@ -2,11 +2,43 @@
 
 // Random-weight speed presets (shapes in src/presets.rs), generated in the worker from a seed.
 export const PRESETS = [
-  { name: 'tiny', label: 'tiny (random weights, ~1M)' },
-  { name: '15m', label: '15M params (random weights)' },
-  { name: '110m', label: '110M params (random weights, f16)', f16: true },
-  { name: '500m', label: '500M params (random weights, f16, ~1 GB)', f16: true },
+  { name: 'tiny', label: 'tiny (random weights, ~1M params, 4 MB f32, MHA: G = 8, generated here)' },
+  { name: '15m', label: '15M params (random weights, 60 MB f32, MHA: G = 8, generated here)' },
+  { name: '110m', label: '110M params (random weights, 220 MB f16, MHA: G = 12, generated here)', f16: true },
+  { name: '500m', label: '500M params (random weights, ~1 GB f16, MHA: G = 16, generated here)', f16: true },
 ];
+
+// Real pretrained models, offered when their file is on the server (git-ignored: fetched
+// by scripts/fetch-model.sh into www/models/). chat: the file has a ChatML chat template,
+// so the page opens its chat view. capacity and kvDtype: the KV cache the page opens it
+// with (its whole context; f16 unless the KV control asks otherwise).
+export const REAL_MODELS = [
+  {
+    name: 'smollm2',
+    path: 'models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf',
+    label: 'SmolLM2-135M-Instruct (GGUF Q4_1, 98 MB, native GQA-3, Hugging Face, Apache-2.0)',
+    fetch: 'bash scripts/fetch-model.sh smollm2',
+    chat: true,
+    // What its template writes when the conversation has no system message (shown only).
+    defaultSystem: 'You are a helpful AI assistant named SmolLM, trained by Hugging Face',
+    capacity: 8192,
+    kvDtype: 'f16',
+  },
+];
+
+// The real models whose file the server has (a HEAD request each; the server is static).
+export async function discoverReal() {
+  const found = await Promise.all(REAL_MODELS.map(async (m) => {
+    try {
+      return (await fetch(m.path, { method: 'HEAD' })).ok ? m : null;
+    } catch {
+      return null;
+    }
+  }));
+  return found.filter(Boolean);
+}
+
+export const realModel = (name) => REAL_MODELS.find((m) => m.name === name) ?? null;
 
 // The shipped family, from the models/results.json that the training run writes beside the
 // model folders: {base: dir, uptrained: {G: dir}, variants}, or null when there is none.
@@ -23,16 +55,25 @@ export async function discoverShipped() {
     }
     // runs: the training run behind each folder, e.g. {'gqa-4': 'g4-mean-a5'}.
     const runs = Object.fromEntries(results.shipped.map(([dir, run]) => [dir, run]));
-    return { base: shipped.base, uptrained, runs, variants: results.variants ?? [], evalLong: results.eval_long_text ?? null };
+    const variants = results.variants ?? [];
+    // For the picker: the base's size (its weights file) and key/value heads.
+    const head = await fetch(`models/${shipped.base}/model.safetensors`, { method: 'HEAD' }).catch(() => null);
+    const baseBytes = Number(head?.headers.get('content-length')) || 0;
+    const baseG = variants.find((r) => r.name === 'base')?.n_kv_heads ?? null;
+    return { base: shipped.base, uptrained, runs, variants, evalLong: results.eval_long_text ?? null, baseBytes, baseG };
   } catch {
     return null;
   }
 }
 
-// The model picker's choices, [label, value]: 'shipped:<dir>' or 'preset:<name>'.
-export function pickerChoices(shipped) {
-  const base = shipped?.base ? [['TinyStories base model (shipped, MHA)', `shipped:${shipped.base}`]] : [];
-  return [...base, ...PRESETS.map((p) => [p.label, `preset:${p.name}`])];
+// The model picker's choices, [label, value]: 'real:<name>', 'shipped:<dir>' or
+// 'preset:<name>', each label naming the model's size, native G and origin. The real
+// models come first (the page opens on the first choice).
+export function pickerChoices(shipped, real = []) {
+  const mb = shipped?.baseBytes ? `${(shipped.baseBytes / 1e6).toFixed(1)} MB f16, ` : '';
+  const g = shipped?.baseG ? `MHA: G = ${shipped.baseG}, ` : 'MHA, ';
+  const base = shipped?.base ? [[`TinyStories base model (${mb}${g}trained by this project)`, `shipped:${shipped.base}`]] : [];
+  return [...real.map((m) => [m.label, `real:${m.name}`]), ...base, ...PRESETS.map((p) => [p.label, `preset:${p.name}`])];
 }
 
 // The shipped checkpoint for G: the uptrained one when wanted and shipped, else the base.
@@ -50,8 +91,8 @@ export const folderVariant = (shipped, dir) => shipped.variants.find((r) => r.na
 
 const cache = new Map(); // fetched model files by URL, kept for switching back
 
-// A fetch that reports progress through onBytes(received, total).
-async function fetchBytes(url, onBytes = () => {}) {
+// A fetch that reports progress through onBytes(received, total); keep: cache the bytes.
+async function fetchBytes(url, onBytes = () => {}, keep = true) {
   if (cache.has(url)) return cache.get(url);
   const res = await fetch(url);
   if (!res.ok) throw new Error(`cannot fetch ${url}: HTTP ${res.status}`);
@@ -69,7 +110,7 @@ async function fetchBytes(url, onBytes = () => {}) {
   const bytes = new Uint8Array(received);
   let at = 0;
   for (const c of chunks) { bytes.set(c, at); at += c.length; }
-  cache.set(url, bytes);
+  if (keep) cache.set(url, bytes);
   return bytes;
 }
 
@@ -81,6 +122,13 @@ export async function shippedSource(dir, onBytes) {
   const tokenizer = await fetchBytes(base + 'tokenizer.json');
   // Copies: the cached bytes stay here.
   return { kind: 'hf', config, weights: weights.slice().buffer, tokenizer: tokenizer.slice().buffer };
+}
+
+// A real model's GGUF file (weights, tokenizer and chat template in one), fetched each
+// time it is loaded (not kept here: the worker gets the only copy of its 98 MB).
+export async function ggufSource(model, onBytes) {
+  const bytes = await fetchBytes(model.path, onBytes, false);
+  return { kind: 'gguf', weights: bytes.buffer };
 }
 
 export const presetSource = (preset, seed) => ({ kind: 'preset', name: preset.name, seed, f16: !!preset.f16 });

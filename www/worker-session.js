@@ -31,10 +31,12 @@ export const tick = () => new Promise((resolve) => {
 // Yield to the event loop at most this often while generating (ms).
 const SLICE_MS = 25;
 
-// A session from a load source (hf, llama2c or preset) with a KV cache of `capacity` positions.
-export function openSession(source, capacity) {
-  const { gqa, kvDtype } = settings;
+// A session from a load source (hf, gguf, llama2c or preset) with a KV cache of `capacity`
+// positions, in `kvDtype` (default: the page's setting, else each engine's default).
+export function openSession(source, capacity, kvDtype = settings.kvDtype) {
+  const { gqa } = settings;
   const tok = source.tokenizer ? new Uint8Array(source.tokenizer) : undefined;
+  if (source.kind === 'gguf') return gqa.Session.fromGguf(new Uint8Array(source.weights), capacity, kvDtype);
   if (source.kind === 'hf') return gqa.Session.fromHf(source.config, new Uint8Array(source.weights), tok, capacity, kvDtype);
   if (source.kind === 'llama2c') return gqa.Session.fromLlama2c(new Uint8Array(source.weights), tok, capacity, kvDtype);
   if (source.kind === 'preset') return gqa.Session.fromPreset(source.name, source.seed, !!source.f16, capacity, kvDtype);

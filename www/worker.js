@@ -31,12 +31,12 @@ function requireSession() {
 }
 
 const handlers = {
-  async [Request.load]({ source, capacity, backend }) {
+  async [Request.load]({ source, capacity, backend, kvDtype }) {
     settings.wantBackend = backend ?? settings.wantBackend;
     const t0 = performance.now();
     // The new session is built before the old one is freed: a file that fails to load
     // leaves the model the page shows loaded and usable.
-    const loaded = openSession(source, capacity);
+    const loaded = openSession(source, capacity, kvDtype ?? settings.kvDtype);
     if (settings.probeOn) loaded.setAttentionProbe(true);
     session?.free();
     session = loaded;

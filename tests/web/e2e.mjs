@@ -1,8 +1,8 @@
 // End to end in a real browser: Debian's Chromium (never a downloaded one), driven by
 // playwright-core, opens the page from the demo server (scripts/serve.mjs) and checks
-// what a user sees: streamed text and tok/s on each backend, the KV bytes for every G
-// against the formula, Stop, a user's own llama2.c files, and the error for a corrupt
-// file. Screenshots go to target/e2e/.
+// what a user sees: SmolLM2's chat (when its GGUF file is in www/models/), streamed text
+// and tok/s on each backend, the KV bytes for every G against the formula, Stop, a user's
+// own llama2.c files, and the error for a corrupt file. Screenshots go to target/e2e/.
 //
 //   node tests/web/e2e.mjs        (after scripts/build-web.sh)
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
@@ -14,6 +14,8 @@ import { check, finish, skip } from './checks.mjs';
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const shots = `${root}target/e2e`;
 const fixture = `${process.env.GQA_SHARED_DIR ?? `${root}../shared`}/fixtures/llama2c`;
+// The real model, SmolLM2-135M-Instruct (bash scripts/fetch-model.sh smollm2; git-ignored).
+const smollm2 = 'models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf';
 rmSync(shots, { recursive: true, force: true });
 mkdirSync(shots, { recursive: true });
 
@@ -85,6 +87,21 @@ async function compareAt(context, mode = 'synthetic') {
   return state('s.compare.map((r) => ({ g: r.g, kv: r.kvDtype, label: r.label, uptrained: r.uptrained, tokS: r.tokS, rounds: r.rounds ?? 1, bytes: r.bytesPerToken, kvBytes: r.kvBytes, context: r.context, table: !!r.table, quality: r.quality, longNats: r.table?.eval_long?.nats_per_token ?? null }))');
 }
 
+// Start a generation on page p: the chat's Send where the chat view shows, else Generate.
+async function startGenerating(p) {
+  await p.click((await p.isVisible('#chat')) ? '#chat-send' : '#generate');
+}
+
+// Ask the chat `question`; returns the reply as its bubble shows it, and the statistics.
+async function chatAsk(question) {
+  await page.fill('#chat-input', question);
+  const prev = await state('s.lastStats');
+  await page.click('#chat-send');
+  await page.waitForFunction((prev) => window.gqaState.lastStats !== prev && !window.gqaState.busy, prev, { timeout: 180_000 });
+  const reply = await page.$$eval('#chat-log .bubble.assistant .bubble-text', (bs) => bs.at(-1)?.textContent ?? '');
+  return { reply, stats: await state('s.lastStats') };
+}
+
 // Generate and check that at least `min` tokens streamed and tok/s shows.
 async function generateAndCheck(label, { maxTokens = 40, min = 32 } = {}) {
   await page.fill('#max-tokens', String(maxTokens));
@@ -110,7 +127,7 @@ try {
   await page.goto(url);
   await idle();
   const loadedMs = Date.now() - t0;
-  await page.click('#generate');
+  await startGenerating(page);
   await page.waitForFunction(() => window.gqaState.tokens > 0, null, { timeout: 60_000 });
   const firstMs = Date.now() - t0;
   await idle();
@@ -131,11 +148,94 @@ try {
     check((await page.textContent('#tok-s-label')).includes(`${threads} thread`), `the tok/s label gives the threads: "${await page.textContent('#tok-s-label')}"`);
   }
 
+  // SmolLM2-135M-Instruct, when its file is served: the page opens on it, in the chat view.
+  if (existsSync(`${www}/${smollm2}`)) {
+    const label = 'SmolLM2-135M-Instruct (GGUF Q4_1, 98 MB, native GQA-3, Hugging Face, Apache-2.0)';
+    const opened = await page.$eval('#model-select', (s) => [s.value, s.selectedOptions[0].textContent]);
+    check(opened[0] === 'real:smollm2' && opened[1] === label, `the page opens on SmolLM2: "${opened[1]}"`);
+    const info = await state('s.info');
+    check(info.nHeads === 9 && info.baseKvHeads === 3 && info.nKvHeads === 3 && info.context === 8192 && info.capacity === 8192 && info.kvDtype === 'f16',
+      `SmolLM2 loaded: H = ${info.nHeads}, native G = ${info.baseKvHeads}, a KV cache of ${info.capacity} of ${info.context} positions in ${info.kvDtype}`);
+    const capacity = await page.textContent('#kv-capacity');
+    check(/8192 of the model's 8192 positions in f16/.test(capacity) && /whole context/.test(capacity), `the page says what KV cache it chose: "${capacity}"`);
+    check((await page.isVisible('#chat')) && !(await page.isVisible('#output')) && !(await page.isVisible('#generate')),
+      'a model with a chat template gets the chat view (no "continue this text" box)');
+    const gChoices = await page.$$eval('#g-select option', (os) => os.map((o) => [Number(o.value), o.textContent]));
+    check(gChoices.map(([g]) => g).join() === '9,3,1' && /same model/.test(gChoices[0][1]) && /native/.test(gChoices[1][1]) && /MQA/.test(gChoices[2][1]),
+      `G choices: ${gChoices.map(([, l]) => l).join(' | ')}`);
+    // The opening generation (sampled) is done: greedy from here, a fresh chat.
+    await page.fill('#temperature', '0');
+    await page.fill('#max-tokens', '64');
+    await page.click('#chat-new');
+    check((await page.$$eval('#chat-log .bubble', (bs) => bs.length)) === 0, 'New chat empties the conversation');
+    const france = 'What is the capital of France?';
+    const at3 = await chatAsk(france);
+    check(/Paris/.test(at3.reply) && at3.stats.stop_reason === 'eos', `G = 3 (native), greedy: "${at3.reply}" (${at3.stats.generated_tokens} tokens, ${at3.stats.decode_tok_s.toFixed(1)} tok/s)`);
+    // G = 9: each key/value head repeated. The conversation stays; the second turn reads it.
+    const toG = async (g) => {
+      await page.selectOption('#g-select', String(g));
+      await page.waitForFunction((g) => window.gqaState.info.nKvHeads === g && !window.gqaState.busy, g, { timeout: 60_000 });
+    };
+    await toG(9);
+    const mha = await state('s.info');
+    const diagram = await page.$eval('#head-diagram', (svg) => [svg.querySelectorAll('.q-node').length, svg.querySelectorAll('.kv-node').length]);
+    check(mha.kvBytesPerPosition === mha.kvBytesPerPositionMha && diagram.join() === '9,9' && /repeated 3 times/.test(await page.textContent('#head-provenance')),
+      `G = 9: MHA's cache (${mha.kvBytesPerPosition} bytes per position), 9 query heads wired to 9 key/value heads, "${await page.textContent('#head-provenance')}"`);
+    check((await page.$$eval('#chat-log .bubble', (bs) => bs.length)) === 2, 'the conversation is kept across the change of G');
+    const tower = await chatAsk('What is the most famous tower in that city?');
+    check(/Paris/.test(tower.reply) && tower.stats.prompt_tokens > at3.stats.prompt_tokens + at3.stats.generated_tokens,
+      `a second turn at G = 9 reads the first (prompt of ${tower.stats.prompt_tokens} tokens): "${tower.reply}"`);
+    await page.screenshot({ path: `${shots}/chat-smollm2.png`, fullPage: true });
+    await page.click('#chat-new');
+    const at9 = await chatAsk(france);
+    check(at9.reply === at3.reply, `G = 9 (MHA: the same model), greedy, the same text as G = 3: "${at9.reply}"`);
+    // MQA: the three key/value heads mean-pooled into one, not trained since.
+    await page.selectOption('#method', 'mean');
+    await toG(1);
+    await page.click('#chat-new');
+    const at1 = await chatAsk(france);
+    const shownAt1 = await page.$$eval('#chat-log .bubble.assistant', (bs) => bs.at(-1).textContent);
+    check(at1.reply.length > 0 && /MQA/.test(shownAt1), `G = 1 (mean), greedy: "${at1.reply}"`);
+    await page.screenshot({ path: `${shots}/chat-smollm2-mqa.png`, fullPage: true });
+    console.log(`MEASURED SmolLM2 chat decode on ${info.backend}: G = 3 ${at3.stats.decode_tok_s.toFixed(1)}, G = 9 ${at9.stats.decode_tok_s.toFixed(1)}, ` +
+      `G = 1 ${at1.stats.decode_tok_s.toFixed(1)} tok/s`);
+    await toG(3);
+    // Stop mid-reply: the text so far stays, as the model's turn.
+    await page.click('#chat-new');
+    await page.fill('#max-tokens', '400');
+    await page.fill('#chat-input', 'Write a long story about a dragon who learns to bake bread.');
+    const sent = await state('s.tokens');
+    await page.click('#chat-send');
+    await page.waitForFunction((n) => window.gqaState.tokens > n + 8, sent, { timeout: 60_000 });
+    await page.$eval('#chat-stop', (b) => b.disabled || b.click());
+    await idle();
+    const stopped = await state('s.lastStats');
+    const stoppedTurn = await page.evaluate(() => [window.gqaChat.messages.length, window.gqaChat.messages.at(-1)?.content ?? '',
+      document.querySelector('#chat-log .bubble.assistant .bubble-meta')?.textContent ?? '']);
+    check(stopped.stop_reason === 'stopped' && stoppedTurn[0] === 2 && stoppedTurn[1].length > 0 && /stopped/.test(stoppedTurn[2]),
+      `Stop ends the reply after ${stopped.generated_tokens} tokens and keeps it as the model's turn: "${stoppedTurn[1].slice(0, 60)}…" (${stoppedTurn[2]})`);
+    await page.fill('#temperature', '0.8');
+    await page.fill('#max-tokens', '128');
+    // Without the file on the server, the page opens on the shipped family and says how to get it.
+    const without = await browser.newPage();
+    await without.route(`**/${smollm2}`, (r) => r.fulfill({ status: 404, body: 'not found' }));
+    await without.goto(url);
+    await without.waitForFunction(() => window.gqaState?.info && !window.gqaState.busy, null, { timeout: 120_000 });
+    const hint = await without.textContent('#model-hint');
+    const firstChoice = await without.$eval('#model-select', (s) => s.options[0].textContent);
+    check(!(await without.isVisible('#chat')) && !/SmolLM2/.test(firstChoice) && /bash scripts\/fetch-model\.sh smollm2/.test(hint),
+      `without the file: opens on "${firstChoice}", and says "${hint}"`);
+    await without.close();
+  } else {
+    skip('SmolLM2 chat', `${www}/${smollm2} (bash scripts/fetch-model.sh smollm2)`);
+    check(/fetch-model\.sh smollm2/.test(await page.textContent('#model-hint')), `the page says how to get SmolLM2: "${await page.textContent('#model-hint')}"`);
+  }
+
   // The shipped family (www/models/results.json): the base, converted and uptrained.
   if (existsSync(`${www}/models/results.json`)) {
     await page.selectOption('#backend', 'cpu');
-    const base = await page.$eval('#model-select', (s) => s.options[0].value);
-    check(base.startsWith('shipped:'), `the picker offers the shipped base first (${base})`);
+    const base = await page.$eval('#model-select', (s) => [...s.options].find((o) => o.value.startsWith('shipped:'))?.value ?? '');
+    check(base.startsWith('shipped:'), `the picker offers the shipped base (${base})`);
     await loadModel(base);
     await generateAndCheck('shipped base, CPU');
     const uptrainedG = await state('Object.keys(s.shipped.uptrained).map(Number)');
@@ -559,7 +659,7 @@ try {
   const single = await blocked.newPage();
   await single.goto(plainUrl);
   await settled(single);
-  await single.click('#generate');
+  await startGenerating(single);
   await single.waitForFunction(() => window.gqaState.tokens > 0, null, { timeout: 60_000 });
   const singleNote = await single.textContent('#backend-note');
   check(!(await single.evaluate(() => self.crossOriginIsolated)) && (await single.evaluate(() => window.gqaState.threads)) === 1 &&
