@@ -45,7 +45,7 @@ const replies = {
     state.contextUsed = 0;
     clearResults();
     newChat();
-    showChatView(!!model.chat, model.defaultSystem);
+    showChatView(m.info.chat, m.info.defaultSystemPrompt ?? '');
     updateInfo(m.info);
     showBackendNote();
     // Compare at the model's whole context (as far as the KV cache holds) unless a shorter one was chosen.
@@ -166,7 +166,7 @@ function params() {
   };
 }
 
-// Load `model` ({kind, dir?, name?, chat?, capacity?, kvDtype?}): enter 'loading', get its
+// Load `model` ({kind, dir?, name?, capacity?, kvDtype?}): enter 'loading', get its
 // source (fetching or reading files), send it. convertTo: a G to convert to once loaded.
 // The KV cache: the model's own capacity and precision where it names them (a real model;
 // the KV control, when set, still decides the precision), else up to MAX_CAPACITY positions
@@ -199,8 +199,8 @@ function loadShipped(dir, convertTo) {
 // A real model's GGUF file (sources.REAL_MODELS), fetched with progress.
 function loadReal(real, convertTo) {
   const onBytes = (r, t) => progress(t ? r / t : undefined, `fetching ${real.path.split('/').pop()}: ${fmtBytes(r)}${t ? ` of ${fmtBytes(t)}` : ''}`);
-  const { name, chat, capacity, kvDtype, defaultSystem } = real;
-  return load({ kind: 'real', name, chat, capacity, kvDtype, defaultSystem }, async () => {
+  const { name, capacity, kvDtype } = real;
+  return load({ kind: 'real', name, capacity, kvDtype }, async () => {
     progress(0, `fetching ${real.path}`);
     const source = await sources.ggufSource(real, onBytes);
     return { source, transfer: [source.weights], label: `loading ${real.label}…` };

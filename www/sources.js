@@ -9,18 +9,15 @@ export const PRESETS = [
 ];
 
 // Real pretrained models, offered when their file is on the server (git-ignored: fetched
-// by scripts/fetch-model.sh into www/models/). chat: the file has a ChatML chat template,
-// so the page opens its chat view. capacity and kvDtype: the KV cache the page opens it
-// with (its whole context; f16 unless the KV control asks otherwise).
+// by scripts/fetch-model.sh into www/models/). capacity and kvDtype: the KV cache the page
+// opens it with (its whole context; f16 unless the KV control asks otherwise). Whether it
+// chats, and its default system message, come from the file (the session's info()).
 export const REAL_MODELS = [
   {
     name: 'smollm2',
     path: 'models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf',
     label: 'SmolLM2-135M-Instruct (GGUF Q4_1, 98 MB, native GQA-3, Hugging Face, Apache-2.0)',
     fetch: 'bash scripts/fetch-model.sh smollm2',
-    chat: true,
-    // What its template writes when the conversation has no system message (shown only).
-    defaultSystem: 'You are a helpful AI assistant named SmolLM, trained by Hugging Face',
     capacity: 8192,
     kvDtype: 'f16',
   },

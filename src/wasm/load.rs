@@ -12,6 +12,7 @@ use crate::cpu::CpuEngine;
 use crate::model::Model;
 use crate::session::Session;
 use crate::tensor::{DType, KvDType};
+use crate::tokenizer::chat::default_system_prompt;
 use crate::tokenizer::Tokenizer;
 
 /// What the page needs to know about the loaded model and the current G.
@@ -42,6 +43,10 @@ struct Info {
     /// The G the model converts to (see [`group_choices`]).
     group_choices: Vec<usize>,
     has_tokenizer: bool,
+    /// Whether the model chats (a ChatML template: `start`/`generate` take messages).
+    chat: bool,
+    /// What its template writes when a chat has no system message, if anything.
+    default_system_prompt: Option<String>,
 }
 
 #[wasm_bindgen(js_class = Session)]
@@ -109,7 +114,10 @@ impl WebSession {
     /// The model and current G, as a plain object (see `Info`).
     pub fn info(&mut self) -> Result<JsValue, JsError> {
         let base_kv_heads = self.session.base().config.n_kv_heads();
-        let has_tokenizer = self.session.tokenizer().is_some();
+        let tokenizer = self.session.tokenizer();
+        let has_tokenizer = tokenizer.is_some();
+        let chat = tokenizer.is_some_and(|t| t.is_chatml());
+        let default_system_prompt = tokenizer.and_then(|t| t.chat_template()).and_then(default_system_prompt).map(String::from);
         let backend = self.session.backend();
         let (name, capacity, kv_dtype) = (backend.name(), backend.capacity(), backend.kv_dtype());
         let model = self.session.model();
@@ -133,6 +141,8 @@ impl WebSession {
             kv_bytes_per_position_mha_f32: kv_cache_bytes(c, c.n_heads(), 1, KvDType::F32),
             group_choices: group_choices(&self.session.base().config),
             has_tokenizer,
+            chat,
+            default_system_prompt,
         })
     }
 
