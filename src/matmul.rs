@@ -115,28 +115,28 @@ fn tasks(bytes: usize, parallel: bool) -> usize {
     }
 }
 
-/// `out[t][r] = f(r..)(x_t)` for a batch x (n x cols): out (n x rows), where
-/// `f(first, t, out)` fills `out` with rows first.. for input t. Rows are
-/// split into `tasks` (see [`tasks`]; one when serial); each
-/// task takes its rows for the whole batch, so every weight row is read from
-/// memory once per call. A batch is computed transposed (rows x n, in `tmp`)
-/// so that each task owns whole rows, then transposed into `out`.
-fn by_rows<F>(rows: usize, n: usize, out: &mut [f32], tmp: &mut Vec<f32>, tasks: usize, f: F)
+/// `out[t][r]` for a batch x (n x cols): out (n x rows). Rows are split into `tasks`
+/// (see [`tasks`]; one when serial). With one input, `one(first, out)` fills a task's
+/// consecutive rows first..; with several, `batch(r, out)` fills row r's output for every
+/// input (out has n values), so each task takes its rows for the whole batch and every
+/// weight row is read from memory, and decoded, once per call. A batch is computed
+/// transposed (rows x n, in `tmp`) so that each task owns whole rows, then transposed into
+/// `out`.
+fn by_rows<F, G>(rows: usize, n: usize, out: &mut [f32], tmp: &mut Vec<f32>, tasks: usize, one: F, batch: G)
 where
-    F: Fn(usize, usize, &mut [f32]) + Sync + Send,
+    F: Fn(usize, &mut [f32]) + Sync + Send,
+    G: Fn(usize, &mut [f32]) + Sync + Send,
 {
     assert_eq!(out.len(), n * rows, "matmul output length");
     let (parallel, rows_per_task) = (tasks > 1, rows.div_ceil(tasks).next_multiple_of(4));
     if n == 1 {
         // One input: a task's outputs are consecutive rows.
-        return for_chunks(out, rows_per_task, parallel, |first, chunk| f(first, 0, chunk));
+        return for_chunks(out, rows_per_task, parallel, one);
     }
     tmp.resize(rows * n, 0.0);
     for_chunks(tmp, rows_per_task * n, parallel, |first, chunk| {
         for (i, o_row) in chunk.chunks_exact_mut(n).enumerate() {
-            for (t, o) in o_row.iter_mut().enumerate() {
-                f(first / n + i, t, std::slice::from_mut(o));
-            }
+            batch(first / n + i, o_row);
         }
     });
     for r in 0..rows {
@@ -144,6 +144,43 @@ where
             out[t * rows + r] = tmp[r * n + t];
         }
     }
+}
+
+thread_local! {
+    /// A weight row decoded to f32 (see [`row_batch`]), and a second one for SwiGLU's up.
+    static ROWS: std::cell::RefCell<[Vec<f32>; 2]> = std::cell::RefCell::default();
+}
+
+/// Row r of `w` times every input t of a batch: `out[t] = w.row(r) . x_t`. On the exact
+/// path a block-quantized row is decoded to f32 once, then meets each input in the f32
+/// kernel: a prompt's prefill decodes every 4-bit weight once, not once per token.
+fn row_batch<'a>(w: &Matrix, r: usize, input: &impl Fn(usize) -> Input<'a>, out: &mut [f32]) {
+    let decode_once = matches!(w.data, Data::Quantized { .. }) && input(0).int8.is_none();
+    if !decode_once {
+        for (t, o) in out.iter_mut().enumerate() {
+            rows_dot(w, r, input(t), std::slice::from_mut(o));
+        }
+        return;
+    }
+    ROWS.with(|rows| {
+        let row = &mut rows.borrow_mut()[0];
+        row.resize(w.cols, 0.0);
+        w.row_into(r, row);
+        for (t, o) in out.iter_mut().enumerate() {
+            rows_dot_slice(row, w.cols, input(t).x, std::slice::from_mut(o));
+        }
+    })
+}
+
+/// [`row_batch`] for row r of the matrices `ws` stacked on top of each other.
+fn stacked_row_batch<'a>(ws: &[&Matrix], mut r: usize, input: &impl Fn(usize) -> Input<'a>, out: &mut [f32]) {
+    for w in ws {
+        if r < w.rows {
+            return row_batch(w, r, input, out);
+        }
+        r -= w.rows;
+    }
+    panic!("a row beyond the stacked matrices");
 }
 
 /// `out = x [W1; W2; ...]^T`: x (n x cols), out (n x R) where R is the rows of
@@ -156,7 +193,7 @@ pub fn matmul(ws: &[&Matrix], x: &[f32], n: usize, out: &mut [f32], scratch: &mu
     assert_eq!(x.len(), n * cols, "matmul input length");
     let tasks = tasks(ws.iter().map(|w| w.bytes()).sum(), parallel);
     let (tmp, input) = scratch.inputs(ws, x, cols);
-    by_rows(rows, n, out, tmp, tasks, |r0, t, o| stacked_rows_dot(ws, r0, input(t), o));
+    by_rows(rows, n, out, tmp, tasks, |r0, o| stacked_rows_dot(ws, r0, input(0), o), |r, o| stacked_row_batch(ws, r, &input, o));
 }
 
 /// SwiGLU's first half in one pass: `out = silu(x gate^T) * (x up^T)`,
@@ -167,16 +204,25 @@ pub fn matmul_swiglu(gate: &Matrix, up: &Matrix, x: &[f32], n: usize, out: &mut 
     assert_eq!(x.len(), n * cols, "matmul input length");
     let tasks = tasks(gate.bytes() + up.bytes(), parallel);
     let (tmp, input) = scratch.inputs(&[gate, up], x, cols);
-    by_rows(gate.rows, n, out, tmp, tasks, |r0, t, o| {
-        let xt = input(t);
+    let one = |r0: usize, o: &mut [f32]| {
+        let x = input(0);
         let mut u = [0.0f32; 16];
         for (i, o) in o.chunks_mut(16).enumerate() {
             let u = &mut u[..o.len()];
-            rows_dot(gate, r0 + 16 * i, xt, o);
-            rows_dot(up, r0 + 16 * i, xt, u);
+            rows_dot(gate, r0 + 16 * i, x, o);
+            rows_dot(up, r0 + 16 * i, x, u);
             swiglu_gate(o, u);
         }
-    });
+    };
+    let batch = |r: usize, o: &mut [f32]| {
+        let mut u = ROWS.with(|rows| std::mem::take(&mut rows.borrow_mut()[1]));
+        u.resize(o.len(), 0.0);
+        row_batch(gate, r, &input, o);
+        row_batch(up, r, &input, &mut u);
+        swiglu_gate(o, &u);
+        ROWS.with(|rows| rows.borrow_mut()[1] = u);
+    };
+    by_rows(gate.rows, n, out, tmp, tasks, one, batch);
 }
 
 /// `out = W x` for one vector: out (rows), x (cols), quantized weights on `activations`.
