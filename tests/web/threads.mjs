@@ -56,7 +56,8 @@ try {
     }
   }
   // SmolLM2's GGUF (Q4_1 and Q8_0 blocks), put in www/models/ by scripts/fetch-model.sh
-  // (tests/run.sh runs it): the native logits within 1e-5 of the largest |logit|.
+  // (tests/run.sh runs it): the native logits within 1e-4 of the largest |logit|, the bar of
+  // the f64 reference test (tests/smollm2.rs), as 30 layers carry the roundings.
   if (ref.smollm2 && existsSync(join(root, 'www', SMOLLM2))) {
     for (const [name, engine] of [['threaded', threaded], ['single-thread', single]]) {
       await engine.call('fetchGguf', `/${SMOLLM2}`, 64);
@@ -64,7 +65,7 @@ try {
         const want = ref.smollm2.logits[i];
         const scale = want.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
         const diff = maxDiff(await engine.call('logits', tokens), want);
-        check(diff <= TOLERANCE * scale, `${name}, SmolLM2 (GGUF, Q4_1), case ${i} (${tokens.length} tokens): max |wasm - native| = ${diff.toExponential(2)}, largest |logit| ${scale.toFixed(1)}`);
+        check(diff <= 1e-4 * scale, `${name}, SmolLM2 (GGUF, Q4_1), case ${i} (${tokens.length} tokens): max |wasm - native| = ${diff.toExponential(2)}, largest |logit| ${scale.toFixed(1)}`);
       }
     }
     await single.call('preset', '15m', ref.preset_15m.seed, false, 512);
