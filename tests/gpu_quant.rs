@@ -247,37 +247,3 @@ fn split_quantized_tensors_match_cpu() {
         println!("{} in 2 KiB parts: max |GPU - CPU| = {worst:.2e}", format.name());
     }
 }
-
-/// Timing, not a check (run with --ignored --nocapture): decode and prefill of a model
-/// of SmolLM2-135M's widths (576 / 1536, 9 heads of 64, G = 3, vocab 49152, tied) but 4
-/// layers, with f32 weights, f16, and the real file's mix (Q8_0 embedding, Q4_1 blocks).
-#[test]
-#[ignore = "timing: run with --ignored --nocapture"]
-fn timing_smollm2_widths() {
-    use std::time::Instant;
-    let mut config = Config::new(576, 1536, 4, 9, 3, 49152, 256);
-    config.tie_word_embeddings = true;
-    let base = Model::random(&config, 5, gqa::tensor::DType::F32).unwrap();
-    let models = [
-        ("f32", base.clone()),
-        ("f16", base.to_dtype(gqa::tensor::DType::F16)),
-        ("q8_0 embedding + q4_1 blocks", quantize_model(base.clone(), Format::Q8_0, Format::Q4_1)),
-    ];
-    for (name, model) in models {
-        let mut gpu = GpuEngine::with_context(device(), model, 256, GpuOptions { max_batch: 64, ..GpuOptions::default() }).unwrap();
-        let toks = prompt(64, 49152);
-        gpu.forward(&toks[..8], Logits::Last).unwrap(); // warm-up: pipelines built
-        gpu.reset();
-        let t = Instant::now();
-        gpu.forward(&toks, Logits::Last).unwrap();
-        let prefill = t.elapsed().as_secs_f64() * 1e3;
-        let t = Instant::now();
-        let mut token = 1;
-        for _ in 0..16 {
-            token = gpu.forward_argmax(&[token]).unwrap();
-        }
-        let decode = t.elapsed().as_secs_f64() * 1e3 / 16.0;
-        let mb = gpu.weight_bytes_allocated() as f64 / 1e6;
-        println!("{name}: weights {mb:.1} MB on the device; prefill 64 tokens {prefill:.0} ms; decode {decode:.1} ms/token");
-    }
-}
