@@ -360,3 +360,23 @@ fn smollm2_agrees_with_llama_cpp_teacher_forced_on_val_txt() {
     assert!(same + 3 >= with_llama_cpp, "int8 vs exact top-1 agreement {same} of 511, below llama.cpp's {with_llama_cpp}");
     assert!((nats_of[1] - nats_of[0]).abs() <= 0.01, "int8 vs exact nats/token {} vs {}", nats_of[1], nats_of[0]);
 }
+
+/// SmolLM2 converted (G = 9 repeated, G = 1 pooled) and written as GGUF keeps its 4-bit
+/// blocks, its tokenizer (the `smollm` pre-tokenizer, no BOS) and its chat template, and
+/// reads back as the same model. (llama.cpp runs these files too: G = 9 answers Paris.)
+#[test]
+#[cfg_attr(not(has_shared), ignore = "needs ../shared (the shared fixtures)")]
+fn smollm2_converted_and_exported_reads_back_the_same() {
+    let (model, tokenizer) = gqa::loader::load_gguf(&std::fs::read(common::shared(SMOLLM2)).unwrap()).unwrap();
+    let toks = [1, 4093, 198, 1780, 314, 260];
+    for g in [9, 1] {
+        let converted = convert(&model, g, Method::Mean, 0).unwrap();
+        let bytes = gqa::gguf::to_gguf(&converted, &tokenizer, gqa::tensor::DType::F32, "test").unwrap();
+        let (back, tok) = gqa::loader::load_gguf(&bytes).unwrap();
+        assert_eq!(back.blocks[0].mlp.up.format(), gqa::quant::Format::Q4_1, "G = {g}: blocks stay Q4_1");
+        assert_eq!(engine_logits(back, &toks), engine_logits(converted, &toks), "G = {g}");
+        let text = "<|im_start|>user\nIn 2024, 12345 cats<|im_end|>";
+        assert_eq!(tok.encode(text).unwrap(), tokenizer.encode(text).unwrap());
+        assert_eq!((tok.add_bos(), tok.chat_template()), (false, tokenizer.chat_template()));
+    }
+}

@@ -152,7 +152,10 @@ fn tokenizer_metadata(tokenizer: &Tokenizer, c: &Config) -> Result<Vec<(String, 
     let refuse = |why: String| GqaError::Invalid(format!("GGUF export needs a byte-level BPE tokenizer (GPT-2 style): {why}"));
     let json: Value = serde_json::from_str(&tokenizer.to_json()?).map_err(|e| refuse(e.to_string()))?;
     let model = &json["model"];
-    if model["type"] != "BPE" || json["pre_tokenizer"]["type"] != "ByteLevel" {
+    // A GGUF file's own tokenizer (its pre-tokenizer's regexes and byte level in sequence)
+    // goes back under its own pre-tokenizer name.
+    let byte_level = json["pre_tokenizer"]["type"] == "ByteLevel" || tokenizer.gguf_pre.is_some();
+    if model["type"] != "BPE" || !byte_level {
         return Err(refuse(format!("this one is {} with pre-tokenizer {}", model["type"], json["pre_tokenizer"]["type"])));
     }
     let n = tokenizer.vocab_size().max(c.vocab_size);
@@ -183,12 +186,12 @@ fn tokenizer_metadata(tokenizer: &Tokenizer, c: &Config) -> Result<Vec<(String, 
         .collect::<Result<Vec<_>>>()?;
     let mut metadata: Vec<(String, Meta)> = [
         ("tokenizer.ggml.model", Meta::Str("gpt2".into())),
-        ("tokenizer.ggml.pre", Meta::Str("gpt-2".into())),
+        ("tokenizer.ggml.pre", Meta::Str(tokenizer.gguf_pre.clone().unwrap_or_else(|| "gpt-2".into()))),
         ("tokenizer.ggml.tokens", Meta::Strings(tokens)),
         ("tokenizer.ggml.token_type", Meta::I32s(types)),
         ("tokenizer.ggml.merges", Meta::Strings(merges)),
         ("tokenizer.ggml.bos_token_id", Meta::U32(c.bos_token_id)),
-        ("tokenizer.ggml.add_bos_token", Meta::Bool(true)),
+        ("tokenizer.ggml.add_bos_token", Meta::Bool(tokenizer.add_bos())),
         ("tokenizer.ggml.add_eos_token", Meta::Bool(false)),
     ]
     .into_iter()
@@ -196,6 +199,9 @@ fn tokenizer_metadata(tokenizer: &Tokenizer, c: &Config) -> Result<Vec<(String, 
     .collect();
     if let Some(&eos) = c.eos_ids().first() {
         metadata.push(("tokenizer.ggml.eos_token_id".into(), Meta::U32(eos)));
+    }
+    if let Some(template) = tokenizer.chat_template() {
+        metadata.push(("tokenizer.chat_template".into(), Meta::Str(template.into())));
     }
     Ok(metadata)
 }

@@ -80,7 +80,8 @@ impl GgufTokenizer {
                 "the GGUF tokenizer model '{model}' is not supported (only 'gpt2', byte-level BPE)"
             )));
         }
-        let pre = pre_tokenizer(gguf.str("tokenizer.ggml.pre")?)?;
+        let pre_name = gguf.str("tokenizer.ggml.pre")?;
+        let pre = pre_tokenizer(pre_name)?;
         let tokens = gguf.strings("tokenizer.ggml.tokens")?;
         let types = gguf.optional("tokenizer.ggml.token_type", |k| gguf.i32s(k))?;
         let types = types.unwrap_or_else(|| vec![token_type::NORMAL; tokens.len()]);
@@ -132,6 +133,7 @@ impl GgufTokenizer {
         let chat_template = gguf.optional("tokenizer.chat_template", |k| gguf.str(k))?;
         tokenizer.add_bos = add_bos;
         tokenizer.chat_template = chat_template.map(String::from);
+        tokenizer.gguf_pre = Some(pre_name.to_string());
         Ok(GgufTokenizer { tokenizer, bos_id, end_of_generation })
     }
 

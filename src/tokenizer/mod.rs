@@ -32,6 +32,8 @@ pub struct Tokenizer {
     add_bos: bool,
     /// The model's chat template (Jinja), where the file has one (GGUF).
     chat_template: Option<String>,
+    /// A GGUF tokenizer's pre-tokenizer name (`tokenizer.ggml.pre`), for the GGUF export.
+    pub(crate) gguf_pre: Option<String>,
 }
 
 impl Tokenizer {
@@ -79,7 +81,7 @@ impl Tokenizer {
         inner.with_truncation(None).expect("removing truncation cannot fail");
         let vocab_size =
             inner.get_vocab(true).values().max().map_or(0, |&max_id| max_id as usize + 1);
-        Tokenizer { inner, vocab_size, add_bos: true, chat_template: None }
+        Tokenizer { inner, vocab_size, add_bos: true, chat_template: None, gguf_pre: None }
     }
 
     /// Token ids of `text`, without BOS/EOS.
