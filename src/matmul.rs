@@ -1,8 +1,8 @@
 //! Matrix products on [`Matrix`] weights, built on the row dot kernels: the
 //! rows of one or several stacked matrices are split into tasks across threads
 //! (where the caller says the work pays for it), each task streaming its rows once.
-//! On block-quantized weights the input is, by default, first quantized to int8
-//! (see [`QuantActivations`]).
+//! On block-quantized weights the input meets the weights in f32 (the exact path,
+//! the default) or first quantized to int8 (see [`QuantActivations`]).
 
 use crate::kernels::{for_chunks, rows_dot_int8, rows_dot_quant, rows_dot_slice, swiglu_gate, threads, Int8Row, Int8Rows};
 use crate::tensor::{Data, Matrix};
