@@ -92,7 +92,7 @@ struct Scratch {
     proj: Vec<f32>,   // (T, dim) output of wo and of down
     logits: Vec<f32>, // (T, vocab)
     /// The matrix products' buffers, and how they treat activations on
-    /// quantized weights (see [`CpuEngine::set_quant_activations`]).
+    /// quantized weights (`EngineOptions::quant_activations`).
     matmul: MatmulScratch,
     /// One [`attention_task_len`] slot per (KV head, chunk) attention task.
     attention: Vec<f32>,
@@ -166,14 +166,9 @@ impl CpuEngine {
         self.min_parallel_bytes = bytes;
     }
 
-    /// How products on block-quantized weights treat their input:
-    /// [`QuantActivations::Exact`] (f32, the default) or [`QuantActivations::Int8`]
-    /// (llama.cpp's way, faster). Other weights are exact either way. Takes effect
-    /// from the next forward pass.
-    pub fn set_quant_activations(&mut self, activations: QuantActivations) {
-        self.scratch.matmul.activations = activations;
-    }
-
+    /// How products on block-quantized weights treat their input, as the engine was
+    /// opened with (`EngineOptions::quant_activations`): [`QuantActivations::Exact`]
+    /// (f32, the default) or [`QuantActivations::Int8`] (llama.cpp's way, faster).
     pub fn quant_activations(&self) -> QuantActivations {
         self.scratch.matmul.activations
     }
