@@ -55,6 +55,15 @@ pub fn synthetic_i8(x: f32) -> i8 {
     code(x, SYNTHETIC_I8_SCALE)
 }
 
+/// `len` zeros, or an error in words when the memory is not there: in a browser tab an
+/// allocation that fails must not abort the module (and lose the loaded model). Zeroed
+/// by the allocator, so pages the cache has not reached yet are never written.
+fn zeroed<T: bytemuck::Zeroable>(len: usize) -> Result<Vec<T>> {
+    bytemuck::allocation::try_zeroed_vec(len).map_err(|()| {
+        GqaError::Invalid(format!("out of memory: the KV cache could not get {} MiB more", (len * std::mem::size_of::<T>()) >> 20))
+    })
+}
+
 /// Positions per block of the cache, and per attention task.
 pub const BLOCK: usize = 256;
 
@@ -92,9 +101,9 @@ impl KvCache {
         let positions = config.num_hidden_layers * config.n_kv_heads() * capacity;
         let len = positions * config.head_dim();
         let store = match dtype {
-            KvDType::F32 => Store::F32 { k: vec![0.0; len], v: vec![0.0; len] },
-            KvDType::F16 => Store::F16 { k: vec![f16::ZERO; len], v: vec![f16::ZERO; len] },
-            KvDType::I8 => Store::I8 { k: vec![0; len], v: vec![0; len], k_scale: vec![0.0; positions], v_scale: vec![0.0; positions] },
+            KvDType::F32 => Store::F32 { k: zeroed(len)?, v: zeroed(len)? },
+            KvDType::F16 => Store::F16 { k: zeroed(len)?, v: zeroed(len)? },
+            KvDType::I8 => Store::I8 { k: zeroed(len)?, v: zeroed(len)?, k_scale: zeroed(positions)?, v_scale: zeroed(positions)? },
         };
         Ok(KvCache { n_layers: config.num_hidden_layers, n_kv_heads: config.n_kv_heads(), head_dim: config.head_dim(), capacity, store })
     }

@@ -17,6 +17,7 @@ pub mod gpu;
 pub mod hf;
 pub mod kernels;
 pub mod kv_cache;
+pub mod kv_fit;
 pub mod llama2c;
 pub mod loader;
 pub mod matmul;

@@ -190,7 +190,7 @@ async fn probes_end_a_running_generation() {
 
 /// Sizes that come from the caller are checked, never a panic (a `RuntimeError`):
 /// a KV cache of one position, the largest contexts and step counts, and a KV cache
-/// whose size overflows 32 bits and passes the memory budget.
+/// whose size overflows 32 bits and passes what the tab holds.
 #[wasm_bindgen_test]
 async fn sizes_from_the_caller_are_errors_not_panics() {
     let mut session = ok(WebSession::from_preset("tiny", 1, false, Some(1), None));
@@ -203,12 +203,21 @@ async fn sizes_from_the_caller_are_errors_not_panics() {
     }
 
     // 2 layers x 8 KV heads x head_dim 64 x 2^20 positions x 2 x 4 bytes = 8 GiB:
-    // past the budget, and 0 modulo 2^32 on wasm32.
+    // past what wasm32 addresses, and 0 modulo 2^32 on wasm32. The cache is fitted to
+    // the tab instead (kv_fit: f16, then half the positions until twice MHA's cache fits
+    // in 4 GiB less what is allocated and 256 MiB kept), and says why.
     let config = gqa::Config::new(512, 32, 2, 8, 8, 16, 1 << 20);
     let model = gqa::Model::random(&config, 1, gqa::tensor::DType::F16).unwrap();
     let weights = gqa::hf::to_safetensors(&model, gqa::tensor::DType::F16).unwrap();
-    let err = message(WebSession::from_hf(&config.to_json(), &weights, None, Some(1 << 20), None).err().unwrap());
-    assert!(err.contains("memory budget"), "{err}");
+    let mut session = ok(WebSession::from_hf(&config.to_json(), &weights, None, Some(1 << 20), None));
+    let info = ok(session.info());
+    let why = field(&info, "kvWhy").as_string().unwrap_or_default();
+    // f16 MHA: 2 x 2 layers x 8 heads x 64 x 2 bytes = 4 KiB a position, twice: 2^18 positions
+    // take 2 GiB (fits), 2^19 take 4 GiB (does not).
+    assert_eq!(field(&info, "capacity").as_f64(), Some((1 << 18) as f64), "{why}");
+    assert_eq!(field(&info, "kvDtype").as_string().as_deref(), Some("f16"));
+    assert!(why.contains("an f32 cache of 1048576 positions takes 8192 MiB at MHA (G = 8)") && why.contains("262144 positions in f16 fit"), "{why}");
+    drop(session);
     // Without a capacity the cache holds min(context, 4096) positions.
     let mut session = ok(WebSession::from_hf(&config.to_json(), &weights, None, None, None));
     assert_eq!(field(&ok(session.info()), "capacity").as_f64(), Some(4096.0));

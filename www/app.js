@@ -9,7 +9,8 @@ import { fail, clearError, notice, progress } from './notices.js';
 import { drawHeads } from './diagram.js';
 import { drawAttention, describeCell } from './attention.js';
 import { exportJson, exportCsv, exportPng, shareLink, settingsFromUrl } from './exports.js';
-import { showChatView, newChat, ask, appendReply, finishReply, failReply } from './chat.js';
+import { showChatView, newChat, ask, appendReply, finishReply, failReply, lastQuestion } from './chat.js';
+import { probe, expectQuality, showQuality } from './quality.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -48,9 +49,11 @@ const replies = {
     showChatView(m.info.chat, m.info.defaultSystemPrompt ?? '');
     updateInfo(m.info);
     showBackendNote();
-    // Compare at the model's whole context (as far as the KV cache holds) unless a shorter one was chosen.
+    expectQuality(m.info.nKvHeads);
+    // Compare at the model's whole context (as far as the KV cache holds) unless a shorter
+    // one was chosen (typed, or from a link).
     const chosen = Number($('context').value);
-    if (!(chosen > 0 && chosen <= m.info.capacity)) $('context').value = m.info.capacity;
+    if (!$('context').dataset.chosen || !(chosen > 0 && chosen <= m.info.capacity)) $('context').value = m.info.capacity;
     progress(null);
     notice(`Loaded in ${m.ms.toFixed(0)} ms.`);
     if (convertTo) convert(convertTo);
@@ -60,6 +63,11 @@ const replies = {
     updateInfo(m.info);
     showBackendNote();
     if (m.convertMs !== undefined) $('progress-label').textContent = `converted to G = ${m.info.nKvHeads} in ${m.convertMs.toFixed(1)} ms`;
+    // A conversion with a probe stays busy until its quality arrives.
+    if (!state.phase.probe) to('ready');
+  },
+  [Reply.quality](m) {
+    showQuality(m);
     to('ready');
   },
   [Reply.token](m) {
@@ -175,7 +183,7 @@ async function load(model, getSource, convertTo = null) {
   const capacity = model.capacity ?? MAX_CAPACITY;
   const kvDtype = $('kv-dtype').value || model.kvDtype || undefined;
   model.capacityWhy = !model.capacity ? `the page asks for the model's context, up to ${MAX_CAPACITY} positions`
-    : `the page opens it with its whole context, in ${model.kvDtype} unless the KV cache control says otherwise, so that even MHA's cache fits this tab`;
+    : `the page opens it with its whole context, in ${model.kvDtype} unless the KV cache control says otherwise`;
   to('loading', { model, convertTo });
   try {
     const { source, label, transfer = [] } = await getSource();
@@ -227,6 +235,7 @@ function restoreFromLink() {
   for (const [key, id] of [['method', 'method'], ['context', 'context'], ['prompt', 'prompt'], ['seed', 'seed']]) {
     if (link[key] !== undefined) $(id).value = link[key];
   }
+  if (link.context !== undefined) $('context').dataset.chosen = '1';
   if (link.model !== undefined) {
     if ([...$('model-select').options].some((o) => o.value === link.model)) $('model-select').value = link.model;
     else fail(`the link's model "${link.model}" is not offered on this page; the default model is loaded instead`);
@@ -246,9 +255,13 @@ function loadFiles(fileList) {
   });
 }
 
+// Convert to g key/value heads; unless g is the model's own, the worker then measures it
+// against the model's own G on the fixed probe (quality.js).
 function convert(g) {
-  to('converting');
-  send(Request.setGroups, { g, method: $('method').value, seed: seed() });
+  const text = g === state.info.baseKvHeads ? null : probe();
+  expectQuality(g);
+  to('converting', { probe: !!text });
+  send(Request.setGroups, { g, method: $('method').value, seed: seed(), probe: text });
 }
 
 // The G, conversion method or uptrained box changed: convert the loaded model; in the shipped
@@ -327,8 +340,9 @@ async function compareAll() {
       (mode === 'real' ? ' (generated from the prompt; tok/s over the last 48 tokens).' : ' (KV cache filled with synthetic values; median of 47 timed steps; then each row timed twice more in interleaved rounds, and the median of the three shown).');
     // 'each': every precision in turn, f32 first (its MHA row is the quality reference).
     state.comparingPrecisions = $('compare-kv').value === 'each';
+    // A chat model answers the conversation's last question in every row.
     send(Request.compare, {
-      prompt: $('prompt').value, params: params(), groups: state.groupsToCompare, method: $('method').value, seed: seed(),
+      prompt: state.info.chat ? lastQuestion() : $('prompt').value, params: params(), groups: state.groupsToCompare, method: $('method').value, seed: seed(),
       context, mode, checkpoints, kvDtypes: state.comparingPrecisions ? ['f32', 'f16', 'int8'] : null,
     }, checkpoints.map((c) => c.source.weights));
   } catch (e) {
@@ -421,6 +435,7 @@ function wire() {
       if (!$('chat-send').disabled) chatSend();
     }
   };
+  $('context').oninput = () => { $('context').dataset.chosen = '1'; };
   $('compare-btn').onclick = compareAll;
   $('sweep-btn').onclick = sweep;
   $('export-json').onclick = exportJson;

@@ -62,6 +62,14 @@ export function ask(text) {
   return [...(system ? [{ role: 'system', content: system }] : []), ...chat.messages];
 }
 
+// What compare asks every G (the conversation's last question, else a fixed one), as a chat
+// with the system prompt as written.
+export function lastQuestion() {
+  const asked = chat.messages.filter((m) => m.role === 'user').at(-1)?.content ?? 'What is the capital of France?';
+  const system = $('chat-system').value.trim();
+  return [...(system ? [{ role: 'system', content: system }] : []), { role: 'user', content: asked }];
+}
+
 // A streamed piece of the reply.
 export function appendReply(piece) {
   const r = chat.reply;

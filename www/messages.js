@@ -18,7 +18,9 @@ export const Request = Object.freeze({
   setAttentionProbe: 'setAttentionProbe',
   // {layer}: the last token's attention weights in a layer; replies 'attention'.
   attention: 'attention',
-  // {g, method, seed}: convert the loaded model to g key/value heads; replies 'info'.
+  // {g, method, seed, probe?}: convert the loaded model to g key/value heads; replies
+  // 'info', then, given a probe (a fixed text or chat, quality.js) and a G other than the
+  // model's own, 'quality'.
   setGroups: 'setGroups',
   // {prompt, params: {maxTokens, temperature, topP, topK, seed}}: replies 'token' per
   // token, then 'done'. prompt: text to continue, or a chat, [{role, content}], rendered in
@@ -53,6 +55,9 @@ export const Reply = Object.freeze({
   done: 'done',
   // {view}: the attention probe's record of a layer (null before a generation with it on).
   attention: 'attention',
+  // {g, method, tokens, klVsBase, top1Agreement}: how far G's next-token predictions are
+  // from the model's own G on the probe (after 'info' of a setGroups).
+  quality: 'quality',
   // {message, info}: the GPU failed; the worker now runs on the CPU.
   gpuLost: 'gpuLost',
   // {g, checkpoint, quality, tokS, context, requested, mode, backend, kvDtype, text,

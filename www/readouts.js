@@ -48,7 +48,8 @@ export function showInfo() {
   const mhaFull = info.kvBytesPerPositionMha * info.capacity;
   $('kv-capacity').textContent = `KV cache: room for ${info.capacity} of the model's ${info.context} positions in ${info.kvDtype}` +
     `${state.loaded?.capacityWhy ? ` (${state.loaded.capacityWhy})` : ''}: ${fmtBytes(info.kvBytesPerPosition * info.capacity)} when full at ` +
-    `G = ${info.nKvHeads}, ${fmtBytes(mhaFull)} at MHA (G = ${info.nHeads})${perPosition ? `, ${perPosition} bytes per number` : ''}.`;
+    `G = ${info.nKvHeads}, ${fmtBytes(mhaFull)} at MHA (G = ${info.nHeads})${perPosition ? `, ${perPosition} bytes per number` : ''}.` +
+    (info.kvWhy ? ` Not what the page asked for, to fit this tab's memory: ${info.kvWhy}.` : '');
   $('weight-bytes').textContent = fmtBytes(info.weightBytes);
   $('backend-used').textContent = info.backend;
   showKv();
@@ -150,7 +151,9 @@ export function addCompareRow(m, table) {
   // A real generation that ended (end of text) before the context says where it was timed.
   const early = m.context < m.requested ? ` (ended at ${m.context} positions)` : '';
   const precision = state.comparingPrecisions ? `, ${m.kvDtype} KV` : '';
-  const label = `${groupLabel(m.g, m.nHeads)}${uptrained ? ' uptrained' : m.g === state.info.baseKvHeads ? '' : ' converted'}${precision}${early}`;
+  const base = state.info.baseKvHeads;
+  const made = uptrained ? ' uptrained' : m.g === base ? (base < m.nHeads ? ' (native)' : '') : m.g > base ? ' (heads repeated)' : ' converted';
+  const label = `${groupLabel(m.g, m.nHeads)}${made}${precision}${early}`;
   const msPerToken = 1000 / m.tokS;
   state.compare.push({ ...m, label, uptrained, msPerToken, table });
   const row = $('compare-table').tBodies[0].insertRow();

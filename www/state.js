@@ -23,7 +23,8 @@ const NEXT = {
 const IDLE = ['starting', 'restarting', 'empty', 'ready'];
 
 export const state = {
-  // {name, ...what that phase needs}: 'loading' has {model, convertTo}, the G to convert to once loaded.
+  // {name, ...what that phase needs}: 'loading' has {model, convertTo}, the G to convert to once
+  // loaded; 'converting' has {probe}: whether the quality on the probe (quality.js) follows.
   phase: { name: 'starting' },
   worker: null, // the inference Worker
   webgpu: null, // the worker's WebGPU status
@@ -61,9 +62,11 @@ export const state = {
     const family = this.onShipped && !this.onShippedBase && this.familyChoices;
     return [...(family || this.info.groupChoices)].reverse();
   },
-  // The G choices that compare and sweep run: up to the loaded model's own.
+  // The G choices that compare and sweep run: up to the loaded model's own, and MHA (its
+  // heads repeated) for a model trained with fewer key/value heads than query heads.
   get groupsToCompare() {
-    return this.groupChoices.filter((g) => g <= this.info.baseKvHeads);
+    const { baseKvHeads: base, nHeads: h } = this.info;
+    return this.groupChoices.filter((g) => g <= base || (g === h && !this.onShipped));
   },
 };
 

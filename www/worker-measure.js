@@ -118,7 +118,7 @@ async function measureAt(session, prompt, params, context, mode) {
   const info = session.info();
   let tokS, reached, text, ids;
   if (mode === 'real') {
-    const promptTokens = session.promptTokens(prompt);
+    const promptTokens = session.promptIds(prompt).length;
     if (promptTokens + TIMED_STEPS > context) throw new Error(`the prompt takes ${promptTokens} positions: choose a context of at least ${promptTokens + TIMED_STEPS}`);
     const times = [];
     const run = await generate(session, prompt, { ...params, maxTokens: context - promptTokens }, () => times.push(performance.now()));

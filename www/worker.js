@@ -67,10 +67,14 @@ const handlers = {
     post({ type: Reply.attention, view: await requireSession().attention(layer) });
   },
 
-  [Request.setGroups]({ g, method, seed }) {
+  [Request.setGroups]({ g, method, seed, probe }) {
     const t0 = performance.now();
     requireSession().setGroups(g, method, seed);
     post({ type: Reply.info, info: session.info(), convertMs: performance.now() - t0 });
+    if (probe && g !== session.info().baseKvHeads) {
+      const report = session.qualityVsBase(session.promptIds(probe));
+      post({ type: Reply.quality, g, method, tokens: report.tokens, klVsBase: report.kl_vs_base, top1Agreement: report.top1_agreement });
+    }
   },
 
   async [Request.generate]({ prompt, params }) {
@@ -117,6 +121,13 @@ try {
   await gqa.default();
   if (chosen.threads > 1) await gqa.initThreadPool(chosen.threads);
   settings.gqa = gqa;
+  // ?memory=MiB: fit KV caches as if this tab could hold only that much (see the
+  // module's kv_fit), e.g. to see what a phone would open a model with.
+  const memory = new URL(self.location.href).searchParams.get('memory');
+  if (memory !== null) {
+    if (/^[1-9][0-9]{0,5}$/.test(memory)) gqa.setMemoryLimit(Number(memory));
+    else post({ type: Reply.error, message: `?memory=${memory} is not a number of MiB from 1 to 999999; it is ignored`, request: 'init' });
+  }
   settings.webgpu = await gqa.webgpuStatus();
   post({ type: Reply.ready, simd: gqa.simdName(), threads: gqa.threads(), threadsWhy: chosen.why, webgpu: settings.webgpu });
 } catch (e) {

@@ -4,10 +4,11 @@
 
 use wasm_bindgen::prelude::*;
 
-use super::{js_error, parse_kv_dtype, WebSession};
+use super::{js_error, memory, parse_kv_dtype, WebSession};
 use crate::backend::engine::Engine;
 use crate::backend::{Backend, BackendKind, EngineOptions};
 use crate::cpu::CpuEngine;
+use crate::kv_fit;
 
 #[wasm_bindgen(js_class = Session)]
 impl WebSession {
@@ -43,8 +44,23 @@ impl WebSession {
     #[wasm_bindgen(js_name = setKvDtype)]
     pub async fn set_kv_dtype(&mut self, name: &str) -> Result<(), JsError> {
         let options = EngineOptions { kv_dtype: parse_kv_dtype(name)?, ..Default::default() };
-        let engine = if self.uses_gpu() { self.open_gpu(options).await? } else { self.open_cpu(options)? };
-        self.run_on(engine, options)
+        let engine = if self.uses_gpu() {
+            self.open_gpu(options).await?
+        } else {
+            // In this tab's memory (a GPU's cache is not): the room the CPU cache in use
+            // leaves once the new one replaces it.
+            let config = self.session.base().config.clone();
+            let backend = self.session.backend();
+            let room = memory::room() + backend.kv_bytes_allocated() as u64;
+            let fit = kv_fit::fit(&config, backend.capacity(), options.cpu_kv_dtype(), room).map_err(|e| JsError::new(&e))?;
+            if let Some(why) = fit.why {
+                return Err(JsError::new(&format!("{why}; the KV cache stays {}", backend.kv_dtype().name())));
+            }
+            self.open_cpu(options)?
+        };
+        self.run_on(engine, options)?;
+        self.kv_why = None;
+        Ok(())
     }
 
     /// Split the CPU engine's work across threads from `bytes` of work (weights or

@@ -72,11 +72,11 @@ impl WebSession {
         Ok(())
     }
 
-    /// How many positions `prompt` (text or a chat) takes in the KV cache. The page
-    /// sizes a generation to a context with it.
-    #[wasm_bindgen(js_name = promptTokens)]
-    pub fn prompt_tokens(&self, prompt: JsValue) -> Result<usize, JsError> {
-        Ok(self.prompt_ids(&prompt)?.len())
+    /// The ids `prompt` (text or a chat) puts in the KV cache: the page sizes a
+    /// generation to a context by their count, and measures quality on them.
+    #[wasm_bindgen(js_name = promptIds)]
+    pub fn prompt_token_ids(&self, prompt: JsValue) -> Result<Vec<u32>, JsError> {
+        self.prompt_ids(&prompt)
     }
 
     /// The next token as `{id, text, done: false}`, or `{id: undefined, text, done: true}`

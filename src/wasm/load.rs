@@ -4,11 +4,12 @@
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
-use super::{js_error, parse_kv_dtype, to_js, WebSession};
+use super::{js_error, memory, parse_kv_dtype, to_js, WebSession};
 use crate::backend::EngineOptions;
 use crate::config::{default_capacity, kv_cache_bytes};
 use crate::convert::{group_choices, Method};
 use crate::cpu::CpuEngine;
+use crate::kv_fit;
 use crate::model::Model;
 use crate::session::Session;
 use crate::tensor::{DType, KvDType};
@@ -47,6 +48,8 @@ struct Info {
     chat: bool,
     /// What its template writes when a chat has no system message, if anything.
     default_system_prompt: Option<String>,
+    /// Why the KV cache (capacity, precision) is not the one the page asked for, if not.
+    kv_why: Option<String>,
 }
 
 #[wasm_bindgen(js_class = Session)]
@@ -101,14 +104,20 @@ impl WebSession {
         WebSession::new(model, None, capacity, kv_dtype)
     }
 
-    /// A session on the CPU engine; the page moves it to WebGPU with `useGpu`.
+    /// A session on the CPU engine; the page moves it to WebGPU with `useGpu`. Its KV
+    /// cache is the one asked for when that fits this tab's memory, else the nearest that
+    /// does (see `kv_fit`; `info().kvWhy` says why).
     fn new(model: Model, tokenizer: Option<Tokenizer>, capacity: Option<usize>, kv_dtype: Option<String>) -> Result<WebSession, JsError> {
         let context = model.config.max_position_embeddings;
         let capacity = capacity.unwrap_or_else(|| default_capacity(&model.config)).min(context);
-        let options = EngineOptions { kv_dtype: parse_kv_dtype(kv_dtype.as_deref().unwrap_or(""))?, ..Default::default() };
-        let engine = CpuEngine::with_options(model.clone(), capacity, options).map_err(js_error)?;
+        let mut options = EngineOptions { kv_dtype: parse_kv_dtype(kv_dtype.as_deref().unwrap_or(""))?, ..Default::default() };
+        let fit = kv_fit::fit(&model.config, capacity, options.cpu_kv_dtype(), memory::room()).map_err(|e| JsError::new(&e))?;
+        if fit.why.is_some() {
+            options.kv_dtype = Some(fit.dtype);
+        }
+        let engine = CpuEngine::with_options(model.clone(), fit.capacity, options).map_err(js_error)?;
         let session = Session::new(model, tokenizer, engine).map_err(js_error)?;
-        Ok(WebSession { session, gpu_stats: None, options, stream: None, probe: false, context_ids: Vec::new() })
+        Ok(WebSession { session, gpu_stats: None, options, stream: None, probe: false, kv_why: fit.why, context_ids: Vec::new() })
     }
 
     /// The model and current G, as a plain object (see `Info`).
@@ -143,6 +152,7 @@ impl WebSession {
             has_tokenizer,
             chat,
             default_system_prompt,
+            kv_why: self.kv_why.clone(),
         })
     }
 

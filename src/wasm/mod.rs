@@ -8,6 +8,7 @@
 //! - `generate.rs`: generation, on the CPU step by step (`start`, then `nextToken` until
 //!   it says `done`) so the worker can yield between tokens and receive Stop, and on
 //!   either engine with `generate` and a per-token JS callback;
+//! - `memory.rs`: how much memory this tab has left, for the KV cache a model opens with;
 //! - `measure.rs`: what the page measures: the attention probe, quality against the
 //!   unconverted model, logits and decode speed.
 //!
@@ -20,6 +21,7 @@ mod engine;
 mod generate;
 mod load;
 mod measure;
+mod memory;
 
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
@@ -104,6 +106,8 @@ pub struct WebSession {
     stream: Option<TextStream>,
     /// The attention probe is on (kept across engine changes).
     probe: bool,
+    /// Why the KV cache is not the one the page asked for (see `kv_fit`), if it is not.
+    kv_why: Option<String>,
     /// The ids of the last generation (prompt, then generated): the positions the
     /// attention probe's weights refer to.
     context_ids: Vec<u32>,

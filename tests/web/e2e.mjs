@@ -78,12 +78,12 @@ function hfModelFiles(context) {
 }
 
 // Compare all G at `context` (mode 'synthetic' or 'real'); returns the rows the page shows.
-async function compareAt(context, mode = 'synthetic') {
+async function compareAt(context, mode = 'synthetic', timeout = 120_000) {
   await page.fill('#context', String(context));
   await page.selectOption('#context-mode', mode);
   await page.click('#compare-btn');
   await page.waitForFunction(() => window.gqaState.busy, null, { timeout: 5_000 }).catch(() => {});
-  await idle();
+  await page.waitForFunction(() => !window.gqaState.busy, null, { timeout });
   return state('s.compare.map((r) => ({ g: r.g, kv: r.kvDtype, label: r.label, uptrained: r.uptrained, tokS: r.tokS, rounds: r.rounds ?? 1, bytes: r.bytesPerToken, kvBytes: r.kvBytes, context: r.context, table: !!r.table, quality: r.quality, longNats: r.table?.eval_long?.nats_per_token ?? null }))');
 }
 
@@ -182,6 +182,11 @@ try {
     check(mha.kvBytesPerPosition === mha.kvBytesPerPositionMha && diagram.join() === '9,9' && /repeated 3 times/.test(await page.textContent('#head-provenance')),
       `G = 9: MHA's cache (${mha.kvBytesPerPosition} bytes per position), 9 query heads wired to 9 key/value heads, "${await page.textContent('#head-provenance')}"`);
     check((await page.$$eval('#chat-log .bubble', (bs) => bs.length)) === 2, 'the conversation is kept across the change of G');
+    // The live quality readout: repeating heads changes nothing the model predicts.
+    const q9 = await page.textContent('#g-quality');
+    const kl9 = Number(await page.$eval('#g-quality', (e) => e.dataset.kl));
+    // (Not exactly 0: the engines sum in another order for 9 heads than for 3.)
+    check(kl9 >= 0 && kl9 < 1e-4 && /top-1 agreement 100\.0%/.test(q9), `G = 9 against G = 3 on the fixed chat: KL ${kl9}, "${q9}"`);
     const tower = await chatAsk('What is the most famous tower in that city?');
     check(/Paris/.test(tower.reply) && tower.stats.prompt_tokens > at3.stats.prompt_tokens + at3.stats.generated_tokens,
       `a second turn at G = 9 reads the first (prompt of ${tower.stats.prompt_tokens} tokens): "${tower.reply}"`);
@@ -196,6 +201,9 @@ try {
     const at1 = await chatAsk(france);
     const shownAt1 = await page.$$eval('#chat-log .bubble.assistant', (bs) => bs.at(-1).textContent);
     check(at1.reply.length > 0 && /MQA/.test(shownAt1), `G = 1 (mean), greedy: "${at1.reply}"`);
+    const q1 = await page.textContent('#g-quality');
+    const kl1 = Number(await page.$eval('#g-quality', (e) => e.dataset.kl));
+    check(kl1 > 0 && /KL \d/.test(q1) && /G = 1 of H = 9, mean/.test(q1), `G = 1 (mean) against G = 3, live: "${q1}"`);
     await page.screenshot({ path: `${shots}/chat-smollm2-mqa.png`, fullPage: true });
     console.log(`MEASURED SmolLM2 chat decode on ${info.backend}: G = 3 ${at3.stats.decode_tok_s.toFixed(1)}, G = 9 ${at9.stats.decode_tok_s.toFixed(1)}, ` +
       `G = 1 ${at1.stats.decode_tok_s.toFixed(1)} tok/s`);
@@ -214,8 +222,65 @@ try {
       document.querySelector('#chat-log .bubble.assistant .bubble-meta')?.textContent ?? '']);
     check(stopped.stop_reason === 'stopped' && stoppedTurn[0] === 2 && stoppedTurn[1].length > 0 && /stopped/.test(stoppedTurn[2]),
       `Stop ends the reply after ${stopped.generated_tokens} tokens and keeps it as the model's turn: "${stoppedTurn[1].slice(0, 60)}…" (${stoppedTurn[2]})`);
+
+    // Compare all G at SmolLM2's whole context: 8192 positions in f16, the cache filled
+    // with synthetic values; each row also answers the chat's last question.
+    await page.fill('#max-tokens', '16');
+    const rows8k = (await compareAt(8192, 'synthetic', 600_000)).filter((r) => !r.uptrained);
+    const byG = Object.fromEntries(rows8k.map((r) => [r.g, r]));
+    check(rows8k.map((r) => r.g).join() === '9,3,1' && rows8k.every((r) => r.context === 8192 && r.kv === 'f16'),
+      `compare at 8192: ${rows8k.map((r) => `G = ${r.g} (${r.kv}, ${r.context} positions)`).join(', ')}`);
+    // 30 layers x keys and values x G x 64 x 2 bytes x 8192 positions.
+    check([9, 3, 1].every((g) => byG[g]?.kvBytes === 30 * 2 * g * 64 * 2 * 8192),
+      `KV bytes exactly 9 : 3 : 1: ${[9, 3, 1].map((g) => byG[g]?.kvBytes).join(' : ')}`);
+    const speeds = [9, 3, 1].map((g) => byG[g]?.tokS ?? 0);
+    check(speeds[0] > 0 && speeds[0] < speeds[1] && speeds[1] < speeds[2], `measured tok/s at 8192: MHA ${speeds[0].toFixed(2)} < GQA-3 ${speeds[1].toFixed(2)} < MQA ${speeds[2].toFixed(2)}`);
+    const summary = await page.textContent('#compare-summary');
+    check(/fewer bytes per token than MHA/.test(summary) && /not the attention arithmetic/.test(summary), `the line under the table: "${summary.slice(0, 160)}…"`);
+    const klAt1 = byG[1]?.quality?.kl_vs_base;
+    check(klAt1 > 0 && byG[9]?.quality?.kl_vs_base < 1e-4, `the table's live KL against G = 3: G = 9 ${byG[9]?.quality?.kl_vs_base}, G = 1 ${klAt1}`);
+    console.log(`MEASURED SmolLM2 compare at 8192 (f16, ${await state('s.info.backend')}): ${rows8k.map((r) => `G = ${r.g} ${r.tokS.toFixed(2)} tok/s`).join(', ')}`);
+    await page.$eval('#compare-btn', (b) => b.closest('.row').previousElementSibling.scrollIntoView());
+    await page.screenshot({ path: `${shots}/compare-smollm2-8192.png` });
+
+    // WebGPU: the same model, its 4-bit blocks read in place by the shaders. (Chromium's
+    // software adapter, SwiftShader, takes seconds a token: four tokens are asked for.)
+    if ((await state('s.webgpu')).available) {
+      await page.selectOption('#backend', 'webgpu');
+      await page.waitForFunction(() => !window.gqaState.busy, null, { timeout: 120_000 });
+      const gpuName = await state('s.info.backend');
+      await page.click('#chat-new');
+      await page.fill('#max-tokens', '4');
+      const gpu = await chatAsk(france);
+      check(/gpu/i.test(gpuName) && gpu.stats?.generated_tokens === 4 && gpu.reply.length > 4 && at3.reply.startsWith(gpu.reply),
+        `SmolLM2 on WebGPU (${gpuName}), G = 3, greedy: "${gpu.reply}", as the CPU began: "${at3.reply}"`);
+      console.log(`MEASURED SmolLM2 chat decode on WebGPU (${gpuName}): ${gpu.stats?.decode_tok_s?.toFixed(2)} tok/s`);
+      await page.selectOption('#backend', 'cpu');
+      await page.waitForFunction(() => !window.gqaState.busy && /cpu/.test(window.gqaState.info.backend), null, { timeout: 120_000 });
+    } else {
+      skip('SmolLM2 on WebGPU', 'WebGPU in Chromium');
+    }
     await page.fill('#temperature', '0.8');
     await page.fill('#max-tokens', '128');
+
+    // A tab with less memory (?memory=1000 MiB), f32 asked for: the page fits the cache
+    // before allocating, says what it chose, and every G still converts.
+    const small = await browser.newPage();
+    const smallErrors = [];
+    small.on('pageerror', (e) => smallErrors.push(e.message));
+    await small.goto(url.replace('?test=1', '?test=1&memory=1000&kv=f32'));
+    await small.waitForFunction(() => window.gqaState?.info && !window.gqaState.busy, null, { timeout: 120_000 });
+    const si = await small.evaluate(() => window.gqaState.info);
+    const mhaBytes = 2 * 30 * 9 * 64 * { f32: 4, f16: 2 }[si.kvDtype] * si.capacity;
+    check(!!si.kvWhy && 2 * mhaBytes <= 1000 * 2 ** 20 && (si.kvDtype === 'f16' || si.capacity < 8192),
+      `?memory=1000, f32 asked: ${si.capacity} positions in ${si.kvDtype} (MHA's cache twice: ${(2 * mhaBytes / 2 ** 20).toFixed(0)} MiB): "${si.kvWhy}"`);
+    check(/Not what the page asked for/.test(await small.textContent('#kv-capacity')), `the page says why: "${await small.textContent('#kv-capacity')}"`);
+    for (const g of [9, 1, 3]) {
+      await small.selectOption('#g-select', String(g));
+      await small.waitForFunction((g) => window.gqaState.info.nKvHeads === g && !window.gqaState.busy, g, { timeout: 60_000 });
+    }
+    check((await small.isHidden('#error')) && smallErrors.length === 0, `in that tab G converts to 9, 1 and 3 with no error (${smallErrors.join('; ') || 'none'})`);
+    await small.close();
     // Without the file on the server, the page opens on the shipped family and says how to get it.
     const without = await browser.newPage();
     await without.route(`**/${smollm2}`, (r) => r.fulfill({ status: 404, body: 'not found' }));
