@@ -7,7 +7,7 @@ const CACHE = 'gqa-lab-models';
 // How many first bytes tell what a file is (the longest prefix below).
 export const HEAD_BYTES = 64;
 
-export const fmtMB = (bytes) => `${(bytes / 1e6).toFixed(1)} MB`;
+export const fmtMB = (bytes) => (bytes >= 1e9 ? `${(bytes / 1e9).toFixed(2)} GB` : `${(bytes / 1e6).toFixed(1)} MB`);
 
 // Whether a picker value or ?model= names a link (else it names a shipped model or preset).
 export const isLink = (value) => /^https?:\/\//i.test(value);
@@ -58,8 +58,19 @@ function httpProblem(status) {
   return `the link gave HTTP ${status} (${why})`;
 }
 
+// A buffer of n bytes, or an error in words where the tab cannot hold that many.
+function allocate(n) {
+  try {
+    return new Uint8Array(n);
+  } catch {
+    throw new Error(`the file is ${fmtMB(n)} or more, more than this tab can hold`);
+  }
+}
+
 // The keep, or null where the browser has none (Cache Storage needs HTTPS or localhost).
 const openKeep = () => globalThis.caches?.open(CACHE) ?? null;
+
+const CANCELLED = 'the download was cancelled; nothing was kept';
 
 // Download `url`, checking as the bytes come: the HTTP status, an HTML page (by its
 // Content-Type or its first bytes), GGUF's magic, and a body shorter than its Content-Length.
@@ -70,7 +81,7 @@ async function download(url, onProgress, signal) {
   try {
     res = await fetch(url, { signal });
   } catch (e) {
-    if (signal.aborted) throw new Error('the download was cancelled; nothing was kept');
+    if (signal.aborted) throw new Error(CANCELLED);
     throw new Error(`could not download ${url}: the server did not answer, or does not let other sites read its files (no CORS header) (${e.message})`);
   }
   if (!res.ok) throw new Error(httpProblem(res.status));
@@ -79,30 +90,40 @@ async function download(url, onProgress, signal) {
     throw new Error(`the link gave ${HTML}`);
   }
   const total = Number(res.headers.get('content-length')) || 0;
+  const reader = res.body.getReader();
+  try {
+    return await readChecked(reader, total, onProgress, signal);
+  } catch (e) {
+    reader.cancel().catch(() => {});
+    throw e;
+  }
+}
+
+// The body from `reader`, of `total` bytes where the server said so (download's checks).
+async function readChecked(reader, total, onProgress, signal) {
   const t0 = performance.now();
   let received = 0;
   let shown = 0;
   // Where the size is known, one buffer of that size, filled in place (no second copy).
-  let bytes = new Uint8Array(total || 1 << 20);
+  let bytes = allocate(total || 1 << 20);
   let checked = false;
   const report = () => {
     const rate = received / Math.max(1e-3, (performance.now() - t0) / 1000);
     onProgress({ received, total, rate, left: total && received ? (total - received) / rate : null });
   };
-  report();
-  const reader = res.body.getReader();
   const stopped = () => `the download stopped after ${fmtMB(received)}${total ? ` of ${fmtMB(total)}` : ''}; nothing was kept`;
+  report();
   for (;;) {
     let chunk;
     try {
       chunk = await reader.read();
     } catch {
-      throw new Error(signal.aborted ? 'the download was cancelled; nothing was kept' : stopped());
+      throw new Error(signal.aborted ? CANCELLED : stopped());
     }
     if (chunk.done) break;
     const { value } = chunk;
     if (received + value.length > bytes.length) {
-      const grown = new Uint8Array(Math.max(2 * bytes.length, received + value.length));
+      const grown = allocate(Math.max(2 * bytes.length, received + value.length));
       grown.set(bytes.subarray(0, received));
       bytes = grown;
     }
@@ -111,10 +132,7 @@ async function download(url, onProgress, signal) {
     if (!checked && received >= HEAD_BYTES) {
       checked = true;
       const problem = ggufProblem(bytes.subarray(0, received), 'the link');
-      if (problem) {
-        reader.cancel();
-        throw new Error(problem);
-      }
+      if (problem) throw new Error(problem);
     }
     // At most ten progress reports a second.
     if (performance.now() - shown > 100) {
