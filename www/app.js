@@ -11,12 +11,14 @@ import { drawAttention, describeCell } from './attention.js';
 import { exportJson, exportCsv, exportPng, shareLink, settingsFromUrl } from './exports.js';
 import { showChatView, newChat, ask, appendReply, finishReply, failReply, lastQuestion } from './chat.js';
 import { probe, expectQuality, showQuality } from './quality.js';
+import { isLink } from './downloads.js';
+import { fetchLinked, pickLink, enableLinks, wireLinks } from './links.js';
 
 const $ = (id) => document.getElementById(id);
 
 // KV-cache capacity the page asks for: the whole context, up to this many positions
-// (the engine also refuses a cache above its memory budget). A real model (sources.js)
-// names its own: SmolLM2's whole 8192, in f16.
+// (the engine also refuses a cache above its memory budget). A GGUF model gets its own
+// (sources.GGUF_KV): up to 8192, in f16.
 const MAX_CAPACITY = 4096;
 // The sweep's contexts, up to the KV capacity (which is always the last point).
 const SWEEP_CONTEXTS = [64, 128, 256, 512, 1024, 1536, 2048, 3072, 4096, 6144, 8192];
@@ -54,8 +56,9 @@ const replies = {
     // one was chosen (typed, or from a link).
     const chosen = Number($('context').value);
     if (!$('context').dataset.chosen || !(chosen > 0 && chosen <= m.info.capacity)) $('context').value = m.info.capacity;
+    if (model.kind === 'link') pickLink(model.url, model.bytes);
     progress(null);
-    notice(`Loaded in ${m.ms.toFixed(0)} ms.`);
+    notice(`Loaded in ${m.ms.toFixed(0)} ms${model.note ? ` (${model.note})` : ''}.`);
     if (convertTo) convert(convertTo);
     else to('ready');
   },
@@ -174,16 +177,16 @@ function params() {
   };
 }
 
-// Load `model` ({kind, dir?, name?, capacity?, kvDtype?}): enter 'loading', get its
+// Load `model` ({kind, dir?, name?, url?, capacity?, kvDtype?}): enter 'loading', get its
 // source (fetching or reading files), send it. convertTo: a G to convert to once loaded.
-// The KV cache: the model's own capacity and precision where it names them (a real model;
+// The KV cache: the model's own capacity and precision where it names them (a GGUF model;
 // the KV control, when set, still decides the precision), else up to MAX_CAPACITY positions
 // in the precision set on the page. model.capacityWhy says which, on the page.
 async function load(model, getSource, convertTo = null) {
   const capacity = model.capacity ?? MAX_CAPACITY;
   const kvDtype = $('kv-dtype').value || model.kvDtype || undefined;
   model.capacityWhy = !model.capacity ? `the page asks for the model's context, up to ${MAX_CAPACITY} positions`
-    : `the page opens it with its whole context, in ${model.kvDtype} unless the KV cache control says otherwise`;
+    : `the page opens a GGUF model with its whole context up to ${model.capacity} positions, in ${model.kvDtype} unless the KV cache control says otherwise`;
   to('loading', { model, convertTo });
   try {
     const { source, label, transfer = [] } = await getSource();
@@ -215,10 +218,28 @@ function loadReal(real, convertTo) {
   }, convertTo);
 }
 
+// A GGUF file by link (links.js): the copy kept in this browser, else downloaded with
+// progress, checked and kept; opened as the real models are.
+function loadLink(url, convertTo = null) {
+  clearError();
+  if (!can('loading')) return fail(loadRefused());
+  const model = { kind: 'link', url, ...sources.GGUF_KV };
+  return load(model, async () => {
+    const { buffer, note } = await fetchLinked(url);
+    Object.assign(model, { note, bytes: buffer.byteLength });
+    return { source: { kind: 'gguf', weights: buffer }, transfer: [buffer], label: `loading ${url}…` };
+  }, convertTo);
+}
+
+// Why no model can be loaded now.
+const loadRefused = () => (state.busy ? 'the model is busy; press Stop first' : 'the engine is still starting');
+
 // Load the model chosen in the picker; convertTo: a G to convert to once loaded.
 function loadSelected(convertTo = null) {
   clearError();
-  const [kind, name] = $('model-select').value.split(/:(.*)/s);
+  const value = $('model-select').value;
+  if (isLink(value)) return loadLink(value, convertTo);
+  const [kind, name] = value.split(/:(.*)/s);
   if (kind === 'real') return loadReal(sources.realModel(name), convertTo);
   if (kind === 'shipped') {
     $('uptrained').checked = false;
@@ -237,6 +258,8 @@ function restoreFromLink() {
   }
   if (link.context !== undefined) $('context').dataset.chosen = '1';
   if (link.model !== undefined) {
+    // ?model=URL: a GGUF file by link (the kept copy when there is one).
+    if (isLink(link.model)) pickLink(link.model);
     if ([...$('model-select').options].some((o) => o.value === link.model)) $('model-select').value = link.model;
     else fail(`the link's model "${link.model}" is not offered on this page; the default model is loaded instead`);
   }
@@ -246,9 +269,9 @@ function restoreFromLink() {
 
 function loadFiles(fileList) {
   clearError();
-  if (!can('loading')) return fail(state.busy ? 'the model is busy; press Stop first' : 'the engine is still starting');
+  if (!can('loading')) return fail(loadRefused());
   const files = [...fileList];
-  return load({ kind: 'file' }, async () => {
+  return load({ kind: 'file', ...(sources.ggufFile(files) ? sources.GGUF_KV : {}) }, async () => {
     const source = await sources.filesSource(files);
     const transfer = [source.weights, source.tokenizer].filter(Boolean);
     return { source, transfer, label: `loading ${files.map((f) => f.name).join(', ')}…` };
@@ -391,6 +414,7 @@ function showControls() {
   for (const id of ['generate', 'chat-send', 'compare-btn', 'compare-kv', 'sweep-btn', 'g-select', 'method', 'backend', 'kv-dtype', 'context', 'context-mode',
     'export-json', 'export-csv', 'export-png', 'share-link', 'probe', 'probe-layer']) $(id).disabled = !ready;
   $('load-btn').disabled = !can('loading');
+  enableLinks(can('loading'));
   $('stop').disabled = !state.busy;
   $('chat-stop').disabled = !state.busy;
   $('chat-new').disabled = state.busy;
@@ -410,6 +434,7 @@ async function fillModelPicker() {
 
 function wire() {
   $('load-btn').onclick = () => loadSelected();
+  wireLinks(loadLink);
   $('file-input').onchange = (e) => loadFiles(e.target.files);
   const drop = $('drop-zone');
   drop.ondragover = (e) => { e.preventDefault(); drop.classList.add('over'); };

@@ -1,4 +1,5 @@
 // sources.js: where models come from (the shipped family, presets, the user's files), as the worker's load sources.
+import { ggufProblem, HEAD_BYTES } from './downloads.js';
 
 // Random-weight speed presets (shapes in src/presets.rs), generated in the worker from a seed.
 export const PRESETS = [
@@ -8,18 +9,22 @@ export const PRESETS = [
   { name: '500m', label: '500M params (random weights, ~1 GB f16, MHA: G = 16, generated here)', f16: true },
 ];
 
+// The KV cache the page opens a GGUF model with (a real model below, or one by link or
+// file): its whole context up to this many positions, in f16 unless the KV control asks
+// otherwise (half of f32's bytes). The one place this is chosen; the engine then fits it
+// to this tab's memory (kv_fit), shortening it where MHA's cache would not fit.
+export const GGUF_KV = { capacity: 8192, kvDtype: 'f16' };
+
 // Real pretrained models, offered when their file is on the server (git-ignored: fetched
-// by scripts/fetch-model.sh into www/models/). capacity and kvDtype: the KV cache the page
-// opens it with (its whole context; f16 unless the KV control asks otherwise). Whether it
-// chats, and its default system message, come from the file (the session's info()).
+// by scripts/fetch-model.sh into www/models/). Whether it chats, and its default system
+// message, come from the file (the session's info()).
 export const REAL_MODELS = [
   {
     name: 'smollm2',
     path: 'models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf',
     label: 'SmolLM2-135M-Instruct (GGUF Q4_1, 98 MB, native GQA-3, Hugging Face, Apache-2.0)',
     fetch: 'bash scripts/fetch-model.sh smollm2',
-    capacity: 8192,
-    kvDtype: 'f16',
+    ...GGUF_KV,
   },
 ];
 
@@ -130,10 +135,20 @@ export async function ggufSource(model, onBytes) {
 
 export const presetSource = (preset, seed) => ({ kind: 'preset', name: preset.name, seed, f16: !!preset.f16 });
 
-// The user's own files: a Hugging Face set or a llama2.c pair, told apart by name.
+// The user's .gguf file among `files`, or undefined.
+export const ggufFile = (files) => files.find((f) => /\.gguf$/i.test(f.name));
+
+// The user's own files: a GGUF file, a Hugging Face set or a llama2.c pair, told apart by name.
+// A GGUF file's first bytes are checked here, as a link's are (downloads.js).
 export async function filesSource(files) {
   const byName = (re) => files.find((f) => re.test(f.name));
   if (files.length === 0) throw new Error('no files were given');
+  const gguf = ggufFile(files);
+  if (gguf) {
+    const problem = ggufProblem(new Uint8Array(await gguf.slice(0, HEAD_BYTES).arrayBuffer()), gguf.name);
+    if (problem) throw new Error(problem);
+    return { kind: 'gguf', weights: await gguf.arrayBuffer() };
+  }
   const safetensors = byName(/\.safetensors$/i);
   if (safetensors) {
     const config = byName(/^config\.json$/i) ?? byName(/config.*\.json$/i);
@@ -143,7 +158,7 @@ export async function filesSource(files) {
   }
   const bins = files.filter((f) => /\.bin$/i.test(f.name)).sort((a, b) => b.size - a.size);
   if (bins.length === 0) {
-    throw new Error(`cannot tell what ${files.map((f) => f.name).join(', ')} is: pick config.json + model.safetensors (+ tokenizer.json), or a llama2.c .bin (+ its tokenizer .bin)`);
+    throw new Error(`cannot tell what ${files.map((f) => f.name).join(', ')} is: pick a .gguf file, config.json + model.safetensors (+ tokenizer.json), or a llama2.c .bin (+ its tokenizer .bin)`);
   }
   const tokenizer = bins.find((f) => /^tok/i.test(f.name)) ?? bins[1];
   const model = bins.find((f) => f !== tokenizer) ?? bins[0];

@@ -34,7 +34,7 @@ export const state = {
   onGpu: false, // whether the model runs on WebGPU, and why (or why not)
   backendReason: null,
   shipped: null, // the shipped family: {base, uptrained: {G: dir}, variants}
-  loaded: null, // the loaded model: {kind: 'real' | 'shipped' | 'preset' | 'file', dir?, name?, chat?, capacityWhy}
+  loaded: null, // the loaded model: {kind: 'real' | 'shipped' | 'preset' | 'file' | 'link', dir?, name?, url?, chat?, capacityWhy}
   info: null, // the worker's Session.info() for the loaded model
   familyChoices: null, // the shipped base's G choices, offered while an uptrained checkpoint is loaded
   contextUsed: 0,

@@ -1,11 +1,13 @@
 // End to end in a real browser: Debian's Chromium (never a downloaded one), driven by
 // playwright-core, opens the page from the demo server (scripts/serve.mjs) and checks
-// what a user sees: SmolLM2's chat (when its GGUF file is in www/models/), streamed text
-// and tok/s on each backend, the KV bytes for every G against the formula, Stop, a user's
+// what a user sees: SmolLM2's chat (when its GGUF file is in www/models/), a GGUF file by
+// link (kept across a reload) and bad links and files, streamed text and tok/s on each backend, the KV bytes for every G against the formula, Stop, a user's
 // own llama2.c files, and the error for a corrupt file. Screenshots go to target/e2e/.
 //
 //   node tests/web/e2e.mjs        (after scripts/build-web.sh)
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { serve } from '../../scripts/serve.mjs';
 import { launchChromium } from '../../scripts/support.mjs';
@@ -29,7 +31,7 @@ const page = await browser.newPage({ viewport: { width: 1280, height: 1400 } });
 const consoleErrors = [];
 page.on('console', (m) => m.type() === 'error' && consoleErrors.push(m.text()));
 page.on('pageerror', (e) => consoleErrors.push(e.message));
-// Missing files are errors, except the optional shipped-model manifest.
+// Missing files are errors, except under /models/: the optional models, and the link test's 404.
 page.on('response', (r) => r.status() >= 400 && !/\/models\//.test(r.url()) && consoleErrors.push(`${r.status()} ${r.url()}`));
 
 const state = (expr) => page.evaluate(`(() => { const s = window.gqaState; return ${expr}; })()`);
@@ -75,6 +77,50 @@ function hfModelFiles(context) {
     { name: 'config.json', mimeType: 'application/json', buffer: Buffer.from(JSON.stringify(config)) },
     { name: 'model.safetensors', mimeType: 'application/octet-stream', buffer: Buffer.concat([len, json, data]) },
   ];
+}
+
+// The link test's server, on an origin of its own, so that the page downloads with CORS as it
+// does from Hugging Face: the GGUF file `bytes` (paced at about 13 MB/s, so that the progress
+// shows), a 404, the file cut short of its Content-Length (the connection drops after a
+// tenth), an HTML page, a file that is not GGUF (`other`), and the file without a CORS
+// header. gets: the GET requests per path. The paths are under /models/, whose 404s the
+// page's response check allows.
+async function linkServer(bytes, other) {
+  const gets = {};
+  const cors = { 'Access-Control-Allow-Origin': '*', 'Cross-Origin-Resource-Policy': 'cross-origin', 'Cache-Control': 'no-store' };
+  const octets = { ...cors, 'Content-Type': 'application/octet-stream' };
+  const server = createServer(async (req, res) => {
+    const path = new URL(req.url, 'http://localhost').pathname;
+    if (req.method === 'GET') gets[path] = (gets[path] ?? 0) + 1;
+    if (path === '/models/smollm2.gguf') {
+      res.writeHead(200, { ...octets, 'Content-Length': bytes.length });
+      for (let at = 0; at < bytes.length && !res.destroyed; at += 1 << 18) {
+        res.write(bytes.subarray(at, at + (1 << 18)));
+        await sleep(20);
+      }
+      return res.end();
+    }
+    if (path === '/models/truncated.gguf') {
+      res.writeHead(200, { ...octets, 'Content-Length': bytes.length });
+      return res.write(bytes.subarray(0, bytes.length / 10), () => res.destroy());
+    }
+    if (path === '/models/page.gguf') {
+      res.writeHead(200, { ...cors, 'Content-Type': 'text/html; charset=utf-8' });
+      return res.end('<!doctype html><html><head><title>SmolLM2 on Hugging Face</title></head><body>a model page</body></html>');
+    }
+    if (path === '/models/not-gguf.gguf') {
+      res.writeHead(200, { ...octets, 'Content-Length': other.length });
+      return res.end(other);
+    }
+    if (path === '/models/no-cors.gguf') {
+      res.writeHead(200, { 'Content-Type': 'application/octet-stream' });
+      return res.end(bytes.subarray(0, 1 << 16));
+    }
+    res.writeHead(404, { ...cors, 'Content-Type': 'text/plain' });
+    res.end('not found');
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, gets, link: (name) => `http://127.0.0.1:${server.address().port}/models/${name}` };
 }
 
 // Compare all G at `context` (mode 'synthetic' or 'real'); returns the rows the page shows.
@@ -294,6 +340,104 @@ try {
   } else {
     skip('SmolLM2 chat', `${www}/${smollm2} (bash scripts/fetch-model.sh smollm2)`);
     check(/fetch-model\.sh smollm2/.test(await page.textContent('#model-hint')), `the page says how to get SmolLM2: "${await page.textContent('#model-hint')}"`);
+  }
+
+  // A GGUF file by link (SmolLM2's, from the link server): progress, kept in Cache Storage so
+  // that a reload with ?model= does not download it again, Delete; then bad links and files,
+  // each an error in words while the loaded model stays usable.
+  if (existsSync(`${www}/${smollm2}`)) {
+    const file = readFileSync(`${www}/${smollm2}`);
+    const safetensors = hfModelFiles(64)[1].buffer;
+    const links = await linkServer(file, safetensors);
+    const good = links.link('smollm2.gguf');
+    const mb = (file.length / 1e6).toFixed(1);
+    const kept = () => page.$$eval('#kept-list li', (lis) => lis.map((li) => li.textContent));
+    const cached = () => page.evaluate(async () => (await (await caches.open('gqa-lab-models')).keys()).map((r) => r.url));
+    const greedyParis = async (label) => {
+      await page.fill('#temperature', '0');
+      await page.fill('#max-tokens', '24');
+      await page.click('#chat-new');
+      const { reply } = await chatAsk('What is the capital of France?');
+      check(/Paris/.test(reply), `${label}: the loaded model still answers, greedy: "${reply}"`);
+    };
+    await page.fill('#link-url', good);
+    await page.click('#link-btn');
+    const progressShown = new RegExp(`^downloading smollm2\\.gguf: [\\d.]+ MB of ${mb.replace('.', '\\.')} MB, [\\d.]+ MB/s, \\d+ s left$`);
+    await page.waitForFunction(([re]) => new RegExp(re).test(document.getElementById('progress-label').textContent) && document.getElementById('progress').value > 0.15,
+      [progressShown.source], { timeout: 60_000 });
+    const during = [await page.textContent('#progress-label'), await page.getAttribute('#progress', 'value'), await page.isVisible('#download-cancel')];
+    await page.screenshot({ path: `${shots}/download-progress.png` });
+    check(progressShown.test(during[0]) && Number(during[1]) > 0 && during[2], `a download by link shows its progress: "${during[0]}" (bar at ${Number(during[1]).toFixed(2)}, Cancel shown)`);
+    await idle();
+    const byLink = await state('s.info');
+    const note = await page.textContent('#notice');
+    check(byLink.nHeads === 9 && byLink.baseKvHeads === 3 && byLink.capacity === 8192 && byLink.kvDtype === 'f16' && links.gets['/models/smollm2.gguf'] === 1 &&
+      /kept in this browser/.test(note), `SmolLM2 by link: H = ${byLink.nHeads}, G = ${byLink.baseKvHeads}, ${byLink.capacity} positions in ${byLink.kvDtype}; "${note}"`);
+    const keptList = await kept();
+    check(keptList.length === 1 && keptList[0].startsWith(`smollm2.gguf, ${mb} MB`) && (await cached()).join() === good,
+      `the kept list: ${JSON.stringify(keptList)}; Cache Storage holds ${await cached()}`);
+    check((await page.inputValue('#model-select')) === good, 'the picker shows the model by link (its value, the link, is what a shared link carries)');
+    await greedyParis('SmolLM2 by link');
+
+    // A reload with ?model=URL opens it from the kept copy: the server sees no second GET.
+    await page.goto(`${url}&model=${encodeURIComponent(good)}`);
+    await idle();
+    const reloaded = await state('s.info');
+    const reloadNote = await page.textContent('#notice');
+    check(reloaded.nHeads === 9 && links.gets['/models/smollm2.gguf'] === 1 && /kept in this browser, no download/.test(reloadNote) &&
+      (await page.inputValue('#model-select')) === good, `reloaded with ?model=<link>: loaded again with ${links.gets['/models/smollm2.gguf']} GET in all: "${reloadNote}"`);
+
+    // Bad links: each an error in words; the loaded model stays, and nothing is kept.
+    const badLinks = [
+      ['missing.gguf', /^the link gave HTTP 404 \(not found\)$/],
+      ['truncated.gguf', new RegExp(`^the download stopped after [\\d.]+ MB of ${mb.replace('.', '\\.')} MB; nothing was kept$`)],
+      ['page.gguf', /^the link gave an HTML page, not a GGUF file \(a Hugging Face "blob" page\? use its "resolve" link\)$/],
+      ['not-gguf.gguf', /^the link is not a GGUF file: it starts with ".*" \(bytes [0-9a-f ]+\), not "GGUF"$/],
+      ['no-cors.gguf', /does not let other sites read its files \(no CORS header\)/],
+    ];
+    const bad = async (what, want, act) => {
+      await act();
+      await page.waitForSelector('#error:not([hidden])', { timeout: 60_000 });
+      await idle();
+      const error = await page.textContent('#error');
+      const info = await state('s.info');
+      check(want.test(error) && info.nHeads === 9 && info.baseKvHeads === 3 && (await state('s.loaded.url')) === good && (await cached()).join() === good,
+        `${what}: "${error}"; SmolLM2 stays loaded, nothing new kept`);
+    };
+    for (const [name, want] of badLinks) {
+      await bad(`a link to ${name}`, want, async () => {
+        await page.fill('#link-url', links.link(name));
+        await page.click('#link-btn');
+      });
+    }
+    // Bad files: a truncated GGUF file (the engine says so), an HTML page saved as .gguf, a
+    // .safetensors file named .gguf.
+    const badFiles = [
+      ['SmolLM2-part.gguf', file.subarray(0, file.length / 10), /truncated|ends at byte/],
+      ['SmolLM2 - Hugging Face.gguf', Buffer.from('<!DOCTYPE html>\n<html><body>a model page</body></html>'), /^SmolLM2 - Hugging Face\.gguf is an HTML page, not a GGUF file/],
+      ['model.gguf', safetensors, /^model\.gguf is not a GGUF file: it starts with ".*" \(bytes [0-9a-f ]+\), not "GGUF"$/],
+    ];
+    for (const [name, buffer, want] of badFiles) {
+      await bad(`the file ${name}`, want, () => page.setInputFiles('#file-input', { name, mimeType: 'application/octet-stream', buffer }));
+    }
+    await page.screenshot({ path: `${shots}/bad-link.png` });
+    await greedyParis('after the bad links and files');
+
+    // Delete: the list empties, Cache Storage no longer holds it, and ?model= downloads again.
+    await page.click('#kept-list .kept-delete');
+    await page.waitForFunction(() => document.querySelectorAll('#kept-list li').length === 0, null, { timeout: 10_000 });
+    check((await cached()).length === 0 && !(await page.isVisible('#kept')), 'Delete removes the kept copy (the list and Cache Storage are empty)');
+    await page.goto(`${url}&model=${encodeURIComponent(good)}`);
+    await idle();
+    check(links.gets['/models/smollm2.gguf'] === 2 && (await state('s.info.nHeads')) === 9, 'after Delete, ?model=<link> downloads it again (a second GET)');
+    await page.click('#kept-list .kept-delete');
+    await page.waitForFunction(() => document.querySelectorAll('#kept-list li').length === 0, null, { timeout: 10_000 });
+    links.server.close();
+    // Back to the page as it opens by default.
+    await page.goto(url);
+    await idle();
+  } else {
+    skip('a GGUF file by link', `${www}/${smollm2} (bash scripts/fetch-model.sh smollm2)`);
   }
 
   // The shipped family (www/models/results.json): the base, converted and uptrained.
@@ -752,7 +896,8 @@ try {
   check(/unknown request 'loseGpu'/.test(refused), `without ?test=1 the worker has no loseGpu hook: "${refused}"`);
   await plain.close();
 
-  const unexpected = consoleErrors.filter((e) => !/Failed to load resource/.test(e));
+  // The link test's link without a CORS header is refused by the browser, which says so.
+  const unexpected = consoleErrors.filter((e) => !/Failed to load resource|blocked by CORS policy/.test(e));
   check(unexpected.length === 0, `no console errors ${unexpected.length ? JSON.stringify(unexpected) : ''}`);
 } catch (e) {
   check(false, `e2e aborted: ${e.stack ?? e}`);
