@@ -4,7 +4,7 @@ import { startWorker, send } from './worker-client.js';
 import { Request, Reply } from './messages.js';
 import { becomeIsolated } from './isolation.js';
 import * as sources from './sources.js';
-import { fmtBytes, showInfo, startRun, showToken, showDone, clearResults, clearCompare, addCompareRow, updateCompareSpeed, drawSweep, showBackendNote, engineLabel } from './readouts.js';
+import { showInfo, startRun, showToken, showDone, clearResults, clearCompare, addCompareRow, updateCompareSpeed, drawSweep, showBackendNote, engineLabel } from './readouts.js';
 import { fail, clearError, notice, progress } from './notices.js';
 import { drawHeads } from './diagram.js';
 import { drawAttention, describeCell } from './attention.js';
@@ -12,14 +12,12 @@ import { exportJson, exportCsv, exportPng, shareLink, settingsFromUrl } from './
 import { showChatView, newChat, ask, appendReply, finishReply, failReply, lastQuestion } from './chat.js';
 import { probe, expectQuality, showQuality } from './quality.js';
 import { isLink } from './downloads.js';
-import { fetchLinked, pickLink, enableLinks, wireLinks } from './links.js';
+import { pickLink, enableLinks, wireLinks } from './links.js';
+import { loadSelected, loadShipped, loadLink, loadFiles } from './loading.js';
+import { seed, params } from './params.js';
 
 const $ = (id) => document.getElementById(id);
 
-// KV-cache capacity the page asks for: the whole context, up to this many positions
-// (the engine also refuses a cache above its memory budget). A GGUF model gets its own
-// (sources.GGUF_KV): up to 8192, in f16.
-const MAX_CAPACITY = 4096;
 // The sweep's contexts, up to the KV capacity (which is always the last point).
 const SWEEP_CONTEXTS = [64, 128, 256, 512, 1024, 1536, 2048, 3072, 4096, 6144, 8192];
 const SWEEP_STEPS = 8;
@@ -165,89 +163,6 @@ function restartWorker() {
 
 // ---------- requests ----------
 
-const seed = () => Math.max(0, Math.floor(Number($('seed').value) || 0));
-
-function params() {
-  return {
-    maxTokens: Math.max(1, Math.floor(Number($('max-tokens').value) || 1)),
-    temperature: Math.max(0, Number($('temperature').value) || 0),
-    topP: Math.min(1, Math.max(0.01, Number($('top-p').value) || 1)),
-    topK: 0,
-    seed: seed(),
-  };
-}
-
-// Load `model` ({kind, dir?, name?, url?, capacity?, kvDtype?}): enter 'loading', get its
-// source (fetching or reading files), send it. convertTo: a G to convert to once loaded.
-// The KV cache: the model's own capacity and precision where it names them (a GGUF model;
-// the KV control, when set, still decides the precision), else up to MAX_CAPACITY positions
-// in the precision set on the page. model.capacityWhy says which, on the page.
-async function load(model, getSource, convertTo = null) {
-  const capacity = model.capacity ?? MAX_CAPACITY;
-  const kvDtype = $('kv-dtype').value || model.kvDtype || undefined;
-  model.capacityWhy = !model.capacity ? `the page asks for the model's context, up to ${MAX_CAPACITY} positions`
-    : `the page opens a GGUF model with its whole context up to ${model.capacity} positions, in ${model.kvDtype} unless the KV cache control says otherwise`;
-  to('loading', { model, convertTo });
-  try {
-    const { source, label, transfer = [] } = await getSource();
-    progress(undefined, label);
-    send(Request.load, { backend: $('backend').value, capacity, kvDtype, source }, transfer);
-  } catch (e) {
-    settle();
-    progress(null);
-    fail(e.message);
-  }
-}
-
-function loadShipped(dir, convertTo) {
-  const onBytes = (r, t) => progress(t ? r / t : undefined, `fetching model.safetensors: ${fmtBytes(r)}${t ? ` of ${fmtBytes(t)}` : ''}`);
-  return load({ kind: 'shipped', dir }, async () => {
-    progress(0, `fetching models/${dir}/model.safetensors`);
-    return { source: await sources.shippedSource(dir, onBytes), label: 'loading the model…' };
-  }, convertTo);
-}
-
-// A real model's GGUF file (sources.REAL_MODELS), fetched with progress.
-function loadReal(real, convertTo) {
-  const onBytes = (r, t) => progress(t ? r / t : undefined, `fetching ${real.path.split('/').pop()}: ${fmtBytes(r)}${t ? ` of ${fmtBytes(t)}` : ''}`);
-  const { name, capacity, kvDtype } = real;
-  return load({ kind: 'real', name, capacity, kvDtype }, async () => {
-    progress(0, `fetching ${real.path}`);
-    const source = await sources.ggufSource(real, onBytes);
-    return { source, transfer: [source.weights], label: `loading ${real.label}…` };
-  }, convertTo);
-}
-
-// A GGUF file by link (links.js): the copy kept in this browser, else downloaded with
-// progress, checked and kept; opened as the real models are.
-function loadLink(url, convertTo = null) {
-  clearError();
-  if (!can('loading')) return fail(loadRefused());
-  const model = { kind: 'link', url, ...sources.GGUF_KV };
-  return load(model, async () => {
-    const { buffer, note } = await fetchLinked(url);
-    Object.assign(model, { note, bytes: buffer.byteLength });
-    return { source: { kind: 'gguf', weights: buffer }, transfer: [buffer], label: `loading ${url}…` };
-  }, convertTo);
-}
-
-// Why no model can be loaded now.
-const loadRefused = () => (state.busy ? 'the model is busy; press Stop first' : 'the engine is still starting');
-
-// Load the model chosen in the picker; convertTo: a G to convert to once loaded.
-function loadSelected(convertTo = null) {
-  clearError();
-  const value = $('model-select').value;
-  if (isLink(value)) return loadLink(value, convertTo);
-  const [kind, name] = value.split(/:(.*)/s);
-  if (kind === 'real') return loadReal(sources.realModel(name), convertTo);
-  if (kind === 'shipped') {
-    $('uptrained').checked = false;
-    return loadShipped(name, convertTo);
-  }
-  const preset = sources.PRESETS.find((p) => p.name === name);
-  return load({ kind: 'preset', name }, () => ({ source: sources.presetSource(preset, seed()), label: `generating ${preset.label} from seed ${seed()}…` }), convertTo);
-}
 
 // The settings of a shared link (exports.js) into the controls; returns the G to convert
 // the model to once loaded (null without one).
@@ -265,17 +180,6 @@ function restoreFromLink() {
   }
   const g = Number(link.g);
   return Number.isInteger(g) && g > 0 ? g : null;
-}
-
-function loadFiles(fileList) {
-  clearError();
-  if (!can('loading')) return fail(loadRefused());
-  const files = [...fileList];
-  return load({ kind: 'file', ...(sources.ggufFile(files) ? sources.GGUF_KV : {}) }, async () => {
-    const source = await sources.filesSource(files);
-    const transfer = [source.weights, source.tokenizer].filter(Boolean);
-    return { source, transfer, label: `loading ${files.map((f) => f.name).join(', ')}…` };
-  });
 }
 
 // Convert to g key/value heads; unless g is the model's own, the worker then measures it
