@@ -3,8 +3,12 @@
 //! rows as they read them) or int8 (a quarter, plus one f32 scale per position
 //! and head for the keys and one for the values; see [`quantize_i8`]).
 //!
-//! Layout: layer x kv_head x block: each head's keys and values are stored in
-//! blocks of [`BLOCK`] positions. A key block is transposed (head_dim rows, row
+//! Layout: block x layer x kv_head: each head's keys and values are stored in
+//! blocks of [`BLOCK`] positions, and all the heads' first blocks come before
+//! their second ones, so the cache fills from the front as positions are
+//! stored. Its memory is reserved when it is made and written only block by
+//! block as they come into use: opening an engine with a long context touches
+//! none of it (SmolLM2's 8192 positions in f16 are 189 MB). A key block is transposed (head_dim rows, row
 //! d holding dimension d of the block's positions), so that the scores q . k
 //! vectorize along positions; a value block is one row per position (len x
 //! head_dim), so that the weighted sum of values vectorizes along head_dim and
@@ -20,8 +24,10 @@ use crate::error::{GqaError, Result};
 use crate::rng::Rng;
 use crate::tensor::KvDType;
 
-/// Keys and values, each (layers, G, head_dim, capacity), in the cache's precision;
-/// int8's scales are (layers, G, capacity).
+/// Keys and values, each (blocks, layers, G, head_dim, block) in the cache's precision,
+/// the last block as long as what remains of the capacity; int8's scales are
+/// (blocks, layers, G, block). Each holds the blocks in use so far (see
+/// [`KvCache::grow_to`]) and has room for all.
 #[derive(Clone, Debug)]
 enum Store {
     F32 { k: Vec<f32>, v: Vec<f32> },
@@ -88,13 +94,19 @@ impl KvCache {
         }
         // Checked against the memory budget before allocating.
         kv_cache_bytes_checked(config, config.n_kv_heads(), capacity, dtype)?;
-        // Elements in each of k and v, and positions (scales) of all heads.
+        // Elements in each of k and v, and positions (scales) of all heads: room
+        // reserved, nothing written (see `grow_to`).
         let positions = config.num_hidden_layers * config.n_kv_heads() * capacity;
         let len = positions * config.head_dim();
         let store = match dtype {
-            KvDType::F32 => Store::F32 { k: vec![0.0; len], v: vec![0.0; len] },
-            KvDType::F16 => Store::F16 { k: vec![f16::ZERO; len], v: vec![f16::ZERO; len] },
-            KvDType::I8 => Store::I8 { k: vec![0; len], v: vec![0; len], k_scale: vec![0.0; positions], v_scale: vec![0.0; positions] },
+            KvDType::F32 => Store::F32 { k: Vec::with_capacity(len), v: Vec::with_capacity(len) },
+            KvDType::F16 => Store::F16 { k: Vec::with_capacity(len), v: Vec::with_capacity(len) },
+            KvDType::I8 => Store::I8 {
+                k: Vec::with_capacity(len),
+                v: Vec::with_capacity(len),
+                k_scale: Vec::with_capacity(positions),
+                v_scale: Vec::with_capacity(positions),
+            },
         };
         Ok(KvCache { n_layers: config.num_hidden_layers, n_kv_heads: config.n_kv_heads(), head_dim: config.head_dim(), capacity, store })
     }
@@ -123,16 +135,33 @@ impl KvCache {
         }
     }
 
-    /// Where a head's scales start (int8).
-    fn scale_at(&self, layer: usize, head: usize) -> usize {
-        (layer * self.n_kv_heads + head) * self.capacity
+    /// Where the scales of block `block` of a head start (int8), and its row length.
+    fn scales_at(&self, layer: usize, head: usize, block: usize) -> (usize, usize) {
+        let row_len = BLOCK.min(self.capacity - block * BLOCK);
+        let heads = self.n_layers * self.n_kv_heads;
+        (block * heads * BLOCK + (layer * self.n_kv_heads + head) * row_len, row_len)
     }
 
     /// Where block `block` of a head starts, and its row length.
     fn block_at(&self, layer: usize, head: usize, block: usize) -> (usize, usize) {
-        let head_start = (layer * self.n_kv_heads + head) * self.capacity * self.head_dim;
-        let row_len = BLOCK.min(self.capacity - block * BLOCK);
-        (head_start + block * BLOCK * self.head_dim, row_len)
+        let (scales, row_len) = self.scales_at(layer, head, block);
+        (scales * self.head_dim, row_len)
+    }
+
+    /// Make room for the blocks up to the one holding `pos`, zeroed: the keys, values
+    /// and scales of every layer and head up to there.
+    fn grow_to(&mut self, pos: usize) {
+        let block = pos / BLOCK;
+        let (last, row_len) = self.scales_at(self.n_layers - 1, self.n_kv_heads - 1, block);
+        let (positions, len) = (last + row_len, (last + row_len) * self.head_dim);
+        match &mut self.store {
+            Store::F32 { k, v } => [k, v].into_iter().for_each(|x| grow(x, len)),
+            Store::F16 { k, v } => [k, v].into_iter().for_each(|x| grow(x, len)),
+            Store::I8 { k, v, k_scale, v_scale } => {
+                [k, v].into_iter().for_each(|x| grow(x, len));
+                [k_scale, v_scale].into_iter().for_each(|x| grow(x, positions));
+            }
+        }
     }
 
     /// Where dimension 0 of position pos of a head is stored among the keys, and
@@ -146,10 +175,11 @@ impl KvCache {
     /// Store the keys and values (each G x head_dim) of one position.
     pub fn store(&mut self, layer: usize, pos: usize, k: &[f32], v: &[f32]) {
         let hd = self.head_dim;
+        self.grow_to(pos);
         for h in 0..self.n_kv_heads {
             let (src_k, src_v) = (&k[h * hd..(h + 1) * hd], &v[h * hd..(h + 1) * hd]);
             let (at, v_at, row_len) = self.position_at(layer, h, pos);
-            let scale_at = self.scale_at(layer, h) + pos;
+            let scale_at = self.scales_at(layer, h, pos / BLOCK).0 + pos % BLOCK;
             match &mut self.store {
                 Store::F32 { k, v } => {
                     for d in 0..hd {
@@ -172,7 +202,8 @@ impl KvCache {
     }
 
     /// Keys and values of block `block` (positions block * BLOCK..) of one
-    /// head, and the block's row length (see [`BlockKv`]).
+    /// head, and the block's row length (see [`BlockKv`]). The block must hold a
+    /// stored position.
     pub fn block(&self, layer: usize, head: usize, block: usize) -> (BlockKv<'_>, usize) {
         let (start, row_len) = self.block_at(layer, head, block);
         let range = start..start + self.head_dim * row_len;
@@ -180,7 +211,7 @@ impl KvCache {
             Store::F32 { k, v } => BlockKv::F32(&k[range.clone()], &v[range]),
             Store::F16 { k, v } => BlockKv::F16(&k[range.clone()], &v[range]),
             Store::I8 { k, v, k_scale, v_scale } => {
-                let first = self.scale_at(layer, head) + block * BLOCK;
+                let first = self.scales_at(layer, head, block).0;
                 let scales = first..first + row_len;
                 BlockKv::I8 { k: &k[range.clone()], v: &v[range], k_scale: &k_scale[scales.clone()], v_scale: &v_scale[scales] }
             }
@@ -191,11 +222,15 @@ impl KvCache {
     /// Fill positions 0..len with random values (for benchmarks at long context);
     /// int8 stores them at the fixed [`SYNTHETIC_I8_SCALE`].
     pub fn fill_synthetic(&mut self, len: usize, seed: u64) {
+        if len == 0 {
+            return;
+        }
+        self.grow_to(len - 1);
         if let Store::I8 { k_scale, v_scale, .. } = &mut self.store {
-            // Each head's scales are `capacity` long (see `scale_at`).
-            for head in k_scale.chunks_exact_mut(self.capacity).chain(v_scale.chunks_exact_mut(self.capacity)) {
-                head[..len].fill(SYNTHETIC_I8_SCALE);
-            }
+            // The blocks up to len hold the scales of positions 0..len of every head,
+            // and then of later positions of the last block, which are never read.
+            k_scale.fill(SYNTHETIC_I8_SCALE);
+            v_scale.fill(SYNTHETIC_I8_SCALE);
         }
         let mut rng = Rng::new(seed);
         let mut values = vec![0.0f32; len];
@@ -219,5 +254,12 @@ impl KvCache {
                 }
             }
         }
+    }
+}
+
+/// Lengthen `x` to `len` with zeros (never shortens it).
+fn grow<T: Clone + Default>(x: &mut Vec<T>, len: usize) {
+    if x.len() < len {
+        x.resize(len, T::default());
     }
 }
