@@ -196,13 +196,15 @@ function loadShipped(dir, convertTo) {
   }, convertTo);
 }
 
+// The progress of fetching a real model's file.
+const fetchProgress = (real) => (r, t) => progress(t ? r / t : undefined, `fetching ${real.path.split('/').pop()}: ${fmtBytes(r)}${t ? ` of ${fmtBytes(t)}` : ''}`);
+
 // A real model's GGUF file (sources.REAL_MODELS), fetched with progress.
 function loadReal(real, convertTo) {
-  const onBytes = (r, t) => progress(t ? r / t : undefined, `fetching ${real.path.split('/').pop()}: ${fmtBytes(r)}${t ? ` of ${fmtBytes(t)}` : ''}`);
   const { name, capacity, kvDtype } = real;
   return load({ kind: 'real', name, capacity, kvDtype }, async () => {
     progress(0, `fetching ${real.path}`);
-    const source = await sources.ggufSource(real, onBytes);
+    const source = await sources.ggufSource(real, fetchProgress(real));
     return { source, transfer: [source.weights], label: `loading ${real.label}…` };
   }, convertTo);
 }
@@ -218,6 +220,17 @@ function loadSelected(convertTo = null) {
   }
   const preset = sources.PRESETS.find((p) => p.name === name);
   return load({ kind: 'preset', name }, () => ({ source: sources.presetSource(preset, seed()), label: `generating ${preset.label} from seed ${seed()}…` }), convertTo);
+}
+
+// Start fetching the file of the model the page opens on (the link's, else the picker's
+// first) when it is a real model: its 98 MB then arrive while the worker is still compiling
+// the wasm module and starting its threads, rather than after.
+function prefetchOpening() {
+  const link = settingsFromUrl().model;
+  const offered = [...$('model-select').options].some((o) => o.value === link);
+  const [kind, name] = (offered ? link : $('model-select').value).split(/:(.*)/s);
+  const real = kind === 'real' ? sources.realModel(name) : null;
+  if (real) sources.prefetchGguf(real, fetchProgress(real));
 }
 
 // The settings of a shared link (exports.js) into the controls; returns the G to convert
@@ -438,4 +451,7 @@ wire();
 showControls();
 const pickerFilled = fillModelPicker();
 // On a host without COOP/COEP headers, first reload under the isolation service worker.
-if (!(await becomeIsolated())) state.worker = startWorker(replies, crashed);
+if (!(await becomeIsolated())) {
+  state.worker = startWorker(replies, crashed);
+  pickerFilled.then(prefetchOpening);
+}
