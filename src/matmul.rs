@@ -294,7 +294,7 @@ mod tests {
         use crate::quant::reference::{dequantize_f64, offsets_f64, quantize};
         use crate::quant::Format;
         for format in Format::ALL {
-            let (rows, cols, n) = (13, 2 * format.block_weights().max(32), 19); // n: a tile of inputs and part of one
+            let (rows, cols, n) = (13, 2 * format.block_weights().max(32), 70); // n: more than a tile of inputs (two of 35)
             let (wb, ub) = (quantize(format, &randn(rows * cols, 5)), quantize(format, &randn(rows * cols, 6)));
             let w = Matrix::quantized(rows, cols, format, wb.clone()).unwrap();
             let u = Matrix::quantized(rows, cols, format, ub.clone()).unwrap();
