@@ -115,15 +115,17 @@ fn tasks(bytes: usize, parallel: bool) -> usize {
     }
 }
 
-/// Inputs of a batch that meet a task's rows together: a tile of them stays in the core's
-/// cache while the rows pass (16 inputs of 576 or 1536 values take 37 or 98 KB), instead of
-/// the whole batch streaming from further away for every row.
-const TILE: usize = 16;
+/// At most this many inputs of a batch meet a task's rows together: a tile of them stays in
+/// the core's cache while the rows pass (64 inputs of 576 or 1536 values take 147 or 393 KB,
+/// within a core's L2), instead of the whole batch streaming from further away for every row.
+/// Each tile decodes every block-quantized row once more, so a batch is cut into as few
+/// tiles as this allows, of equal size: a chat prompt of a few dozen tokens is one tile.
+const TILE: usize = 64;
 
 /// `out[t][r]` for a batch x (n x cols): out (n x rows). Rows are split into `tasks`
 /// (see [`tasks`]; one when serial). With one input, `one(first, out)` fills a task's
 /// consecutive rows first..; with several, `batch(r, inputs, out)` fills row r's output
-/// for a tile of inputs (see [`TILE`]), so each task takes its rows for the whole batch
+/// for a tile of inputs (at most [`TILE`]), so each task takes its rows for the whole batch
 /// and every weight row is read from memory once per call. A batch is computed
 /// transposed (rows x n, in `tmp`) so that each task owns whole rows, then transposed into
 /// `out`.
@@ -139,9 +141,10 @@ where
         return for_chunks(out, rows_per_task, parallel, one);
     }
     tmp.resize(rows * n, 0.0);
+    let tile = n.div_ceil(n.div_ceil(TILE));
     for_chunks(tmp, rows_per_task * n, parallel, |first, chunk| {
-        for t0 in (0..n).step_by(TILE) {
-            let inputs = t0..(t0 + TILE).min(n);
+        for t0 in (0..n).step_by(tile) {
+            let inputs = t0..(t0 + tile).min(n);
             for (i, o_row) in chunk.chunks_exact_mut(n).enumerate() {
                 batch(first / n + i, inputs.clone(), &mut o_row[inputs.clone()]);
             }
@@ -162,7 +165,7 @@ thread_local! {
 /// Row r of `w` times the inputs `ts` of the batch `x` (n x cols): `out[i] = w.row(r) .
 /// x_t` for the i-th t. On the exact path a block-quantized row is decoded to f32 once per
 /// tile, then the f32 kernel takes the inputs as its rows and the decoded row as its
-/// vector: a prompt's prefill decodes each 4-bit weight once per 16 tokens, not per token.
+/// vector: a prompt's prefill decodes each 4-bit weight once per tile of tokens, not per token.
 fn row_batch<'a>(w: &Matrix, r: usize, x: &[f32], ts: std::ops::Range<usize>, input: &impl Fn(usize) -> Input<'a>, out: &mut [f32]) {
     let decode_once = matches!(w.data, Data::Quantized { .. }) && input(0).int8.is_none();
     if !decode_once {
@@ -291,7 +294,7 @@ mod tests {
         use crate::quant::reference::{dequantize_f64, offsets_f64, quantize};
         use crate::quant::Format;
         for format in Format::ALL {
-            let (rows, cols, n) = (13, 2 * format.block_weights().max(32), 19); // n: a tile of inputs and part of one
+            let (rows, cols, n) = (13, 2 * format.block_weights().max(32), 70); // n: more than a tile of inputs (two of 35)
             let (wb, ub) = (quantize(format, &randn(rows * cols, 5)), quantize(format, &randn(rows * cols, 6)));
             let w = Matrix::quantized(rows, cols, format, wb.clone()).unwrap();
             let u = Matrix::quantized(rows, cols, format, ub.clone()).unwrap();

@@ -116,6 +116,23 @@ fn int8_kv_cache_matches_its_reference() {
     assert!(flipped * 10 <= positions, "{flipped} of {positions} positions past 1e-3: more than rare rounding flips");
 }
 
+/// The int8 cache past its first 256-position block, into a shorter last one (capacity
+/// 300): keys, values and their scales of the second block are where the attention reads
+/// them. One prefill of 270 tokens, its last logits against the int8 reference, with
+/// the same allowance for a rare rounding flip as above.
+#[test]
+fn int8_kv_cache_across_blocks_matches_its_reference() {
+    let model = test_model(&small_config(2), 41);
+    let toks = tokens(270, model.config.vocab_size);
+    let expected = reference_logits_int8_kv(&model, &toks);
+    let exact = reference_logits(&model, &toks);
+    let mut engine = CpuEngine::with_options(model, 300, EngineOptions { kv_dtype: Some(KvDType::I8), ..Default::default() }).unwrap();
+    let logits = engine.forward(&toks, Logits::Last).unwrap();
+    let (d, bound) = (max_abs_diff(&logits, &expected[269]), max_abs_diff(&exact[269], &expected[269]));
+    assert!(bound > 1e-2, "int8 rounding moved the reference's logits by only {bound}: the test would not see it");
+    assert!(d <= 1e-3 || d < bound, "max abs diff {d} at position 269, more than int8 rounding itself moves the logits ({bound})");
+}
+
 /// Splitting work across threads changes nothing: each output is computed by the
 /// same code whichever thread runs it. Forced serial vs forced parallel (on 4
 /// threads), for a prefill crossing the 256-position attention chunks and the

@@ -13,7 +13,7 @@ import { showChatView, newChat, ask, appendReply, finishReply, failReply, lastQu
 import { probe, expectQuality, showQuality } from './quality.js';
 import { isLink } from './downloads.js';
 import { pickLink, enableLinks, wireLinks } from './links.js';
-import { loadSelected, loadShipped, loadLink, loadFiles } from './loading.js';
+import { loadSelected, loadShipped, loadLink, loadFiles, prefetchOpening } from './loading.js';
 import { seed, params } from './params.js';
 
 const $ = (id) => document.getElementById(id);
@@ -382,4 +382,7 @@ wire();
 showControls();
 const pickerFilled = fillModelPicker();
 // On a host without COOP/COEP headers, first reload under the isolation service worker.
-if (!(await becomeIsolated())) state.worker = startWorker(replies, crashed);
+if (!(await becomeIsolated())) {
+  state.worker = startWorker(replies, crashed);
+  pickerFilled.then(prefetchOpening);
+}

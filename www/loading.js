@@ -10,6 +10,7 @@ import { fail, clearError, progress } from './notices.js';
 import { isLink } from './downloads.js';
 import { fetchLinked } from './links.js';
 import { seed } from './params.js';
+import { settingsFromUrl } from './exports.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -54,13 +55,15 @@ export function loadShipped(dir, convertTo) {
   }, convertTo);
 }
 
+// The progress of fetching a real model's file.
+const fetchProgress = (real) => (r, t) => progress(t ? r / t : undefined, `fetching ${real.path.split('/').pop()}: ${fmtBytes(r)}${t ? ` of ${fmtBytes(t)}` : ''}`);
+
 // A real model's GGUF file (sources.REAL_MODELS), fetched with progress.
 function loadReal(real, convertTo) {
-  const onBytes = (r, t) => progress(t ? r / t : undefined, `fetching ${real.path.split('/').pop()}: ${fmtBytes(r)}${t ? ` of ${fmtBytes(t)}` : ''}`);
   const { name, capacity, kvDtype } = real;
   return load({ kind: 'real', name, capacity, kvDtype }, async () => {
     progress(0, `fetching ${real.path}`);
-    const source = await sources.ggufSource(real, onBytes);
+    const source = await sources.ggufSource(real, fetchProgress(real));
     return { source, transfer: [source.weights], label: `loading ${real.label}…` };
   }, convertTo);
 }
@@ -107,3 +110,13 @@ export function loadFiles(fileList) {
   });
 }
 
+// Start fetching the file of the model the page opens on (the link's, else the picker's
+// first) when it is a real model: its 98 MB then arrive while the worker is still compiling
+// the wasm module and starting its threads, rather than after.
+export function prefetchOpening() {
+  const link = settingsFromUrl().model;
+  const offered = [...$('model-select').options].some((o) => o.value === link);
+  const [kind, name] = (offered ? link : $('model-select').value).split(/:(.*)/s);
+  const real = kind === 'real' ? sources.realModel(name) : null;
+  if (real) sources.prefetchGguf(real, fetchProgress(real));
+}

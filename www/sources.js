@@ -126,10 +126,25 @@ export async function shippedSource(dir, onBytes) {
   return { kind: 'hf', config, weights: weights.slice().buffer, tokenizer: tokenizer.slice().buffer };
 }
 
+// Real models' files being fetched ahead (prefetchGguf), by path, until a load takes them.
+const ahead = new Map();
+
+// Start fetching a real model's GGUF file now, for the next ggufSource of it to take (the
+// page does so for the model it opens on, while its worker starts). A failed fetch is
+// reported by that load.
+export function prefetchGguf(model, onBytes) {
+  if (ahead.has(model.path)) return;
+  const bytes = fetchBytes(model.path, onBytes, false);
+  bytes.catch(() => {});
+  ahead.set(model.path, bytes);
+}
+
 // A real model's GGUF file (weights, tokenizer and chat template in one), fetched each
 // time it is loaded (not kept here: the worker gets the only copy of its 98 MB).
 export async function ggufSource(model, onBytes) {
-  const bytes = await fetchBytes(model.path, onBytes, false);
+  const fetching = ahead.get(model.path) ?? fetchBytes(model.path, onBytes, false);
+  ahead.delete(model.path);
+  const bytes = await fetching;
   return { kind: 'gguf', weights: bytes.buffer };
 }
 

@@ -25,11 +25,13 @@ use crate::kv_cache::KvCache;
 use crate::model::{Block, Model};
 use crate::rope::RopeTable;
 use crate::sampler::argmax;
-use crate::tensor::{DType, KvDType};
+use crate::tensor::{DType, KvDType, Matrix};
 
-/// Bytes of work (weights or cache read) below which an operation runs on the
-/// calling thread: waking the others costs tens of microseconds natively, the
-/// time one core takes to stream a few hundred KiB.
+/// Bytes of work below which an operation runs on the calling thread: a matrix
+/// product counts its weights' bytes once per token it computes (see
+/// [`product_work`]), attention the cache bytes it reads. Waking the other
+/// threads costs tens of microseconds natively, the time one core takes to
+/// stream a few hundred KiB.
 #[cfg(not(target_arch = "wasm32"))]
 pub const MIN_PARALLEL_BYTES: usize = 256 << 10;
 /// In the browser a hand-off between Web Workers costs several times more, so
@@ -160,7 +162,7 @@ impl CpuEngine {
     }
 
     /// Split an operation across threads only from this many bytes of work
-    /// (0: always, when there are several threads; `usize::MAX`: never). The
+    /// (see [`MIN_PARALLEL_BYTES`]; 0: always, when there are several threads; `usize::MAX`: never). The
     /// result is the same either way: each output is computed by the same code.
     pub fn set_min_parallel_bytes(&mut self, bytes: usize) {
         self.min_parallel_bytes = bytes;
@@ -216,13 +218,14 @@ impl CpuEngine {
     }
 
     /// Whether a forward pass of `t_new` tokens splits any of its work across
-    /// threads: its largest read (a layer's q/k/v, gate/up or other matrix, the
-    /// classifier, or one layer's cache) reaches the threshold of `run`.
+    /// threads: its largest piece (a layer's q/k/v, gate/up or other product, the
+    /// classifier on one token, or one layer's cache) reaches the threshold of `run`.
     fn splits_work(&self, t_new: usize) -> bool {
         let (c, m) = (&self.model.config, &self.model);
         let n_ctx = (self.pos + t_new).min(self.cache.capacity());
         let kv = layer_kv_bytes(c, &self.cache, n_ctx);
-        let largest = m.blocks.iter().flat_map(block_reads).fold(kv.max(m.classifier().bytes()), usize::max);
+        let classifier = product_work(&[m.classifier()], 1);
+        let largest = m.blocks.iter().flat_map(|b| block_work(b, t_new)).fold(kv.max(classifier), usize::max);
         threads() > 1 && largest >= self.min_parallel_bytes
     }
 
@@ -248,7 +251,7 @@ impl CpuEngine {
         let (q_dim, kv_dim) = (c.n_heads() * c.head_dim(), c.n_kv_heads() * c.head_dim());
         let qkv_dim = q_dim + 2 * kv_dim;
         let eps = c.rms_norm_eps;
-        // Whether work reading `bytes` runs on several threads.
+        // Whether `bytes` of work (see MIN_PARALLEL_BYTES) run on several threads.
         let (n_threads, min_bytes) = (threads(), *min_parallel_bytes);
         let par = |bytes: usize| n_threads > 1 && bytes >= min_bytes;
         let Scratch { x, xb, qkv, att, hb, proj, logits, matmul: mm, attention, .. } = scratch;
@@ -263,7 +266,7 @@ impl CpuEngine {
             let (a, mlp) = (&block.attn, &block.mlp);
             // ---- attention: x += wo(attention(rope(wq xb), rope(wk xb), wv xb)) ----
             rms_norm_rows(x, &block.input_norm, eps, xb);
-            let [qkv_bytes, wo_bytes, gate_up_bytes, down_bytes] = block_reads(block);
+            let [qkv_bytes, wo_bytes, gate_up_bytes, down_bytes] = block_work(block, t_new);
             matmul(&[&a.wq, &a.wk, &a.wv], xb, t_new, qkv, mm, par(qkv_bytes)); // (T, H*hd | G*hd | G*hd)
             for (t, row) in qkv.chunks_exact_mut(qkv_dim).enumerate() {
                 let (q, kv) = row.split_at_mut(q_dim);
@@ -302,7 +305,7 @@ impl CpuEngine {
         rms_norm_rows(&x[first * dim..], &model.norm, eps, normed);
         let logits = &mut logits[..n_out * vocab];
         let classifier = model.classifier();
-        matmul(&[classifier], normed, n_out, logits, mm, par(classifier.bytes())); // (n_out, vocab)
+        matmul(&[classifier], normed, n_out, logits, mm, par(product_work(&[classifier], n_out))); // (n_out, vocab)
         Ok(logits)
     }
 }
@@ -354,11 +357,19 @@ impl Backend for CpuEngine {
     }
 }
 
-/// Bytes each matrix product of a block reads, one parallel region each in `run`:
-/// q/k/v together, wo, gate/up together, down.
-fn block_reads(b: &Block) -> [usize; 4] {
+/// The work of each matrix product of a block on `t` tokens, one parallel region each
+/// in `run`: q/k/v together, wo, gate/up together, down (see [`product_work`]).
+fn block_work(b: &Block, t: usize) -> [usize; 4] {
     let (a, f) = (&b.attn, &b.mlp);
-    [a.wq.bytes() + a.wk.bytes() + a.wv.bytes(), a.wo.bytes(), f.gate.bytes() + f.up.bytes(), f.down.bytes()]
+    [product_work(&[&a.wq, &a.wk, &a.wv], t), product_work(&[&a.wo], t), product_work(&[&f.gate, &f.up], t), product_work(&[&f.down], t)]
+}
+
+/// The work of a product of the matrices `ws` with `t` tokens, in bytes: their bytes
+/// once per token. Each weight meets every token in a multiply-add, so a prompt's
+/// prefill does t times a decode step's arithmetic on the same weights, and splits
+/// across threads even where a decode step's product is too small to.
+fn product_work(ws: &[&Matrix], t: usize) -> usize {
+    ws.iter().map(|w| w.bytes()).sum::<usize>().saturating_mul(t)
 }
 
 /// Bytes one layer's attention reads from the cache at `n_ctx` positions.

@@ -63,8 +63,8 @@ impl WebSession {
         Ok(())
     }
 
-    /// Split the CPU engine's work across threads from `bytes` of work (weights or
-    /// cache read) per operation, instead of its default (2 MiB in the browser);
+    /// Split the CPU engine's work across threads from `bytes` of work (weights once
+    /// per token, or cache read) per operation, instead of its default (2 MiB in the browser);
     /// 0 splits everything. The logits do not change. For tests and measurements;
     /// it holds until the CPU engine is opened again (backend or KV precision change).
     #[wasm_bindgen(js_name = setMinParallelBytes)]
