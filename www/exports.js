@@ -30,11 +30,11 @@ export function exportJson() {
 
 // The compare table, one line per row.
 export function exportCsv() {
-  const head = ['label', 'g', 'kv_dtype', 'uptrained', 'context', 'tok_s', 'ms_per_token', 'kv_bytes', 'bytes_per_token', 'kl_vs_base', 'top1_agreement'];
+  const head = ['label', 'g', 'kv_dtype', 'uptrained', 'context', 'tok_s', 'ms_per_token', 'kv_bytes', 'weight_bytes', 'bytes_per_token', 'kl_vs_base', 'top1_agreement'];
   const quoted = (v) => (/[",\n]/.test(String(v)) ? `"${String(v).replaceAll('"', '""')}"` : String(v));
   const lines = state.compare.map((r) => {
     const q = r.table ? { kl: r.table.eval.kl_vs_base ?? 0, top1: r.table.eval.top1_agreement ?? 1 } : { kl: r.quality?.kl_vs_base ?? '', top1: r.quality?.top1_agreement ?? '' };
-    return [r.label, r.g, r.kvDtype, r.uptrained, r.context, r.tokS, r.msPerToken, r.kvBytes, r.bytesPerToken, q.kl, q.top1].map(quoted).join(',');
+    return [r.label, r.g, r.kvDtype, r.uptrained, r.context, r.tokS, r.msPerToken, r.kvBytes, r.bytesPerToken - r.kvBytes, r.bytesPerToken, q.kl, q.top1].map(quoted).join(',');
   });
   download('gqa-lab-compare.csv', new Blob([[head.join(','), ...lines].join('\n') + '\n'], { type: 'text/csv' }));
 }

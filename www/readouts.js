@@ -167,7 +167,7 @@ export function addCompareRow(m, table) {
   const quality = table
     ? `${nats(table.eval)} / ${nats(table.eval_long)} nats/token; KL ${table.eval.kl_vs_base?.toFixed(3) ?? '0'}, top-1 ${pct(table.eval.top1_agreement ?? 1)} (table)`
     : m.quality ? `KL ${m.quality.kl_vs_base.toFixed(4)}, top-1 ${pct(m.quality.top1_agreement)} (live)` : '–';
-  const cells = [label, m.kvDtype, m.tokS.toFixed(1), msPerToken.toFixed(3), fmtBytes(m.kvBytes), fmtBytes(m.bytesPerToken), quality, m.text.slice(0, 160)];
+  const cells = [label, m.kvDtype, m.tokS.toFixed(1), msPerToken.toFixed(3), fmtBytes(m.kvBytes), fmtBytes(m.bytesPerToken - m.kvBytes), fmtBytes(m.bytesPerToken), quality, m.text.slice(0, 160)];
   cells.forEach((c, i) => {
     const td = row.insertCell();
     td.textContent = c;

@@ -778,7 +778,7 @@ try {
   await idle();
   const rows = await page.$$eval('#compare-table tbody tr', (rs) => rs.length);
   check(rows === choices.length, `compare all G: ${rows} rows for ${choices.length} choices`);
-  const live = await page.$$eval('#compare-table tbody tr td:nth-child(7)', (tds) => tds.map((td) => td.textContent));
+  const live = await page.$$eval('#compare-table tbody tr td:nth-child(8)', (tds) => tds.map((td) => td.textContent));
   check(live.every((q) => /live/.test(q)) && /^KL 0\.0000, top-1 100\.0%/.test(live[0]), `live quality vs the unconverted model: ${live.join(' | ')}`);
   // Every G with each KV precision: three rows per G, bytes per token falling with G and
   // with precision, and quality against the f32 MHA base (its own row: KL 0).
