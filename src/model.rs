@@ -10,7 +10,7 @@
 use crate::config::Config;
 use crate::error::Result;
 use crate::rng::Rng;
-use crate::tensor::{DType, Matrix, Shared};
+use crate::tensor::{DType, Data, Matrix, Shared};
 
 /// Grouped-query attention projections. With hd = head_dim, H = n_heads, G = n_kv_heads:
 #[derive(Clone, Debug, PartialEq)]
@@ -104,6 +104,16 @@ impl Model {
     pub fn to_dtype(&self, dtype: DType) -> Model {
         let mut m = self.clone();
         for w in m.matrices_mut() {
+            *w = w.to_dtype(dtype);
+        }
+        m
+    }
+
+    /// [`Model::to_dtype`] for the matrices stored as floats: block-quantized ones keep
+    /// their blocks (the GPU engine reads them in place).
+    pub fn floats_to(&self, dtype: DType) -> Model {
+        let mut m = self.clone();
+        for w in m.matrices_mut().into_iter().filter(|w| !matches!(w.data, Data::Quantized { .. })) {
             *w = w.to_dtype(dtype);
         }
         m

@@ -90,9 +90,10 @@ impl WebSession {
     /// A WebGPU engine for the current model, at the capacity in use, or why there is none.
     async fn open_gpu(&mut self, options: EngineOptions) -> Result<Engine, JsError> {
         let capacity = self.session.backend().capacity();
-        // In the base's precision: the CPU engine may hold f32 copies of f16 weights
-        // (see cpu::WASM_WIDEN_MAX_BYTES), which f16 holds exactly.
-        let model = self.session.model().to_dtype(self.session.base().dtype());
+        // Float matrices in the base's precision: the CPU engine may hold f32 copies of f16
+        // weights (see cpu::WASM_WIDEN_MAX_BYTES), which f16 holds exactly. Block-quantized
+        // ones stay in their blocks: the shaders decode them (shaders/quant.wgsl).
+        let model = self.session.model().floats_to(self.session.base().dtype());
         let opened = Engine::open_async(BackendKind::Gpu, model, capacity, options).await.map_err(js_error)?;
         match opened.fallback {
             Some(why) => Err(JsError::new(&why)),

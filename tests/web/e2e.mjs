@@ -295,11 +295,14 @@ try {
       await page.selectOption('#backend', 'webgpu');
       await page.waitForFunction(() => !window.gqaState.busy, null, { timeout: 120_000 });
       const gpuName = await state('s.info.backend');
+      const gpuWeights = await state('s.info.weightBytes');
       await page.click('#chat-new');
       await page.fill('#max-tokens', '4');
       const gpu = await chatAsk(france);
       check(/gpu/i.test(gpuName) && gpu.stats?.generated_tokens === 4 && gpu.reply.length > 4 && at3.reply.startsWith(gpu.reply),
         `SmolLM2 on WebGPU (${gpuName}), G = 3, greedy: "${gpu.reply}", as the CPU began: "${at3.reply}"`);
+      // Its 4-bit blocks as stored (the file is 98.4 MB), not widened to f32 (about 540 MB).
+      check(gpuWeights === info.weightBytes && gpuWeights < 110e6, `on WebGPU the weights stay 4-bit: ${gpuWeights} bytes (on the CPU: ${info.weightBytes})`);
       console.log(`MEASURED SmolLM2 chat decode on WebGPU (${gpuName}): ${gpu.stats?.decode_tok_s?.toFixed(2)} tok/s`);
       await page.selectOption('#backend', 'cpu');
       await page.waitForFunction(() => !window.gqaState.busy && /cpu/.test(window.gqaState.info.backend), null, { timeout: 120_000 });
