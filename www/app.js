@@ -264,7 +264,7 @@ async function compareAll() {
   try {
     const checkpoints = await checkpointsToCompare();
     $('compare-label').textContent = `Measured on ${engineLabel(state.info.backend)}, at ${mode === 'real' ? 'a real' : 'a synthetic'} context of ${context} positions` +
-      (mode === 'real' ? ' (generated from the prompt; tok/s over the last 48 tokens).' : ' (KV cache filled with synthetic values; median of 47 timed steps; then each row timed twice more in interleaved rounds, and the median of the three shown).');
+      (mode === 'real' ? ' (generated from the prompt; tok/s over the last 48 tokens).' : ' (KV cache filled with synthetic values; median of 47 timed steps; then each row timed four more times in interleaved rounds, and the fastest of the five shown: a shared machine only ever slows a round down).');
     // 'each': every precision in turn, f32 first (its MHA row is the quality reference).
     state.comparingPrecisions = $('compare-kv').value === 'each';
     // A chat model answers the conversation's last question in every row.

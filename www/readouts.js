@@ -176,7 +176,7 @@ export function addCompareRow(m, table) {
   drawFigures();
 }
 
-// A further round of compare timed the row at `index`: show the median of its rounds.
+// A further round of compare timed the row at `index`: show the fastest of its rounds.
 export function updateCompareSpeed({ index, tokS, rounds }) {
   const r = state.compare[index];
   if (!r) return;

@@ -5,7 +5,8 @@
 //! positions. Its values are one row per position, so the weighted sum is
 //! vectorized over head_dim and needs no horizontal sums. Each key or value
 //! vector loaded (f16 converted in registers) serves up to eight query heads of
-//! the group at once (four with 16 registers), their accumulators held in
+//! the group at once (four on AVX2, whose two vectors per step fill its 16
+//! registers sooner), their accumulators held in
 //! registers: with fewer KV heads (larger groups) there are fewer bytes to load
 //! per multiply-add. Where a group's heads make the kernels compute-bound (four or
 //! more), they prefetch the cache a few steps ahead, which the hardware
@@ -76,6 +77,10 @@ impl<T: Elem> Kernel for Scores<'_, T> {
                 (3, 2) => scores_heads::<V, T, 3, 2>(keys, q, scale, s),
                 (2, 2) => scores_heads::<V, T, 2, 2>(keys, q, scale, s),
                 (_, 2) => scores_heads::<V, T, 1, 2>(keys, q, scale, s),
+                (8, _) => scores_heads::<V, T, 8, 1>(keys, q, scale, s),
+                (7, _) => scores_heads::<V, T, 7, 1>(keys, q, scale, s),
+                (6, _) => scores_heads::<V, T, 6, 1>(keys, q, scale, s),
+                (5, _) => scores_heads::<V, T, 5, 1>(keys, q, scale, s),
                 (4, _) => scores_heads::<V, T, 4, 1>(keys, q, scale, s),
                 (3, _) => scores_heads::<V, T, 3, 1>(keys, q, scale, s),
                 (2, _) => scores_heads::<V, T, 2, 1>(keys, q, scale, s),
@@ -223,10 +228,13 @@ fn values_heads<V: Lanes, T: Elem, const R: usize, const J: usize>(values: &[T],
     }
 }
 
-/// Query heads the attention kernels take per block: eight where 32 registers
-/// hold their accumulators (AVX-512), else four.
+/// Query heads the attention kernels take per block: eight where their accumulators
+/// fit the registers (32 on AVX-512; one vector of positions per step, as on wasm
+/// simd128 and the plain code, in 16), else four. Fewer blocks, fewer passes over the
+/// cache (and f16 conversions): on SmolLM2 (9 query heads) MQA's one key/value head is
+/// read twice (8 + 1 heads) where GQA-3's three are read once each.
 fn heads_per_block<V: Lanes>() -> usize {
-    if V::N >= 16 { 8 } else { 4 }
+    if V::N >= 16 || V::UNROLL == 1 { 8 } else { 4 }
 }
 
 /// The attention kernels against f64 computed from the same (rounded) numbers.
@@ -252,7 +260,7 @@ mod tests {
         (sums, out)
     }
 
-    /// Attention over one block, every group size 1..=8 (head blocks of 8 down to 1,
+    /// Attention over one block, every group size 1..=9 (head blocks of 8 down to 1, and 8 + 1,
     /// each with its own positions per step), lengths around the 16-position step
     /// and the block limit, head_dim 8, 16, 24 and 64 (24: a tail of dims past the
     /// vectors), f32, f16 and int8 rows: scores, softmax_numerators and the weighted
@@ -264,7 +272,7 @@ mod tests {
     fn attention_block_matches_f64_for_every_group_and_tail() {
         for isa in Isa::all_available() {
         for hd in [8usize, 16, 24, 64] {
-            for group in 1..=8usize {
+            for group in 1..=9usize {
                 for len in [1usize, 7, 15, 16, 17, 33, 255, 256, 512] {
                     let stride = len + 5; // rows apart in the cache, as at capacity > len
                     let k = randn(hd * stride, (hd * 100 + group * 10 + len) as u64);

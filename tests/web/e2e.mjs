@@ -479,8 +479,8 @@ try {
     check(rows.every((r) => r.context === long && r.table), `every row at context ${long}, with the shipped quality table's numbers`);
     check(converted.every((r, i) => i === 0 || r.bytes < converted[i - 1].bytes), `bytes per token fall from MHA to MQA: ${converted.map((r) => r.bytes).join(' > ')}`);
     const shownTokS = await page.$$eval('#compare-table tbody tr', (trs) => trs.map((tr) => Number(tr.dataset.tokS)));
-    check(rows.every((r, i) => r.rounds === 3 && shownTokS[i] === r.tokS),
-      `every row timed in 3 interleaved rounds, the table showing their median (${rows.map((r) => r.rounds).join(', ')} rounds)`);
+    check(rows.every((r, i) => r.rounds === 5 && shownTokS[i] === r.tokS),
+      `every row timed in 5 interleaved rounds, the table showing the fastest (${rows.map((r) => r.rounds).join(', ')} rounds)`);
     // Speed is measured here, not asserted (the machine may be busy): the figures go to the log and the README.
     const rising = converted.every((r, i) => i === 0 || r.tokS > converted[i - 1].tokS);
     const [mha, mqa] = [converted[0], converted.at(-1)];
