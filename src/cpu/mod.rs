@@ -29,7 +29,8 @@ use crate::tensor::{DType, KvDType, Matrix};
 
 /// Bytes of work below which an operation runs on the calling thread: a matrix
 /// product counts its weights' bytes once per token it computes (see
-/// [`product_work`]), attention the cache bytes it reads. Waking the other
+/// [`product_work`]), attention the cache bytes it reads once per query head
+/// ([`layer_attention_work`]). Waking the other
 /// threads costs tens of microseconds natively, the time one core takes to
 /// stream a few hundred KiB.
 #[cfg(not(target_arch = "wasm32"))]
@@ -219,13 +220,13 @@ impl CpuEngine {
 
     /// Whether a forward pass of `t_new` tokens splits any of its work across
     /// threads: its largest piece (a layer's q/k/v, gate/up or other product, the
-    /// classifier on one token, or one layer's cache) reaches the threshold of `run`.
+    /// classifier on one token, or one layer's attention) reaches the threshold of `run`.
     fn splits_work(&self, t_new: usize) -> bool {
         let (c, m) = (&self.model.config, &self.model);
         let n_ctx = (self.pos + t_new).min(self.cache.capacity());
-        let kv = layer_kv_bytes(c, &self.cache, n_ctx);
+        let attention = layer_attention_work(c, &self.cache, n_ctx);
         let classifier = product_work(&[m.classifier()], 1);
-        let largest = m.blocks.iter().flat_map(|b| block_work(b, t_new)).fold(kv.max(classifier), usize::max);
+        let largest = m.blocks.iter().flat_map(|b| block_work(b, t_new)).fold(attention.max(classifier), usize::max);
         threads() > 1 && largest >= self.min_parallel_bytes
     }
 
@@ -278,8 +279,8 @@ impl CpuEngine {
             for (t, (row, out)) in qkv.chunks_exact(qkv_dim).zip(att.chunks_exact_mut(q_dim)).enumerate() {
                 // Causal: the token at pos + t attends to positions 0..=pos + t.
                 let n_ctx = *pos + t + 1;
-                let kv_bytes = layer_kv_bytes(c, cache, n_ctx);
-                grouped_attention(c, cache, layer, n_ctx, &row[..q_dim], out, attention, par(kv_bytes));
+                let work = layer_attention_work(c, cache, n_ctx);
+                grouped_attention(c, cache, layer, n_ctx, &row[..q_dim], out, attention, par(work));
                 if let (Some(p), true) = (probe.as_mut(), t + 1 == t_new) {
                     p.push(attention_weights(c, cache, layer, n_ctx, &row[..q_dim]));
                 }
@@ -372,9 +373,12 @@ fn product_work(ws: &[&Matrix], t: usize) -> usize {
     ws.iter().map(|w| w.bytes()).sum::<usize>().saturating_mul(t)
 }
 
-/// Bytes one layer's attention reads from the cache at `n_ctx` positions.
-fn layer_kv_bytes(c: &Config, cache: &KvCache, n_ctx: usize) -> usize {
-    kv_cache_bytes(c, c.n_kv_heads(), n_ctx, cache.dtype()) / c.num_hidden_layers
+/// The work of one layer's attention at `n_ctx` positions: the cache bytes it reads,
+/// once per query head that reads them (each does its own arithmetic on them). Bytes
+/// alone would keep MQA's attention on one thread where MHA's, with the same
+/// arithmetic, is split (SmolLM2 at 8192 positions: 2 MiB of f16 cache a layer).
+fn layer_attention_work(c: &Config, cache: &KvCache, n_ctx: usize) -> usize {
+    kv_cache_bytes(c, c.n_kv_heads(), n_ctx, cache.dtype()) / c.num_hidden_layers * c.group_size()
 }
 
 /// RMSNorm of each row of x (rows of w.len()): x / sqrt(mean(x^2) + eps) * w.
