@@ -264,14 +264,17 @@ pub fn default_capacity(config: &Config) -> usize {
     config.max_position_embeddings.min(DEFAULT_CAPACITY)
 }
 
-/// [`kv_cache_bytes`] for a cache about to be allocated, computed without overflow
-/// (on wasm32 `usize` has 32 bits) and checked against [`KV_BUDGET_BYTES`] first.
-pub fn kv_cache_bytes_checked(config: &Config, n_kv_heads: usize, positions: usize, kv: KvDType) -> Result<usize> {
-    let bytes = [config.num_hidden_layers, n_kv_heads, positions, kv.vector_bytes(config.head_dim())]
+/// [`kv_cache_bytes`] in u64 (on wasm32 `usize` has 32 bits), or None past u64.
+pub fn kv_cache_bytes_u64(config: &Config, n_kv_heads: usize, positions: usize, kv: KvDType) -> Option<u64> {
+    [config.num_hidden_layers, n_kv_heads, positions, kv.vector_bytes(config.head_dim())]
         .iter()
         .try_fold(2u64, |acc, &x| acc.checked_mul(x as u64))
-        .filter(|&b| b <= KV_BUDGET_BYTES);
-    match bytes {
+}
+
+/// [`kv_cache_bytes`] for a cache about to be allocated, computed without overflow
+/// and checked against [`KV_BUDGET_BYTES`] first.
+pub fn kv_cache_bytes_checked(config: &Config, n_kv_heads: usize, positions: usize, kv: KvDType) -> Result<usize> {
+    match kv_cache_bytes_u64(config, n_kv_heads, positions, kv).filter(|&b| b <= KV_BUDGET_BYTES) {
         Some(b) => Ok(b as usize),
         None => Err(GqaError::Invalid(format!(
             "a KV cache of {positions} positions ({} layers x G = {n_kv_heads} x head_dim {} in {}, keys and values) needs more than the memory budget of {} GiB; use a shorter context",

@@ -7,7 +7,7 @@
 //! cache becomes f16 (the same positions in half the bytes); then the context is halved
 //! until it fits. The choice comes with its reason, in words, for the page to show.
 
-use crate::config::Config;
+use crate::config::{kv_cache_bytes_u64, Config};
 use crate::tensor::KvDType;
 
 /// The fewest positions worth opening a model with.
@@ -22,10 +22,9 @@ pub struct KvFit {
 }
 
 /// Bytes the page may need for the cache of `positions` in `dtype`: MHA's cache, twice
-/// (see the module doc). In u64: on wasm32 it can pass `usize`.
+/// (see the module doc).
 pub fn bytes_needed(config: &Config, positions: usize, dtype: KvDType) -> u64 {
-    let per_position = 2 * config.num_hidden_layers * config.n_heads() * dtype.vector_bytes(config.head_dim());
-    2 * per_position as u64 * positions as u64
+    kv_cache_bytes_u64(config, config.n_heads(), positions, dtype).map_or(u64::MAX, |b| b.saturating_mul(2))
 }
 
 /// The cache for `capacity` positions in `dtype`, or the nearest one that fits in `room`
